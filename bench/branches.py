@@ -1,0 +1,230 @@
+"""Many branches, many events each: makespan against the ideal, and per-branch overlap.
+
+Every run is a rehearsal job of ``--job-seconds``; the queue allows one run per
+branch at a time and ``--cap`` runs in total. The ideal makespan is what a perfect
+scheduler would reach with those numbers: the total work spread over the cap,
+but never less than one branch's events back to back.
+
+    python bench/branches.py                       # short default run
+    python bench/branches.py --branches 200 --events 10 --cap 50 --job-seconds 1
+    DBOS_SYSTEM_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/bench python bench/branches.py
+
+On PostgreSQL, point it at an empty database (it is created if missing).
+
+Prints one JSON object. The overlap figures come from the rehearsal ledger's
+submit and finish times, not from DBOS. The reference is a bare DBOS workflow that
+only sleeps the job time, on the same partitioned queue with the same limits: it
+shows what the queue alone reaches on this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from dbos import DBOS, DBOSClient, EnqueueOptions, WorkflowStatus
+
+from trigger.event import manual_event
+from trigger.matching import match
+from trigger.settings import Settings, build_settings
+from workflows import app
+from workflows.queue import RUN_QUEUE, Enqueuer
+from workflows.rehearsal import Ledger
+from workflows.runtime import ledger_path
+
+FINAL = ("SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED")
+REFERENCE_WORKFLOW = "bench.reference"
+
+
+@DBOS.workflow(name=REFERENCE_WORKFLOW)
+def reference_workflow(seconds: float) -> None:
+    """The reference: a bare DBOS workflow on the same queue that only sleeps."""
+    DBOS.sleep(seconds)
+
+
+def _wait_final(client: DBOSClient, ids: list[str]) -> list[WorkflowStatus]:
+    while True:
+        rows = client.list_workflows(workflow_ids=ids, load_input=False, load_output=False)
+        if len(rows) == len(ids) and all(str(r.status) in FINAL for r in rows):
+            return rows
+        time.sleep(0.25)
+
+
+def reference(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
+    """Raw DBOS on the same partitioned queue (same limits), no Bauplan steps."""
+    client = DBOSClient(system_database_url=settings.database_url())
+    try:
+        ids = []
+        started = time.time()
+        for i in range(args.events):
+            for b in range(args.branches):
+                options: EnqueueOptions = {
+                    "workflow_name": REFERENCE_WORKFLOW,
+                    "queue_name": RUN_QUEUE,
+                    "workflow_id": f"ref:b{b}-{i}",
+                    "queue_partition_key": f"ref.b{b}",
+                    "priority": 100,
+                    "app_version": settings.service.application_version,
+                }
+                client.enqueue(options, args.job_seconds)
+                ids.append(options["workflow_id"])
+        rows = _wait_final(client, ids)
+    finally:
+        client.destroy()
+    ended = max((r.completed_at or r.updated_at or 0) / 1000 for r in rows)
+    spans = [
+        ((r.dequeued_at or 0) / 1000, (r.completed_at or r.updated_at or 0) / 1000) for r in rows
+    ]
+    return {
+        "makespan_seconds": round(ended - started, 3),
+        "max_concurrent_workflows": max_overlap(spans),
+    }
+
+
+def max_overlap(intervals: list[tuple[float, float]]) -> int:
+    points = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
+    best = now = 0
+    for _, delta in points:
+        now += delta
+        best = max(best, now)
+    return best
+
+
+def ideal_makespan(branches: int, events: int, cap: int, job: float) -> float:
+    """Waves of ``cap`` jobs; a branch's own events can never run side by side."""
+    waves = math.ceil(branches * events / cap) if cap < branches else events
+    return max(waves, events) * job
+
+
+def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
+    project = folder / "project"
+    project.mkdir()
+    (project / "bauplan_project.yml").write_text("project:\n  id: bench\n  name: bench\n")
+    database = os.environ.get("DBOS_SYSTEM_DATABASE_URL")
+    settings = build_settings(
+        {
+            "service": {"state_dir": str(folder / "state")},
+            "bauplan": {
+                "mode": "rehearse",
+                "rehearse_seconds": args.job_seconds,
+                "poll_interval": args.poll_interval,
+                "poll_max_interval": args.poll_interval,
+            },
+            "queue": {
+                "polling_interval": args.queue_polling,
+                "per_branch_concurrency": 1,
+                "global_concurrency": args.cap,
+            },
+            "triggers": [
+                {
+                    "name": "bench",
+                    "project_dir": str(project),
+                    "branch": "bench_{branch_id}",
+                    "inputs": ["branch_id", "n"],
+                    "parameters": {"n": "{n}"},
+                }
+            ],
+        },
+        config_path=folder / "bauplan-trigger.toml",
+        environ={"DBOS_SYSTEM_DATABASE_URL": database} if database else {},
+    )
+    app.launch(settings)
+    enqueuer = Enqueuer(settings)
+    try:
+        # Let the queue threads start (the first dequeue waits ~1 s whatever the polling).
+        time.sleep(1.5)
+        requests = [
+            match(
+                manual_event("bench", {"branch_id": f"b{b}", "n": str(i)}, event_id=f"b{b}-{i}"),
+                settings,
+            )[0]
+            for i in range(args.events)
+            for b in range(args.branches)
+        ]
+        run_ids = [request.run_id for request in requests]
+        started = time.time()
+        for request in requests:
+            enqueuer.enqueue(request)
+        enqueued = time.time()
+        rows = _wait_final(enqueuer.client, run_ids)
+        ended = max((r.completed_at or r.updated_at or 0) / 1000 for r in rows)
+        spans = {
+            (r.attributes or {}).get("job_id"): (
+                (r.dequeued_at or 0) / 1000,
+                (r.completed_at or r.updated_at or 0) / 1000,
+                (r.created_at or 0) / 1000,
+            )
+            for r in rows
+        }
+        statuses = sorted({str(r.status) for r in rows})
+        raw = reference(settings, args) if args.reference else None
+    finally:
+        enqueuer.close()
+        app.shutdown()
+    jobs = Ledger(ledger_path(settings)).jobs()
+    by_ref: dict[str, list[tuple[float, float]]] = {}
+    for job in jobs:
+        by_ref.setdefault(job["ref"], []).append((job["started_ts"], job["finished_ts"]))
+    before = [j["started_ts"] - spans[j["job_id"]][0] for j in jobs if j["job_id"] in spans]
+    after = [spans[j["job_id"]][1] - j["finished_ts"] for j in jobs if j["job_id"] in spans]
+    ideal = ideal_makespan(args.branches, args.events, args.cap, args.job_seconds)
+    makespan = ended - started
+    return {
+        "benchmark": "branches",
+        "database": "postgresql" if database else "sqlite",
+        "branches": args.branches,
+        "events_per_branch": args.events,
+        "runs": len(requests),
+        "per_branch_concurrency": 1,
+        "global_cap": args.cap,
+        "job_seconds": args.job_seconds,
+        "poll_interval": args.poll_interval,
+        "queue_polling_interval": args.queue_polling,
+        "enqueue_seconds": round(enqueued - started, 3),
+        "makespan_seconds": round(makespan, 3),
+        "ideal_makespan_seconds": round(ideal, 3),
+        "ratio_to_ideal": round(makespan / ideal, 3),
+        "target_ratio": 1.2,
+        "max_overlap_per_branch": max(max_overlap(v) for v in by_ref.values()) - 1,
+        "max_concurrent_jobs": max_overlap([(j["started_ts"], j["finished_ts"]) for j in jobs]),
+        "jobs_submitted": len(jobs),
+        "mean_start_to_submit_seconds": round(sum(before) / max(1, len(before)), 3),
+        "mean_job_end_to_run_end_seconds": round(sum(after) / max(1, len(after)), 3),
+        "final_statuses": statuses,
+        "reference_raw_dbos": raw,
+        "reference_ratio_to_ideal": None
+        if raw is None
+        else round(raw["makespan_seconds"] / ideal, 3),
+        "load_average_1m": round(os.getloadavg()[0], 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--branches", type=int, default=20)
+    parser.add_argument("--events", type=int, default=3)
+    parser.add_argument("--cap", type=int, default=10)
+    parser.add_argument(
+        "--no-reference",
+        dest="reference",
+        action="store_false",
+        help="skip the raw-DBOS reference run on the same queue",
+    )
+    parser.add_argument("--job-seconds", type=float, default=1.0)
+    parser.add_argument("--poll-interval", type=float, default=0.1)
+    parser.add_argument("--queue-polling", type=float, default=0.1)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    with tempfile.TemporaryDirectory(prefix="bench-branches-") as folder:
+        print(json.dumps(run(args, Path(folder)), indent=2))
+
+
+if __name__ == "__main__":
+    main()

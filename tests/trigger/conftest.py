@@ -1,0 +1,54 @@
+"""Webhook fixtures: secrets in the environment, and the app served on loopback."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import trigger.sources  # noqa: F401  (registers the webhook routers and filters)
+from tests.trigger.hookkit import GITHUB_SECRET, GITLAB_TOKEN, OTHER_SECRET, WHSEC, LiveServer
+
+
+@pytest.fixture(autouse=True)
+def _secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GITHUB_WEBHOOK_SECRET", GITHUB_SECRET)
+    monkeypatch.setenv("OTHER_WEBHOOK_SECRET", OTHER_SECRET)
+    monkeypatch.setenv("GITLAB_WEBHOOK_TOKEN", GITLAB_TOKEN)
+    monkeypatch.setenv("GENERIC_WEBHOOK_SECRET", WHSEC)
+
+
+@pytest.fixture
+def hooks(launched: Any) -> Iterator[Any]:
+    """``hooks(**overrides) -> (settings, enqueuer, base_url)``: DBOS launched in this
+    process (both backends) and the HTTP app on an ephemeral loopback port."""
+    from trigger.http import create_app
+    from trigger.service import ServiceContext
+
+    servers: list[LiveServer] = []
+
+    def start(**overrides: Any) -> tuple[Any, Any, str]:
+        settings, enqueuer = launched(**overrides)
+        context = ServiceContext(settings=settings, role="all", enqueuer=enqueuer)
+        server = LiveServer(create_app(settings, context)).__enter__()
+        servers.append(server)
+        return settings, enqueuer, server.url
+
+    yield start
+    for server in servers:
+        server.__exit__(None, None, None)
+
+
+@pytest.fixture
+def landing(tmp_path: Path) -> Path:
+    """The watched folder of the file-drop tests."""
+    folder = tmp_path / "landing"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"

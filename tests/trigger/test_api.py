@@ -1,0 +1,182 @@
+"""The operator API: auth, runs, events, fire, retry and cancel over real HTTP semantics."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+import trigger.sources  # noqa: F401  (registers the routers)
+from tests.support import wait_until
+from tests.trigger.server import client_for
+from trigger.api import close_api
+from trigger.http import create_app
+from workflows.rehearsal import Ledger
+from workflows.runtime import ledger_path
+
+FINAL = ("succeeded", "failed", "cancelled")
+
+
+def shared_branch_triggers(project_dir: Any) -> list[dict[str, Any]]:
+    """Two triggers on one branch: a slow one to hold it, a quick one to wait behind it."""
+    common = {"project_dir": str(project_dir), "branch": "shared"}
+    return [
+        {"name": "slow", **common, "rehearse_seconds": 120},
+        {"name": "quick", **common, "rehearse_seconds": 0.2},
+    ]
+
+
+@pytest.fixture
+def api(launched: Any, project_dir: Any) -> Iterator[tuple[Any, httpx.Client]]:
+    settings, _ = launched(triggers=shared_branch_triggers(project_dir))
+    app = create_app(settings)
+    with client_for(app) as client:
+        yield settings, client
+    close_api(app)
+    app.state.bauplan_trigger.engine.dispose()
+
+
+def _status(client: httpx.Client, run_id: str) -> dict[str, Any]:
+    response = client.get(f"/api/runs/{run_id}")
+    assert response.status_code == 200, response.text
+    run: dict[str, Any] = response.json()
+    return run
+
+
+def _until(client: httpx.Client, run_id: str, *words: str, job: bool = False) -> dict[str, Any]:
+    return wait_until(
+        lambda: (
+            (r := _status(client, run_id))["status"] in words and (not job or r["job_id"]) and r
+        ),
+        timeout=60,
+        what=f"run {run_id} to be {words}",
+    )
+
+
+def test_fire_then_retry_gives_a_linked_new_run(api: Any) -> None:
+    settings, client = api
+    fired = client.post("/api/triggers/quick/fire", json={"event_id": "http-1"})
+    assert fired.status_code == 200, fired.text
+    run_id = fired.json()["id"]
+    assert run_id == "run:quick:http-1" and fired.json()["duplicate"] is False
+    _until(client, run_id, *FINAL)
+    retried = client.post(f"/api/runs/{run_id}/retry", json={"actor": "ana"})
+    assert retried.status_code == 200, retried.text
+    new_id = retried.json()["new_run_id"]
+    assert new_id == "run:quick:http-1:retry-1"
+    new = _until(client, new_id, *FINAL)
+    assert new["status"] == "succeeded" and new["retry_of"] == run_id
+    assert _status(client, run_id)["retried_as"] == new_id
+    again = client.post(f"/api/runs/{new_id}/retry").json()["new_run_id"]
+    assert again == "run:quick:http-1:retry-2"
+    _until(client, again, *FINAL)
+    assert len(Ledger(ledger_path(settings)).jobs()) == 3
+    listed = client.get("/api/runs", params={"trigger": "quick", "limit": 2}).json()
+    assert len(listed["runs"]) == 2 and listed["next_offset"] == 2
+    rest = client.get("/api/runs", params={"trigger": "quick", "limit": 2, "offset": 2}).json()
+    assert len(rest["runs"]) == 1
+    story = client.get(f"/api/events/{run_id}").json()
+    sources = [e["source"] for e in story["events"]]
+    assert sources == ["manual", "control"]
+    events = client.get("/api/events", params={"source": "manual"}).json()["events"]
+    assert [e["event_id"] for e in events] == ["http-1"]
+
+
+def test_cancel_dequeues_a_waiting_run_and_stops_a_running_one(api: Any) -> None:
+    settings, client = api
+    slow = client.post("/api/triggers/slow/fire").json()["id"]
+    running = _until(client, slow, "running", job=True)
+    quick = client.post("/api/triggers/quick/fire").json()["id"]
+    waiting = _until(client, quick, "waiting")
+    assert "busy with run " + slow in waiting["waiting"]
+    refused = client.post(f"/api/runs/{slow}/retry")
+    assert refused.status_code == 409 and "still running" in refused.json()["detail"]
+
+    dequeued = client.post(f"/api/runs/{quick}/cancel")
+    assert dequeued.status_code == 200, dequeued.text
+    assert "dequeued" in dequeued.json()["detail"]
+    stopped = client.post(f"/api/runs/{slow}/cancel").json()
+    assert f"Bauplan job {running['job_id']} cancelled" in stopped["detail"]
+    assert _until(client, slow, "cancelled")["status"] == "cancelled"
+    assert _until(client, quick, "cancelled")["job_id"] is None
+    jobs = Ledger(ledger_path(settings)).jobs()
+    assert [(j["job_id"], j["status"]) for j in jobs] == [(running["job_id"], "ABORT")]
+    again = client.post(f"/api/runs/{slow}/cancel")
+    assert again.status_code == 409 and "already ended (cancelled)" in again.json()["detail"]
+    assert client.post("/api/runs/run:nope:x/cancel").status_code == 404
+
+
+def test_fire_refuses_unknown_triggers_and_undeclared_params(api: Any) -> None:
+    _, client = api
+    assert client.post("/api/triggers/nope/fire").status_code == 404
+    bad = client.post("/api/triggers/quick/fire", json={"params": {"x": "1"}})
+    assert bad.status_code == 422 and "does not declare" in bad.json()["detail"]
+    assert client.get("/api/events/nothing-at-all").status_code == 404
+
+
+def test_the_api_is_in_the_openapi_document(api: Any) -> None:
+    _, client = api
+    paths = client.get("/openapi.json").json()["paths"]
+    for path in (
+        "/api/runs",
+        "/api/runs/{run_id}",
+        "/api/runs/{run_id}/retry",
+        "/api/runs/{run_id}/cancel",
+        "/api/events",
+        "/api/triggers/{name}/fire",
+    ):
+        assert path in paths
+
+
+def _app_for(tmp_path: Any, project_dir: Any, **overrides: Any) -> Any:
+    from tests.support import make_settings
+
+    settings = make_settings(tmp_path, None, project_dir, **overrides)
+    settings.state_path.mkdir(parents=True, exist_ok=True)
+    return create_app(settings)
+
+
+def test_without_a_token_the_api_refuses_off_loopback(tmp_path: Any, project_dir: Any) -> None:
+    app = _app_for(tmp_path, project_dir, service={"listen": "0.0.0.0:8080"})
+    with client_for(app) as client:
+        for path in ("/api/runs", "/", "/metrics", "/api/events"):
+            response = client.get(path)
+            assert response.status_code == 403, path
+            assert "no API token is configured" in response.json()["detail"]
+        assert client.get("/healthz").status_code == 200
+    app.state.bauplan_trigger.engine.dispose()
+
+
+def test_with_a_token_every_request_must_carry_it(
+    launched: Any, project_dir: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BT_TEST_API_TOKEN", "s3cret-token")
+    settings, _ = launched(
+        service={"listen": "0.0.0.0:8080"},
+        api={"token_env": "BT_TEST_API_TOKEN"},
+    )
+    app = create_app(settings)
+    with client_for(app) as client:
+        assert client.get("/api/events").status_code == 401
+        wrong = client.get("/api/events", headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401 and "s3cret" not in wrong.text
+        right = client.get("/api/events", headers={"Authorization": "Bearer s3cret-token"})
+        assert right.status_code == 200 and right.json()["events"] == []
+        assert client.get("/?token=s3cret-token").status_code == 200
+        assert client.get("/").status_code == 200  # the cookie set by the first visit
+        assert client.get("/metrics").status_code == 200
+    close_api(app)
+    app.state.bauplan_trigger.engine.dispose()
+
+
+def test_a_named_but_unset_token_variable_turns_the_api_off(
+    tmp_path: Any, project_dir: Any
+) -> None:
+    app = _app_for(tmp_path, project_dir, api={"token_env": "BT_TEST_NOT_SET"})
+    with client_for(app) as client:
+        response = client.get("/api/runs", headers={"Authorization": "Bearer x"})
+        assert response.status_code == 403
+        assert "BT_TEST_NOT_SET, which is not set" in response.json()["detail"]
+    app.state.bauplan_trigger.engine.dispose()

@@ -1,0 +1,65 @@
+"""Matching is pure: the same event and config give the same requests and run ids."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.support import make_settings
+from trigger.errors import BadParameterError
+from trigger.event import Event, manual_event
+from trigger.matching import decide, match, parse_params, run_id_for, sanitise_suffix
+
+
+def test_a_manual_event_matches_only_its_trigger(tmp_path: Path, project_dir: Path) -> None:
+    settings = make_settings(tmp_path, None, project_dir)
+    event = manual_event("orders", {"run_date": "2026-11-23"}, event_id="abc", fired_by="ana")
+    [request] = match(event, settings)
+    assert request.run_id == "run:orders:abc"
+    assert request.branch_suffix == "orders_2026_11_23"
+    assert request.parameters == {"run_date": "2026-11-23", "source": "fire"}
+    assert request.project_dir == str(project_dir)
+    assert request.summary["fired_by"] == "ana"
+    assert match(manual_event("other", {}, event_id="abc"), settings) == []
+
+
+def test_run_ids_derive_from_the_event_and_are_stable() -> None:
+    assert run_id_for("orders", "delivery-1") == run_id_for("orders", "delivery-1")
+    assert run_id_for("orders", "a") != run_id_for("landing", "a")
+    hashed = run_id_for("landing", "dir/with spaces/ünïcode.csv")
+    assert hashed.startswith("run:landing:h-") and " " not in hashed
+
+
+@pytest.mark.parametrize(
+    ("rendered", "expected"),
+    [("orders_release/1.2", "orders_release_1_2"), ("a--b", "a_b"), ("__x__", "x")],
+)
+def test_branch_suffixes_are_made_bauplan_safe(rendered: str, expected: str) -> None:
+    assert sanitise_suffix(rendered, trigger="t") == expected
+
+
+def test_a_suffix_with_nothing_left_is_refused() -> None:
+    with pytest.raises(Exception, match="no letters or digits"):
+        sanitise_suffix("/../", trigger="t")
+
+
+def test_a_render_failure_is_a_reason_not_a_crash(tmp_path: Path, project_dir: Path) -> None:
+    settings = make_settings(tmp_path, None, project_dir)
+    event = Event(kind="manual", id="e", attributes={"trigger": "orders"})
+    [decision] = decide(event, settings)
+    assert decision.request is None
+    assert "run_date" in (decision.reason or "")
+
+
+def test_fire_params_must_be_declared_inputs(tmp_path: Path, project_dir: Path) -> None:
+    trig = make_settings(tmp_path, None, project_dir).trigger("orders")
+    assert parse_params(trig, ["run_date=2026-11-23"]) == {"run_date": "2026-11-23"}
+    with pytest.raises(BadParameterError, match="does not declare it in inputs"):
+        parse_params(trig, ["run_date=x", "table=y"])
+    with pytest.raises(BadParameterError, match="name=value"):
+        parse_params(trig, ["run_date"])
+    with pytest.raises(BadParameterError, match="needs --param for: run_date"):
+        parse_params(trig, [])
+    with pytest.raises(BadParameterError, match="control characters"):
+        parse_params(trig, ["run_date=a\nb"])

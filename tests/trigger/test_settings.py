@@ -1,0 +1,111 @@
+"""Configuration: one TOML file, env overrides, one-line errors naming key, value and fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import base_config, write_config
+from trigger.errors import ConfigError
+from trigger.settings import build_settings, find_config, load_settings
+
+
+def _build(
+    tmp_path: Path, project_dir: Path, env: dict[str, str] | None = None, **over: Any
+) -> Any:
+    return build_settings(base_config(tmp_path, project_dir, **over), environ=env or {})
+
+
+def test_a_valid_file_loads_with_paths_relative_to_it(tmp_path: Path, project_dir: Path) -> None:
+    config = base_config(tmp_path, project_dir)
+    config["service"]["state_dir"] = "state"
+    config["triggers"][0]["project_dir"] = "pipelines/orders"
+    path = write_config(tmp_path / "bt.toml", config)
+    settings = load_settings(path, environ={})
+    assert settings.state_path == tmp_path / "state"
+    assert settings.project_path(settings.triggers[0]) == project_dir
+    assert settings.database_url() == f"sqlite:///{tmp_path / 'state' / 'dbos.sqlite'}"
+
+
+def test_dbos_system_database_url_selects_postgres(tmp_path: Path, project_dir: Path) -> None:
+    url = "postgresql://u@127.0.0.1:5432/x"
+    settings = _build(tmp_path, project_dir, env={"DBOS_SYSTEM_DATABASE_URL": url})
+    assert settings.database_url() == url and settings.is_postgres
+
+
+def test_environment_overrides_the_file(tmp_path: Path, project_dir: Path) -> None:
+    settings = _build(
+        tmp_path,
+        project_dir,
+        env={
+            "BAUPLAN_TRIGGER_QUEUE__POLLING_INTERVAL": "0.5",
+            "BAUPLAN_TRIGGER_BAUPLAN__MODE": "live",
+        },
+    )
+    assert settings.queue.polling_interval == 0.5
+    assert settings.bauplan.mode == "live"
+
+
+def test_the_config_is_found_by_flag_then_variable_then_default(tmp_path: Path) -> None:
+    assert (
+        find_config(tmp_path / "a.toml", {"BAUPLAN_TRIGGER_CONFIG": "b.toml"})
+        == tmp_path / "a.toml"
+    )
+    assert find_config(None, {"BAUPLAN_TRIGGER_CONFIG": "b.toml"}) == Path("b.toml")
+    assert find_config(None, {}) == Path("bauplan-trigger.toml")
+
+
+def test_a_missing_file_says_how_to_provide_one(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"file not found.*--config"):
+        load_settings(tmp_path / "nope.toml", environ={})
+
+
+def test_bad_toml_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("[service\nlisten = 1\n")
+    with pytest.raises(ConfigError, match="is not valid TOML") as info:
+        load_settings(path, environ={})
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("change", "key", "needle"),
+    [
+        (lambda c: c["triggers"][0].update(name="Orders!"), "triggers.Orders!.name", "slug"),
+        (lambda c: c["triggers"][0].update(branch="{nope}"), "orders", "unknown field 'nope'"),
+        (
+            lambda c: c["triggers"][0].update(parameters={"x": "{run_date.__class__}"}),
+            "orders",
+            "attribute access",
+        ),
+        (
+            lambda c: c["triggers"][0].update(colour="red"),
+            "triggers.orders.colour",
+            "not a known key",
+        ),
+        (lambda c: c["service"].update(listen="8080"), "service.listen", "HOST:PORT"),
+        (lambda c: c["bauplan"].update(mode="prod"), "bauplan.mode", "'live' or 'rehearse'"),
+        (
+            lambda c: c["queue"].update(polling_interval=0),
+            "queue.polling_interval",
+            "greater than 0",
+        ),
+        (lambda c: c["triggers"].append(dict(c["triggers"][0])), "triggers[1].name", "unique"),
+        (lambda c: c["triggers"][0].update(notify=["ops"]), "notify", "no [notifiers.ops]"),
+        (lambda c: c["triggers"][0].update(inputs=["event_id"]), "inputs", "clashes"),
+        (lambda c: c["triggers"][0].pop("branch"), "triggers.orders.branch", "is required"),
+    ],
+)
+def test_every_bad_value_names_the_key_and_the_fix(
+    tmp_path: Path, project_dir: Path, change: Any, key: str, needle: str
+) -> None:
+    config = base_config(tmp_path, project_dir)
+    change(config)
+    with pytest.raises(ConfigError) as info:
+        build_settings(config, environ={})
+    message = str(info.value)
+    assert key in message
+    assert needle in message
+    assert "\n" not in message

@@ -1,0 +1,168 @@
+"""Per-branch limits on real DBOS: concurrency, rate limit, global cap, overrides."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.support import base_config, run_cli, wait_until, write_config
+from tests.workflows.flow_support import (
+    final,
+    fire,
+    intervals_by_ref,
+    ledger,
+    max_overlap,
+    release,
+)
+from trigger.settings import TriggerConfig
+from workflows.flow_queues import spec_for
+from workflows.queue import RUN_QUEUE
+
+
+def _trigger(project_dir: Any, **extra: Any) -> dict[str, Any]:
+    return {
+        "name": "orders",
+        "project_dir": str(project_dir),
+        "branch": "orders_{run_date}",
+        "inputs": ["run_date"],
+        "parameters": {"run_date": "{run_date}"},
+        **extra,
+    }
+
+
+def test_ten_events_on_one_branch_never_overlap(launched: Any, backend: str | None) -> None:
+    settings, enqueuer = launched(bauplan={"rehearse_seconds": 0.1})
+    ids = [fire(settings, enqueuer, f"e{i}") for i in range(10)]
+    runs = [final(enqueuer, run_id) for run_id in ids]
+    assert all(run["status"] == "succeeded" for run in runs)
+    jobs = ledger(settings).jobs()
+    assert len(jobs) == 10
+    assert max_overlap(intervals_by_ref(jobs)["rehearsal.orders_d1"]) == 1
+    if backend is not None:
+        # PostgreSQL keeps arrival order per branch; SQLite does not promise it.
+        assert [j["job_id"] for j in jobs] == [run["job_id"] for run in runs]
+
+
+def test_branches_run_in_parallel_up_to_the_global_cap(launched: Any) -> None:
+    settings, enqueuer = launched(
+        bauplan={"rehearse_outcome": "hang"}, queue={"global_concurrency": 3}
+    )
+    ids = [fire(settings, enqueuer, f"b{i}", run_date=f"d{i}") for i in range(10)]
+    # Three hung jobs on three branches at once; the other seven wait for the cap.
+    wait_until(lambda: len(ledger(settings).jobs()) == 3, what="three jobs to start")
+    from workflows.records import list_runs
+
+    waiting = list_runs(enqueuer.client, status="waiting", settings=settings)
+    assert len(waiting) == 7
+    assert all("global cap is reached (3 of 3" in r["waiting_reason"] for r in waiting)
+    assert len(ledger(settings).jobs()) == 3
+    wait_until(
+        lambda: (
+            release(settings) >= 0
+            and len(ledger(settings).jobs()) == 10
+            and all(j["status"] == "COMPLETE" for j in ledger(settings).jobs())
+        ),
+        what="all ten jobs to run",
+    )
+    assert all(final(enqueuer, run_id)["status"] == "succeeded" for run_id in ids)
+    jobs = ledger(settings).jobs()
+    assert max_overlap([(j["started_ts"], j["finished_ts"]) for j in jobs]) <= 3
+
+
+def test_rate_limit_allows_n_starts_per_period_per_branch(launched: Any) -> None:
+    settings, enqueuer = launched(
+        bauplan={"rehearse_seconds": 0.05},
+        queue={"per_branch_concurrency": 5, "per_branch_limit": {"runs": 2, "period_seconds": 1.0}},
+    )
+    ids = [fire(settings, enqueuer, f"r{i}") for i in range(6)]
+    other = fire(settings, enqueuer, "other", run_date="d2")
+    assert all(final(enqueuer, run_id)["status"] == "succeeded" for run_id in [*ids, other])
+    statuses = enqueuer.client.list_workflows(workflow_ids=ids)
+    starts = sorted(s.dequeued_at / 1000 for s in statuses)
+    # DBOS's own start stamps: never more than 2 in any 1-second window.
+    assert all(later - earlier >= 1.0 for earlier, later in zip(starts, starts[2:], strict=False))
+    # The ledger's submit times: the same, less the time a run spends before it submits.
+    jobs = {j["job_id"]: j["started_ts"] for j in ledger(settings).jobs()}
+    lag = max(jobs[s.attributes["job_id"]] - s.dequeued_at / 1000 for s in statuses)
+    submits = sorted(jobs[s.attributes["job_id"]] for s in statuses)
+    assert len(submits) == 6
+    assert all(
+        later - earlier >= 1.0 - lag for earlier, later in zip(submits, submits[2:], strict=False)
+    )
+
+
+def test_a_rate_limited_run_says_until_when(launched: Any) -> None:
+    settings, enqueuer = launched(
+        bauplan={"rehearse_seconds": 0.05},
+        queue={"per_branch_concurrency": 5, "per_branch_limit": {"runs": 1, "period_seconds": 60}},
+    )
+    first = fire(settings, enqueuer, "r1")
+    final(enqueuer, first)
+    second = fire(settings, enqueuer, "r2")
+    from workflows.records import show_run
+
+    run = wait_until(
+        lambda: (r := show_run(enqueuer.client, second, settings)).get("waiting_reason") and r,
+        what="a waiting reason",
+    )
+    assert run["status"] == "waiting"
+    assert run["waiting_reason"].startswith("branch rehearsal.orders_d1 is rate-limited until ")
+    assert "limit 1" in run["waiting_reason"]
+
+
+def test_a_busy_branch_names_the_run_it_waits_for(
+    launched: Any, tmp_path: Any, project_dir: Any, backend: str | None
+) -> None:
+    overrides: dict[str, Any] = {"bauplan": {"rehearse_outcome": "hang"}}
+    settings, enqueuer = launched(**overrides)
+    first = fire(settings, enqueuer, "x1")
+    wait_until(lambda: ledger(settings).jobs(), what="the first job")
+    second = fire(settings, enqueuer, "x2")
+    from workflows.records import list_runs, show_run
+
+    run = show_run(enqueuer.client, second, settings)
+    assert run["waiting_reason"] == f"branch rehearsal.orders_d1 is busy with run {first}"
+    [listed] = list_runs(enqueuer.client, status="waiting", settings=settings)
+    assert listed["id"] == second and listed["waiting_reason"] == run["waiting_reason"]
+    config = write_config(
+        tmp_path / "bauplan-trigger.toml", base_config(tmp_path, project_dir, **overrides)
+    )
+    env = {"DBOS_SYSTEM_DATABASE_URL": backend} if backend else {}
+    table = run_cli("runs", "--status", "waiting", "--config", str(config), env=env)
+    assert table.returncode == 0, table.stderr
+    assert "WHY WAITING" in table.stdout and f"busy with run {first}" in table.stdout
+    wait_until(lambda: release(settings) >= 0 and len(ledger(settings).jobs()) == 2, what="x2")
+    release(settings)
+    assert final(enqueuer, second)["status"] == "succeeded"
+
+
+def test_a_trigger_override_gets_its_own_queue_and_limits(launched: Any, project_dir: Any) -> None:
+    settings, enqueuer = launched(
+        bauplan={"rehearse_outcome": "hang"},
+        triggers=[_trigger(project_dir, per_branch_concurrency=2)],
+    )
+    first = fire(settings, enqueuer, "o1")
+    second = fire(settings, enqueuer, "o2")
+    # Both jobs run at once on the same branch: this trigger allows two.
+    wait_until(lambda: len(ledger(settings).jobs()) == 2, what="two concurrent jobs")
+    status = enqueuer.client.list_workflows(workflow_ids=[first])[0]
+    assert status.queue_name == f"{RUN_QUEUE}.c2"
+    release(settings)
+    assert final(enqueuer, first)["status"] == final(enqueuer, second)["status"] == "succeeded"
+
+
+def test_queue_names_come_from_the_settings_alone(settings_factory: Any, project_dir: Any) -> None:
+    settings = settings_factory(
+        queue={"per_branch_limit": {"runs": 3, "period_seconds": 0.5}},
+        triggers=[
+            _trigger(project_dir),
+            {**_trigger(project_dir, per_branch_concurrency=1), "name": "same"},
+            {
+                **_trigger(project_dir, per_branch_limit={"runs": 1, "period_seconds": 10}),
+                "name": "slow",
+            },
+        ],
+    )
+    names = [spec_for(settings, RUN_QUEUE, t).name for t in settings.triggers]
+    assert names == [RUN_QUEUE, RUN_QUEUE, f"{RUN_QUEUE}.c1-r1p10"]
+    assert spec_for(settings, RUN_QUEUE, None).per_branch_limit is not None
+    assert isinstance(settings.triggers[0], TriggerConfig)

@@ -1,0 +1,148 @@
+"""Several ``serve --role worker`` processes on one PostgreSQL, and taking over a
+dead one's runs. PostgreSQL only: SQLite is one process by design."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import base_config, run_cli, wait_until, write_config
+from tests.workflows.flow_support import intervals_by_ref, ledger, max_overlap, release
+from trigger.event import manual_event
+from trigger.matching import match
+from workflows.queue import Enqueuer
+
+
+@pytest.fixture
+def pg(backend: str | None) -> str:
+    if backend is None:
+        pytest.skip("several processes share one queue on PostgreSQL only")
+    return backend
+
+
+def _workers(serve_process: Any, config: Path, pg: str, names: list[str]) -> dict[str, Any]:
+    return {
+        name: serve_process(
+            config,
+            env={"DBOS_SYSTEM_DATABASE_URL": pg, "BAUPLAN_TRIGGER_SERVICE__NAME": name},
+            role="worker",
+        )
+        for name in names
+    }
+
+
+def _executor(enqueuer: Enqueuer, name: str, run_ids: list[str]) -> str | None:
+    rows = enqueuer.client.list_workflows(workflow_ids=run_ids, status="PENDING")
+    return next((r.executor_id for r in rows if (r.executor_id or "").endswith(f"-{name}")), None)
+
+
+def test_three_workers_share_the_limits_and_survive_one_killed(
+    tmp_path: Path, project_dir: Path, pg: str, settings_factory: Any, serve_process: Any
+) -> None:
+    branches, events, cap = 30, 5, 6
+    overrides: dict[str, Any] = {
+        "bauplan": {"rehearse_seconds": 0.3},
+        "queue": {"global_concurrency": cap, "takeover_after_seconds": 3.0},
+    }
+    config = write_config(
+        tmp_path / "bauplan-trigger.toml", base_config(tmp_path, project_dir, **overrides)
+    )
+    settings = settings_factory(**overrides)
+    workers = _workers(serve_process, config, pg, ["w1", "w2", "w3"])
+    enqueuer = Enqueuer(settings)
+    try:
+        run_ids = []
+        for i in range(events):
+            for b in range(branches):
+                event = manual_event("orders", {"run_date": f"b{b}"}, event_id=f"b{b}-e{i}")
+                run_ids.append(enqueuer.enqueue(match(event, settings)[0]).run_id)
+        dead = wait_until(
+            lambda: len(ledger(settings).jobs()) >= 20 and _executor(enqueuer, "w2", run_ids),
+            timeout=180,
+            what="worker w2 to be running a run",
+        )
+        workers["w2"].kill9()
+
+        def done() -> bool:
+            rows = enqueuer.client.list_workflows(workflow_ids=run_ids, load_input=False)
+            return all(str(r.status) in ("SUCCESS", "ERROR", "CANCELLED") for r in rows)
+
+        wait_until(done, timeout=600, interval=0.5, what="every run to end")
+        rows = enqueuer.client.list_workflows(workflow_ids=run_ids, load_input=False)
+        assert {str(r.status) for r in rows} == {"SUCCESS"}
+    finally:
+        enqueuer.close()
+    jobs = ledger(settings).jobs()
+    assert len(jobs) == branches * events  # no double submission
+    assert len({j["job_id"] for j in jobs}) == branches * events
+    per_branch = intervals_by_ref(jobs)
+    assert len(per_branch) == branches
+    assert max(max_overlap(spans) for spans in per_branch.values()) == 1
+    assert max_overlap([(j["started_ts"], j["finished_ts"]) for j in jobs]) <= cap
+    survivors = workers["w1"].log() + workers["w3"].log()
+    assert f"executor {dead} silent for over 3s" in survivors
+
+
+def test_recover_cli_takes_over_a_dead_workers_run_once(
+    tmp_path: Path, project_dir: Path, pg: str, settings_factory: Any, serve_process: Any
+) -> None:
+    overrides: dict[str, Any] = {"bauplan": {"rehearse_outcome": "hang"}}
+    config = write_config(
+        tmp_path / "bauplan-trigger.toml", base_config(tmp_path, project_dir, **overrides)
+    )
+    settings = settings_factory(**overrides)
+    env = {"DBOS_SYSTEM_DATABASE_URL": pg}
+    first = _workers(serve_process, config, pg, ["a"])["a"]
+    enqueuer = Enqueuer(settings)
+    try:
+        event = manual_event("orders", {"run_date": "d1"}, event_id="stranded")
+        stranded = enqueuer.enqueue(match(event, settings)[0]).run_id
+        wait_until(lambda: ledger(settings).jobs(), what="the first job")
+        dead = _executor(enqueuer, "a", [stranded])
+        assert dead is not None
+        first.kill9()
+        _workers(serve_process, config, pg, ["b"])
+        event = manual_event("orders", {"run_date": "d1"}, event_id="behind")
+        behind = enqueuer.enqueue(match(event, settings)[0]).run_id
+
+        shown = run_cli("runs", "show", behind, "--config", str(config), env=env)
+        assert f"branch rehearsal.orders_d1 is busy with run {stranded}" in shown.stdout
+
+        refused = run_cli("recover", dead, "--config", str(config), env=env)
+        assert refused.returncode == 1
+        assert "looks alive" in refused.stderr and "--force" in refused.stderr
+
+        taken = run_cli("recover", dead, "--force", "--config", str(config), "--json", env=env)
+        assert taken.returncode == 0, taken.stderr
+        assert stranded in taken.stdout
+        wait_until(
+            lambda: (
+                (r := enqueuer.client.list_workflows(workflow_ids=[stranded])[0]).status
+                == "PENDING"
+                and (r.executor_id or "").endswith("-b")
+            ),
+            what="worker b to continue the stranded run",
+        )
+        wait_until(
+            lambda: release(settings) >= 0 and len(ledger(settings).jobs()) == 2,
+            what="the run behind it to submit",
+        )
+        release(settings)
+        wait_until(
+            lambda: (
+                {
+                    str(r.status)
+                    for r in enqueuer.client.list_workflows(workflow_ids=[stranded, behind])
+                }
+                == {"SUCCESS"}
+            ),
+            timeout=60,
+            what="both runs to succeed",
+        )
+    finally:
+        enqueuer.close()
+    jobs = ledger(settings).jobs()
+    assert len(jobs) == 2  # the stranded run kept its job: submitted once
+    assert max_overlap([(j["started_ts"], j["finished_ts"]) for j in jobs]) == 1

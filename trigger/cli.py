@@ -1,0 +1,491 @@
+"""The ``bauplan-trigger`` command: parse, call, print. User mistakes are one line, exit 1."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from trigger.errors import TriggerError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+TERMINAL = ("succeeded", "failed", "cancelled", "superseded")
+
+
+class _Group(click.Group):
+    """Turns our errors into one line on stderr and exit code 1, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except TriggerError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+
+
+def config_option(fn: F) -> F:
+    option = click.option(
+        "--config",
+        "config",
+        type=click.Path(path_type=Path, dir_okay=False),
+        default=None,
+        help="TOML config (default: $BAUPLAN_TRIGGER_CONFIG, then ./bauplan-trigger.toml).",
+    )
+    return option(fn)
+
+
+def json_option(fn: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(fn)
+
+
+def _client(settings: Any, *, create: bool = False) -> Any:
+    """A DBOSClient on the shared system database, or one line saying why not."""
+    from dbos import DBOSClient
+
+    if not settings.is_postgres:
+        path = settings.state_path / "dbos.sqlite"
+        if create:
+            settings.state_path.mkdir(parents=True, exist_ok=True)
+        elif not path.exists():
+            raise TriggerError(
+                f"no system database at {path} yet: start `bauplan-trigger serve` with this "
+                "config first (or point DBOS_SYSTEM_DATABASE_URL at the shared PostgreSQL)"
+            )
+    try:
+        return DBOSClient(system_database_url=settings.database_url())
+    except Exception as exc:
+        raise TriggerError(
+            f"cannot reach the system database ({type(exc).__name__}); "
+            "check DBOS_SYSTEM_DATABASE_URL or [service] state_dir"
+        ) from None
+
+
+def _settings(config: Path | None) -> Any:
+    from trigger.settings import load_settings
+
+    return load_settings(config)
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="bauplan-trigger")
+def main() -> None:
+    """Durable run triggers for Bauplan pipelines."""
+
+
+@main.command()
+@config_option
+@click.option(
+    "--role",
+    type=click.Choice(["all", "ingress", "worker"]),
+    default="all",
+    show_default=True,
+    help="ingress accepts events, worker runs them, all does both.",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: one object per line with time, level, logger, message, run id, trigger, event id.",
+)
+def serve(config: Path | None, role: str, log_format: str) -> None:
+    """Run the service until SIGINT/SIGTERM."""
+    from trigger.logs import setup_logging
+    from trigger.service import serve as run_service
+
+    settings = _settings(config)
+    setup_logging(fmt=log_format)
+    _load_sources()
+    run_service(settings, role)
+
+
+def _load_sources() -> None:
+    """Import the source modules so they register their filters and components."""
+    import trigger.sources  # noqa: F401
+
+
+@main.command()
+@config_option
+@click.argument("trigger_name", metavar="TRIGGER")
+@click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="A declared input.")
+@click.option("--event-id", default=None, help="Idempotency key: the same id runs once.")
+@click.option("--wait", is_flag=True, help="Block until the run ends; exit 1 if it failed.")
+@click.option("--timeout", type=float, default=None, help="With --wait: give up after N seconds.")
+@json_option
+def fire(
+    config: Path | None,
+    trigger_name: str,
+    params: Sequence[str],
+    event_id: str | None,
+    wait: bool,
+    timeout: float | None,
+    as_json: bool,
+) -> None:
+    """Enqueue a run of TRIGGER into the running service's queue."""
+    from pydantic import ValidationError
+
+    from trigger.dispatch import fire_event
+    from trigger.event import manual_event
+    from trigger.matching import parse_params
+    from workflows.queue import Enqueuer
+
+    settings = _settings(config)
+    trig = settings.trigger(trigger_name)
+    inputs = parse_params(trig, list(params))
+    try:
+        event = manual_event(trig.name, inputs, event_id=event_id)
+    except ValidationError:
+        raise TriggerError(
+            f"--event-id {event_id!r} is not a valid event id: use 1-200 letters, digits "
+            "and ._:@/+=- starting with a letter or digit"
+        ) from None
+    enqueuer = Enqueuer(settings, _client(settings, create=True))
+    try:
+        enqueued = fire_event(settings, enqueuer, event, source_addr="cli")
+        if not as_json:
+            note = " (already exists: this event id was fired before)" if enqueued.duplicate else ""
+            click.echo(f"{enqueued.run_id}{note}")
+        if not wait:
+            if as_json:
+                click.echo(json.dumps({"id": enqueued.run_id, "duplicate": enqueued.duplicate}))
+            return
+        final = _wait_for(enqueuer, enqueued.run_id, timeout)
+    finally:
+        enqueuer.close()
+    if as_json:
+        click.echo(json.dumps(final, indent=2))
+    else:
+        click.echo(_describe(final))
+    if final["status"] != "succeeded":
+        sys.exit(1)
+
+
+def _wait_for(enqueuer: Any, run_id: str, timeout: float | None) -> dict[str, Any]:
+    from workflows.records import show_run
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    delay = 0.1
+    while True:
+        current: dict[str, Any] = show_run(enqueuer.client, run_id)
+        if current["status"] in TERMINAL:
+            return current
+        if deadline is not None and time.monotonic() > deadline:
+            raise TriggerError(
+                f"run {run_id} is still {current['status']} after {timeout:g}s; "
+                f"follow it with `bauplan-trigger runs show {run_id}`"
+            )
+        time.sleep(delay)
+        delay = min(delay * 1.5, 1.0)
+
+
+def _describe(run: dict[str, Any]) -> str:
+    parts = [
+        f"{run['id']} {run['status']}",
+        f"branch={run['branch']}",
+        f"job={run['job_id'] or '-'}",
+    ]
+    if run.get("duration") is not None:
+        parts.append(f"duration={run['duration']:.1f}s")
+    line = " ".join(parts)
+    if run.get("error"):
+        line += f"\nerror: {run['error']}"
+    return line
+
+
+@main.group(cls=_Group, invoke_without_command=True)
+@config_option
+@json_option
+@click.option("--trigger", "trigger_name", default=None, help="Only this trigger's runs.")
+@click.option(
+    "--status",
+    type=click.Choice(["waiting", "running", "succeeded", "failed", "cancelled", "superseded"]),
+    default=None,
+)
+@click.option("--limit", type=click.IntRange(1, 10000), default=50, show_default=True)
+@click.pass_context
+def runs(
+    ctx: click.Context,
+    config: Path | None,
+    as_json: bool,
+    trigger_name: str | None,
+    status: str | None,
+    limit: int,
+) -> None:
+    """List runs, newest first."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from trigger.schedule import schedule_rows
+    from workflows.records import list_runs
+
+    settings = _settings(config)
+    if trigger_name is not None:
+        settings.trigger(trigger_name)
+    client = _client(settings)
+    try:
+        rows = list_runs(
+            client, trigger=trigger_name, status=status, limit=limit, settings=settings
+        )
+        schedules = schedule_rows(settings, client)
+    finally:
+        client.destroy()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if schedules:
+        for item in schedules:
+            click.echo(
+                f"schedule {item['trigger']}: cron {item['cron']!r} {item['timezone']}, "
+                f"next {item['next_fire']}, last {item['last_fired'] or 'never'}"
+            )
+        click.echo("")
+    _table(
+        rows,
+        [
+            ("ID", "id"),
+            ("TRIGGER", "trigger"),
+            ("STATUS", "status"),
+            ("BRANCH", "branch"),
+            ("JOB", "job_id"),
+            ("CREATED", "created_at"),
+        ]
+        + ([("WHY WAITING", "waiting_reason")] if status == "waiting" else []),
+    )
+
+
+@runs.command("show")
+@config_option
+@json_option
+@click.argument("run_id")
+def runs_show(config: Path | None, as_json: bool, run_id: str) -> None:
+    """Show one run in full."""
+    from workflows.records import show_run
+
+    settings = _settings(config)
+    client = _client(settings)
+    try:
+        run = show_run(client, run_id, settings)
+    finally:
+        client.destroy()
+    if as_json:
+        click.echo(json.dumps(run, indent=2))
+        return
+    for key in ("id", "trigger", "event_id", "status", "phase", "branch", "job_id"):
+        click.echo(f"{key:>11}: {run.get(key) or '-'}")
+    for key in ("waiting_reason", "superseded_by", "executor_id"):
+        if run.get(key):
+            click.echo(f"{key.replace('_', ' '):>11}: {run[key]}")
+    for key in ("created_at", "updated_at", "duration", "project_dir", "error"):
+        click.echo(f"{key:>11}: {run.get(key) if run.get(key) is not None else '-'}")
+    click.echo(f"{'parameters':>11}: {json.dumps(run['parameters'], sort_keys=True)}")
+    for item in run.get("notifications", []):
+        detail = item.get("message") or f"{item['status']} ({item['reason']})"
+        click.echo(f"{'notify':>11}: {item['name']} {item['on']}: {detail}")
+    if run["log_tail"]:
+        click.echo("   log tail:")
+        for line in run["log_tail"]:
+            click.echo(f"    {line}")
+
+
+@runs.command("retry")
+@config_option
+@json_option
+@click.argument("run_id")
+def runs_retry(config: Path | None, as_json: bool, run_id: str) -> None:
+    """Start a new run of RUN_ID's request, linked to it."""
+    from trigger.control import retry
+    from workflows.queue import Enqueuer
+
+    settings = _settings(config)
+    enqueuer = Enqueuer(settings)
+    try:
+        result = retry(settings, enqueuer, run_id)
+    finally:
+        enqueuer.close()
+    click.echo(json.dumps(result.as_dict(), indent=2) if as_json else result.new_run_id)
+
+
+@runs.command("cancel")
+@config_option
+@json_option
+@click.argument("run_id")
+def runs_cancel(config: Path | None, as_json: bool, run_id: str) -> None:
+    """Dequeue a waiting run, or stop a running one and cancel its Bauplan job."""
+    _control("cancel", config, as_json, run_id)
+
+
+@runs.command("resume")
+@config_option
+@json_option
+@click.argument("run_id")
+def runs_resume(config: Path | None, as_json: bool, run_id: str) -> None:
+    """Put a cancelled run back on the run queue, on its own branch."""
+    _control("resume", config, as_json, run_id)
+
+
+def _control(action: str, config: Path | None, as_json: bool, run_id: str) -> None:
+    from dbos import DBOSClient
+
+    from trigger import control
+
+    settings = _settings(config)
+    client = DBOSClient(system_database_url=settings.database_url())
+    try:
+        result = getattr(control, action)(settings, client, run_id)
+    finally:
+        client.destroy()
+    if as_json:
+        click.echo(json.dumps(result.as_dict(), indent=2))
+    else:
+        click.echo(f"{run_id}: {result.detail}")
+
+
+@main.command()
+@config_option
+@json_option
+@click.argument("ident", metavar="ID")
+def explain(config: Path | None, as_json: bool, ident: str) -> None:
+    """The story of an event or run: event id, delivery id, run id, file path or git sha."""
+    from dbos import DBOSClient
+
+    from trigger.eventlog import event_log
+    from trigger.explain import explain as build
+    from trigger.explain import render
+
+    settings = _settings(config)
+    client = DBOSClient(system_database_url=settings.database_url())
+    try:
+        story = build(ident, event_log(settings), client)
+    finally:
+        client.destroy()
+    click.echo(json.dumps(story, indent=2, default=str) if as_json else render(story), nl=as_json)
+
+
+@main.command()
+@config_option
+def check(config: Path | None) -> None:
+    """Validate the config, the Bauplan user and every trigger's project folder."""
+    from trigger.checks import run_checks
+
+    settings = _settings(config)
+    rows, ok = run_checks(settings)
+    _table(rows, [("CHECK", "check"), ("RESULT", "result"), ("DETAIL", "detail")])
+    if not ok:
+        click.echo("error: some checks failed (see above)", err=True)
+        sys.exit(1)
+
+
+@main.command("notify-test")
+@config_option
+@json_option
+@click.argument("name")
+@click.option(
+    "--status",
+    type=click.Choice(["started", "succeeded", "failed", "superseded", "cancelled"]),
+    default="succeeded",
+    show_default=True,
+    help="Which message to send.",
+)
+@click.option("--repo", default=None, help="github_status: OWNER/NAME of the commit to mark.")
+@click.option("--sha", default=None, help="github_status: full commit sha to mark.")
+def notify_test(
+    config: Path | None,
+    as_json: bool,
+    name: str,
+    status: str,
+    repo: str | None,
+    sha: str | None,
+) -> None:
+    """Send a test message through notifier NAME and report the receiver's answer."""
+    from workflows.notify.delivery import send_test
+
+    settings = _settings(config)
+    display, answer = send_test(settings, name, status=status, repo=repo, sha=sha)
+    if as_json:
+        click.echo(json.dumps({"notifier": display, **answer}, indent=2))
+    elif answer["delivered"]:
+        click.echo(f"{display}: delivered ({answer['reason']})")
+    elif answer["skipped"]:
+        click.echo(f"{display}: not sent: {answer['reason']}")
+    else:
+        click.echo(f"{display}: not delivered: {answer['reason']}")
+    if not answer["delivered"]:
+        sys.exit(1)
+
+
+@main.command()
+@config_option
+@json_option
+@click.argument("executor_id")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Take over even if the executor's heartbeat is fresh (only if you know it is dead).",
+)
+def recover(config: Path | None, as_json: bool, executor_id: str, force: bool) -> None:
+    """Put a dead worker's in-flight runs back on their queues for live workers."""
+    from workflows.takeover import recover_executor
+
+    settings = _settings(config)
+    taken = recover_executor(settings, executor_id, force=force, by="cli")
+    if as_json:
+        click.echo(json.dumps({"executor_id": executor_id, "recovered": taken}, indent=2))
+        return
+    click.echo(f"recovered {len(taken)} run(s) of executor {executor_id}")
+    for run_id in taken:
+        click.echo(f"  {run_id}")
+
+
+@main.group(cls=_Group)
+def rehearsal() -> None:
+    """Inspect rehearsal mode's job ledger."""
+
+
+@rehearsal.command("jobs")
+@config_option
+@json_option
+def rehearsal_jobs(config: Path | None, as_json: bool) -> None:
+    """Every submission rehearsal mode recorded instead of sending to Bauplan."""
+    from workflows.rehearsal import Ledger
+    from workflows.runtime import ledger_path
+
+    settings = _settings(config)
+    path = ledger_path(settings)
+    jobs = Ledger(path).jobs() if path.exists() else []
+    public = [{k: v for k, v in job.items() if not k.endswith("_ts")} for job in jobs]
+    if as_json:
+        click.echo(json.dumps(public, indent=2))
+        return
+    _table(
+        public,
+        [
+            ("JOB", "job_id"),
+            ("REF", "ref"),
+            ("STATUS", "status"),
+            ("SUBMITTED", "submitted_at"),
+            ("PROJECT", "project_dir"),
+        ],
+    )
+
+
+def _table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> None:
+    if not rows:
+        click.echo("(none)")
+        return
+    cells = [
+        [str(row.get(key) if row.get(key) is not None else "-") for _, key in columns]
+        for row in rows
+    ]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, (h, _) in enumerate(columns)]
+    click.echo("  ".join(h.ljust(w) for (h, _), w in zip(columns, widths, strict=True)).rstrip())
+    for line in cells:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
+
+
+if __name__ == "__main__":
+    main()

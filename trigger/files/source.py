@@ -1,0 +1,35 @@
+"""The file-drop source's ``serve`` component (its matching filter registers with the watcher)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from trigger.files.watcher import Watcher, watcher_status
+from trigger.http import register_health
+from trigger.service import ServiceContext, register_component
+
+
+async def files_component(ctx: ServiceContext) -> None:
+    """One watcher per trigger with a ``[triggers.files]`` table; runs until cancelled."""
+    watchers = [
+        Watcher(ctx.settings, trig, ctx.enqueuer.enqueue)
+        for trig in ctx.settings.triggers
+        if trig.files is not None
+    ]
+    if not watchers:
+        await asyncio.Event().wait()
+    await asyncio.gather(*(watcher.run() for watcher in watchers))
+
+
+register_component("files", ("all", "ingress"), files_component)
+
+
+def _health() -> dict[str, Any]:
+    """/healthz: each watcher's state and last scan; a lost folder makes it 503."""
+    watchers = watcher_status()
+    bad = [w for w in watchers if w.get("state") in ("missing", "error")]
+    return {"ok": not bad, "watchers": watchers}
+
+
+register_health("files", _health)

@@ -1,0 +1,141 @@
+"""The HTTP ingress: one FastAPI app, served by uvicorn inside ``serve``.
+
+Feature modules contribute routers (``register_router``) and health providers
+(``register_health``); this module only assembles them, serves ``/healthz`` and
+runs the server as a ``serve`` component for the ``all`` and ``ingress`` roles.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+import uvicorn
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from trigger.errors import TriggerError
+from trigger.service import ServiceContext, register_component
+from trigger.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_ROUTERS: list[APIRouter] = []
+HealthProvider = Callable[[], dict[str, Any]]
+_HEALTH: dict[str, HealthProvider] = {}
+
+
+def register_router(router: APIRouter) -> None:
+    if router not in _ROUTERS:
+        _ROUTERS.append(router)
+
+
+def register_health(name: str, provider: HealthProvider) -> None:
+    """``provider()`` returns a JSON-able dict with at least ``ok: bool``."""
+    _HEALTH[name] = provider
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    context: ServiceContext | None
+    engine: sa.Engine
+
+
+def state(request: Request) -> AppState:
+    app_state: AppState = request.app.state.bauplan_trigger
+    return app_state
+
+
+def create_app(settings: Settings, context: ServiceContext | None = None) -> FastAPI:
+    app = FastAPI(
+        title="bauplan-trigger",
+        summary="Durable run triggers for Bauplan pipelines",
+        version="1",
+    )
+    engine = sa.create_engine(settings.database_url(), pool_pre_ping=True)
+    app.state.bauplan_trigger = AppState(settings=settings, context=context, engine=engine)
+
+    @app.get(
+        "/healthz",
+        summary="Whether this process can reach the system database",
+        responses={503: {"description": "the system database is unreachable"}},
+    )
+    def healthz(request: Request) -> JSONResponse:
+        checks: dict[str, Any] = {"database": _database_check(state(request).engine)}
+        for name, provider in _HEALTH.items():
+            try:
+                checks[name] = provider()
+            except Exception as exc:  # a broken provider must not hide the others
+                checks[name] = {"ok": False, "error": type(exc).__name__}
+        ok = all(bool(check.get("ok")) for check in checks.values())
+        return JSONResponse({"ok": ok, "checks": checks}, status_code=200 if ok else 503)
+
+    for router in _ROUTERS:
+        app.include_router(router)
+    return app
+
+
+def _database_check(engine: sa.Engine) -> dict[str, Any]:
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except Exception as exc:
+        return {"ok": False, "error": f"system database unreachable ({type(exc).__name__})"}
+    return {"ok": True}
+
+
+async def serve_http(ctx: ServiceContext) -> None:
+    settings = ctx.settings
+    app = create_app(settings, ctx)
+    config = uvicorn.Config(
+        app,
+        host=settings.service.host,
+        port=settings.service.port,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+    )
+    server = _Server(config)
+    sock = _bind(settings)
+    log.info("listening on http://%s", settings.service.listen)
+    try:
+        await server.serve(sockets=[sock])
+    except asyncio.CancelledError:
+        server.should_exit = True
+        raise
+    finally:
+        app.state.bauplan_trigger.engine.dispose()
+
+
+class _Server(uvicorn.Server):
+    """``serve`` owns SIGINT/SIGTERM and cancels this task; uvicorn must not take them."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _bind(settings: Settings) -> socket.socket:
+    family = socket.AF_INET6 if ":" in settings.service.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((settings.service.host, settings.service.port))
+    except OSError as exc:
+        sock.close()
+        raise TriggerError(
+            f"cannot listen on {settings.service.listen} ({exc.strerror}); "
+            "change [service] listen or stop the process using that port"
+        ) from None
+    sock.set_inheritable(True)
+    return sock
+
+
+register_component("http", ("all", "ingress"), serve_http)

@@ -1,0 +1,91 @@
+"""Log set-up: one short line per transition, DBOS's chatter turned down."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+_RUN = re.compile(r"\b(run:[A-Za-z0-9._:@/+=-]+)")
+_TRIGGER = re.compile(r"\btrigger[= ]'?([a-z0-9][a-z0-9_-]*)")
+_EVENT = re.compile(r"\bevent[= ]([A-Za-z0-9][A-Za-z0-9._:@/+=-]*)")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, and the run id, trigger
+    and event id when the record names them (``extra=``, the message, or the DBOS
+    workflow the line was logged from)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        data: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": message,
+        }
+        run_id = getattr(record, "run_id", None) or _first(_RUN, message) or _workflow_id()
+        trigger = getattr(record, "trigger", None) or _first(_TRIGGER, message)
+        if run_id and not trigger and run_id.count(":") >= 2:
+            trigger = run_id.split(":", 2)[1]
+        event_id = getattr(record, "event_id", None) or _first(_EVENT, message)
+        for key, value in (("run_id", run_id), ("trigger", trigger), ("event_id", event_id)):
+            if value:
+                data[key] = value
+        if record.exc_info and record.exc_info[1] is not None:
+            data["error"] = f"{type(record.exc_info[1]).__name__}: {record.exc_info[1]}"
+        return json.dumps(data, default=str)
+
+
+def _first(pattern: re.Pattern[str], text: str) -> str | None:
+    match = pattern.search(text)
+    return match.group(1) if match else None
+
+
+def _workflow_id() -> str | None:
+    try:
+        from dbos import DBOS
+
+        current = DBOS.workflow_id
+    except Exception:
+        return None
+    return current if current and current.startswith("run:") else None
+
+
+class _DropExpectedFailures(logging.Filter):
+    """DBOS logs a traceback for every workflow that raises; a failed Bauplan job is an
+    expected outcome we already log in one line, so drop those records."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return type(exc).__name__ not in ("RunFailed",)
+
+
+def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
+    root = logging.getLogger()
+    if getattr(root, "_bauplan_trigger", False):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(
+            logging.Formatter(
+                "%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S"
+            )
+        )
+    root.addHandler(handler)
+    root.setLevel(level)
+    root._bauplan_trigger = True  # type: ignore[attr-defined]
+    dbos_logger = logging.getLogger("dbos")
+    dbos_logger.setLevel(logging.WARNING)
+    dbos_logger.addFilter(_DropExpectedFailures())
+    if fmt == "json" and not dbos_logger.handlers:
+        # DBOS adds its own plain console handler only when the logger has none.
+        dbos_logger.addHandler(handler)
+        dbos_logger.propagate = False
+    for name in ("httpx", "httpcore", "uvicorn.access"):
+        logging.getLogger(name).setLevel(logging.WARNING)

@@ -1,0 +1,195 @@
+"""Pure matching: ``(event, settings) -> list[RunRequest]``.
+
+No I/O, no clock, no DBOS: the same event and config always give the same
+requests with the same run ids, which is what makes a redelivery a no-op.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from trigger.errors import BadParameterError, TemplateError
+from trigger.event import AttributeValue, Event
+from trigger.settings import Settings, TriggerConfig
+from trigger.templates import Template
+
+_SAFE_ID = re.compile(r"[A-Za-z0-9._:-]{1,120}\Z")
+_SUFFIX_UNSAFE = re.compile(r"[^A-Za-z0-9_]+")
+
+ParameterValue = str | int | float | bool
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """Everything a run needs, with no secrets: this is the workflow's input."""
+
+    run_id: str
+    trigger: str
+    event_id: str
+    event_kind: str
+    project_dir: str
+    branch_suffix: str
+    base_ref: str
+    parameters: dict[str, ParameterValue]
+    priority: int
+    notify: list[str] = field(default_factory=list)
+    summary: dict[str, AttributeValue] = field(default_factory=dict)
+    rehearse_seconds: float | None = None
+    rehearse_outcome: str | None = None
+    # Pushed-commit runs: the project folder is project_subdir of git_source at git_sha.
+    git_source: str | None = None
+    git_sha: str | None = None
+    project_subdir: str | None = None
+    on_burst: str = "queue"
+    debounce_seconds: float | None = None
+    # A file drop's location and version, untruncated, for the run's file steps.
+    file: dict[str, Any] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunRequest:
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+# A source decides whether a trigger cares about an event of its kind. Sources
+# register here so that matching stays one function.
+Filter = Callable[[Event, TriggerConfig], str | None]
+_FILTERS: dict[str, Filter] = {}
+
+
+def register_filter(kind: str, check: Filter) -> None:
+    """``check`` returns None when the trigger matches, else the reason it does not."""
+    _FILTERS[kind] = check
+
+
+def _manual_filter(event: Event, trigger: TriggerConfig) -> str | None:
+    if event.attributes.get("trigger") != trigger.name:
+        return "fired for another trigger"
+    return None
+
+
+register_filter("manual", _manual_filter)
+
+
+@dataclass(frozen=True)
+class Decision:
+    trigger: str
+    request: RunRequest | None
+    reason: str | None  # why the trigger did not match; None when it did
+
+
+def decide(event: Event, settings: Settings) -> list[Decision]:
+    """Every trigger's verdict on the event, including why the others passed."""
+    decisions: list[Decision] = []
+    for trig in settings.triggers:
+        if event.kind not in trig.sources():
+            decisions.append(Decision(trig.name, None, f"listens to {', '.join(trig.sources())}"))
+            continue
+        check = _FILTERS.get(event.kind)
+        reason = check(event, trig) if check else f"no filter for {event.kind} events"
+        if reason is not None:
+            decisions.append(Decision(trig.name, None, reason))
+            continue
+        try:
+            request = build_request(event, trig, settings)
+        except TemplateError as exc:
+            decisions.append(Decision(trig.name, None, f"cannot render templates: {exc}"))
+            continue
+        decisions.append(Decision(trig.name, request, None))
+    return decisions
+
+
+def match(event: Event, settings: Settings) -> list[RunRequest]:
+    return [d.request for d in decide(event, settings) if d.request is not None]
+
+
+def run_id_for(trigger: str, event_id: str) -> str:
+    """The workflow id: data from the event's identity, never a clock or a random number."""
+    if _SAFE_ID.match(event_id):
+        return f"run:{trigger}:{event_id}"
+    digest = hashlib.sha256(event_id.encode()).hexdigest()[:40]
+    return f"run:{trigger}:h-{digest}"
+
+
+def run_id_prefix(trigger: str) -> str:
+    return f"run:{trigger}:"
+
+
+def sanitise_suffix(rendered: str, *, trigger: str) -> str:
+    """Letters, digits and underscores only; refuse an empty result."""
+    suffix = _SUFFIX_UNSAFE.sub("_", rendered).strip("_")
+    if not suffix:
+        raise TemplateError(
+            f"trigger {trigger!r}: branch template rendered to {rendered!r}, which has no "
+            "letters or digits left after making it Bauplan-safe"
+        )
+    return suffix[:200]
+
+
+def build_request(event: Event, trig: TriggerConfig, settings: Settings) -> RunRequest:
+    values = event.fields()
+    suffix = sanitise_suffix(trig.branch_template().render(values), trigger=trig.name)
+    parameters: dict[str, ParameterValue] = {}
+    for key, template in trig.parameter_templates().items():
+        parameters[key] = template.render(values) if isinstance(template, Template) else template
+    return RunRequest(
+        run_id=run_id_for(trig.name, event.id),
+        trigger=trig.name,
+        event_id=event.id,
+        event_kind=event.kind,
+        project_dir=str(settings.project_path(trig)),
+        branch_suffix=suffix,
+        base_ref=trig.base_ref,
+        parameters=parameters,
+        priority=trig.priority,
+        notify=list(trig.notify),
+        summary=_summary(event),
+        rehearse_seconds=trig.rehearse_seconds,
+        rehearse_outcome=trig.rehearse_outcome,
+        on_burst=trig.on_burst,
+        debounce_seconds=trig.debounce_seconds,
+    )
+
+
+def _summary(event: Event) -> dict[str, AttributeValue]:
+    summary: dict[str, AttributeValue] = {
+        "kind": event.kind,
+        "id": event.id,
+        "received_at": event.received_at.isoformat(),
+    }
+    for key, value in event.attributes.items():
+        if isinstance(value, str) and len(value) > 300:
+            value = value[:297] + "..."
+        summary[key] = value
+    return summary
+
+
+def parse_params(trig: TriggerConfig, pairs: list[str]) -> dict[str, str]:
+    """``fire --param k=v``: only names the trigger declares in ``inputs``."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise BadParameterError(f"--param {pair!r} must look like name=value")
+        if key not in trig.inputs:
+            declared = ", ".join(trig.inputs) or "none"
+            raise BadParameterError(
+                f"--param {key}: trigger {trig.name!r} does not declare it in inputs "
+                f"(declared: {declared}); add it to inputs = [...] in the config"
+            )
+        if any(ord(ch) < 32 for ch in value) or len(value) > 1000:
+            raise BadParameterError(
+                f"--param {key}: value has control characters or is over 1000 characters"
+            )
+        out[key] = value
+    missing = [name for name in trig.inputs if name not in out]
+    if missing:
+        raise BadParameterError(f"trigger {trig.name!r} needs --param for: {', '.join(missing)}")
+    return out

@@ -1,0 +1,157 @@
+"""The run queue: its registration in ``serve`` and the one way runs are enqueued.
+
+Every enqueue carries a partition key (the full Bauplan branch: a partitioned
+queue leaves key-less workflows ENQUEUED forever), an explicit priority (DBOS
+runs un-prioritised workflows before all others) and a workflow id derived from
+the event, so a second enqueue of the same event finds the first run.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy.exc
+from dbos import DBOS, DBOSClient, EnqueueOptions, Queue
+from dbos._error import DBOSWorkflowIDInUseError
+
+from trigger.errors import BauplanFailure, EnqueueUnavailableError
+from trigger.matching import RunRequest
+from trigger.settings import Settings, TriggerConfig
+from workflows import coalesce
+from workflows.flow_queues import all_specs, spec_for
+
+log = logging.getLogger(__name__)
+
+RUN_QUEUE = "bauplan-trigger-runs"
+RUN_WORKFLOW = "bauplan_trigger.run"
+
+
+def register_run_queue(settings: Settings) -> Queue:
+    """Register the main run queue and one per distinct per-trigger override."""
+    q = settings.queue
+    queues = [
+        DBOS.register_queue(
+            spec.name,
+            partition_concurrency=spec.per_branch_concurrency,
+            partition_limiter=None
+            if spec.per_branch_limit is None
+            else {
+                "limit": spec.per_branch_limit.runs,
+                "period": spec.per_branch_limit.period_seconds,
+            },
+            worker_concurrency=q.worker_concurrency,
+            global_concurrency=q.global_concurrency,
+            polling_interval_sec=q.polling_interval,
+        )
+        for spec in all_specs(settings, RUN_QUEUE).values()
+    ]
+    return queues[0]
+
+
+def queue_names(settings: Settings) -> list[str]:
+    return list(all_specs(settings, RUN_QUEUE))
+
+
+def branch_name(username: str, suffix: str) -> str:
+    return f"{username}.{suffix}"
+
+
+class UsernameCache:
+    """The Bauplan user whose branches we write, known before a run starts because
+    it is part of the partition key. Configured, or ``rehearsal``, or resolved once."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._value = settings.bauplan.username
+        if self._value is None and settings.bauplan.mode == "rehearse":
+            self._value = "rehearsal"
+        self._lock = threading.Lock()
+
+    def get(self) -> str:
+        with self._lock:
+            if self._value is None:
+                from workflows.bauplan_adapter import Bauplan, live_client
+
+                try:
+                    self._value = Bauplan(live_client()).username()
+                except BauplanFailure as exc:
+                    raise EnqueueUnavailableError(
+                        f"cannot resolve the Bauplan username to build branch names ({exc}); "
+                        "set [bauplan] username in the config to enqueue without asking Bauplan"
+                    ) from None
+            return self._value
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    run_id: str
+    branch: str
+    duplicate: bool
+
+
+class Enqueuer:
+    """Enqueues run requests through ``DBOSClient`` on the shared system database."""
+
+    def __init__(self, settings: Settings, client: DBOSClient | None = None) -> None:
+        self.settings = settings
+        # Fail fast when the database is gone (DBOS would otherwise block for minutes):
+        # a webhook sender needs its 503 within seconds to retry.
+        self.client = client or DBOSClient(
+            system_database_url=settings.database_url(), retry_connection_errors=False
+        )
+        self.usernames = UsernameCache(settings)
+
+    def close(self) -> None:
+        self.client.destroy()
+
+    def enqueue(self, request: RunRequest) -> Enqueued:
+        branch = branch_name(self.usernames.get(), request.branch_suffix)
+        trig = self._trigger(request.trigger)
+        burst = coalesce.Burst.before(self.client, trig, request.run_id, branch)
+        options: EnqueueOptions = {
+            "workflow_name": RUN_WORKFLOW,
+            "queue_name": spec_for(self.settings, RUN_QUEUE, trig).name,
+            "workflow_id": request.run_id,
+            "workflow_id_reuse_policy": "reject",
+            "queue_partition_key": branch,
+            "priority": request.priority,
+            "app_version": self.settings.service.application_version,
+            "attributes": {**attributes_for(request, branch), **burst.attributes()},
+        }
+        if burst.delay_seconds:
+            options["delay_seconds"] = burst.delay_seconds
+        try:
+            self.client.enqueue(options, request.as_dict())
+        except DBOSWorkflowIDInUseError:
+            log.info("run %s already exists; not enqueued again", request.run_id)
+            return Enqueued(request.run_id, branch, duplicate=True)
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as exc:
+            raise EnqueueUnavailableError(
+                f"the system database did not take the enqueue ({type(exc).__name__}); "
+                "retry when it is reachable"
+            ) from None
+        log.info(
+            "enqueued run %s trigger=%s event=%s branch=%s",
+            request.run_id,
+            request.trigger,
+            request.event_id,
+            branch,
+        )
+        burst.after(self.client, request.run_id)
+        return Enqueued(request.run_id, branch, duplicate=False)
+
+    def _trigger(self, name: str) -> TriggerConfig | None:
+        return next((t for t in self.settings.triggers if t.name == name), None)
+
+
+def attributes_for(request: RunRequest, branch: str) -> dict[str, Any]:
+    return {
+        "trigger": request.trigger,
+        "event_id": request.event_id,
+        "event_kind": request.event_kind,
+        "branch": branch,
+        "priority": request.priority,
+    }

@@ -1,0 +1,134 @@
+"""Run records, read from DBOS's own workflow table: what ``runs`` shows.
+
+The JSON shape is a contract (scripts depend on it): ``id``, ``trigger``,
+``event_id``, ``status``, ``branch``, ``job_id``, ``created_at``,
+``updated_at``, ``error``, plus ``phase``, ``duration`` and ``dbos_status``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from dbos import DBOSClient, WorkflowStatus
+
+from trigger.errors import RunNotFoundError
+from trigger.matching import run_id_prefix
+from trigger.settings import Settings
+from workflows.notify.delivery import records as notification_records
+from workflows.queue import RUN_QUEUE, RUN_WORKFLOW
+from workflows.run import RESULT_EVENT
+from workflows.waiting import reasons
+
+# DBOS status -> the word users see.
+STATUS_WORDS = {
+    "ENQUEUED": "waiting",
+    "DELAYED": "waiting",
+    "PENDING": "running",
+    "SUCCESS": "succeeded",
+    "ERROR": "failed",
+    "CANCELLED": "cancelled",
+    "MAX_RECOVERY_ATTEMPTS_EXCEEDED": "failed",
+}
+STATUSES = ("waiting", "running", "succeeded", "failed", "cancelled", "superseded")
+
+
+def _iso(ms: int | None) -> str | None:
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC).isoformat()
+
+
+def record(status: WorkflowStatus) -> dict[str, Any]:
+    attrs = status.attributes or {}
+    word = STATUS_WORDS.get(str(status.status), str(status.status).lower())
+    if word == "failed" and attrs.get("outcome") == "cancelled":
+        word = "cancelled"
+    if attrs.get("outcome") == "superseded":
+        word = "superseded"
+    output = status.output if isinstance(status.output, dict) else {}
+    error = attrs.get("error")
+    if status.error is not None and not error:
+        error = str(status.error)
+    return {
+        "id": status.workflow_id,
+        "trigger": attrs.get("trigger"),
+        "event_id": attrs.get("event_id"),
+        "event_kind": attrs.get("event_kind"),
+        "status": word,
+        "phase": attrs.get("phase", "queued" if word == "waiting" else None),
+        "branch": attrs.get("branch") or status.queue_partition_key,
+        "job_id": attrs.get("job_id"),
+        "created_at": _iso(status.created_at),
+        "updated_at": _iso(status.updated_at),
+        "duration": output.get("duration"),
+        "error": error,
+        "dbos_status": str(status.status),
+        # A run dequeued just as a newer one marked it went on to run: no pointer then.
+        "superseded_by": attrs.get("superseded_by")
+        if word in ("superseded", "cancelled")
+        else None,
+        "executor_id": status.executor_id,
+    }
+
+
+def list_runs(
+    client: DBOSClient,
+    *,
+    trigger: str | None = None,
+    status: str | None = None,
+    limit: int = 50,
+    settings: Settings | None = None,
+    offset: int | None = None,
+) -> list[dict[str, Any]]:
+    dbos_statuses = [k for k, v in STATUS_WORDS.items() if v == status] if status else None
+    if status in ("superseded", "cancelled"):
+        # Told apart by the outcome attribute, which DBOS filters on PostgreSQL only.
+        dbos_statuses = ["CANCELLED", "SUCCESS", "ERROR"]
+        limit_rows = None
+    else:
+        limit_rows = limit
+    rows = client.list_workflows(
+        name=RUN_WORKFLOW,
+        workflow_id_prefix=run_id_prefix(trigger) if trigger else None,
+        status=dbos_statuses,
+        limit=limit_rows,
+        offset=offset,
+        sort_desc=True,
+        load_input=False,
+    )
+    records = {row.workflow_id: record(row) for row in rows}
+    if status is not None:
+        records = {k: v for k, v in records.items() if v["status"] == status}
+    _add_waiting_reasons(client, settings, rows, records)
+    ordered = sorted(records.values(), key=lambda r: r["created_at"] or "", reverse=True)
+    return ordered[:limit]
+
+
+def _add_waiting_reasons(
+    client: DBOSClient,
+    settings: Settings | None,
+    rows: list[WorkflowStatus],
+    records: dict[str, dict[str, Any]],
+) -> None:
+    if settings is None:
+        return
+    waiting = [row for row in rows if records.get(row.workflow_id, {}).get("status") == "waiting"]
+    if waiting:
+        for run_id, reason in reasons(client, settings, waiting, RUN_WORKFLOW, RUN_QUEUE).items():
+            records[run_id]["waiting_reason"] = reason
+
+
+def show_run(client: DBOSClient, run_id: str, settings: Settings | None = None) -> dict[str, Any]:
+    rows = client.list_workflows(workflow_ids=[run_id], name=RUN_WORKFLOW)
+    if not rows:
+        raise RunNotFoundError(run_id)
+    data = record(rows[0])
+    _add_waiting_reasons(client, settings, rows, {run_id: data})
+    inputs = rows[0].input
+    request: dict[str, Any] = inputs["args"][0] if inputs and inputs["args"] else {}
+    result = client.get_event(run_id, RESULT_EVENT, timeout_seconds=0) or {}
+    data["parameters"] = result.get("parameters", request.get("parameters", {}))
+    data["project_dir"] = request.get("project_dir")
+    data["event"] = request.get("summary", {})
+    data["log_tail"] = result.get("log_tail", [])
+    data["notifications"] = notification_records(rows[0].attributes)
+    return data

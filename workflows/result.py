@@ -1,0 +1,30 @@
+"""``RunResult``: what a finished run reports, and what ``runs --json`` shows."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: str
+    trigger: str
+    event_id: str
+    status: str  # "success" | "failed" | "cancelled"
+    branch: str
+    job_id: str | None
+    parameters: dict[str, Any]
+    started_at: float
+    finished_at: float
+    error: str | None = None
+    log_tail: list[str] = field(default_factory=list)
+
+    @property
+    def duration(self) -> float:
+        return round(self.finished_at - self.started_at, 3)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["duration"] = self.duration
+        return data
