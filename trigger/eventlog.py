@@ -312,6 +312,7 @@ def _with_decisions(conn: sa.Connection, rows: Sequence[sa.Row[Any]]) -> list[di
 
 
 _LOGS: dict[str, EventLog] = {}
+_LOGS_LOCK = threading.Lock()
 
 
 def event_log(target: Any, retention_days: float | None = None) -> EventLog:
@@ -333,12 +334,13 @@ def event_log(target: Any, retention_days: float | None = None) -> EventLog:
         url = target
     else:
         raise TypeError(f"cannot find a database in {type(target).__name__}")
-    with _READY_LOCK:
+    # Built under its own lock: two threads racing here would otherwise both open an
+    # engine, and the loser's pooled connections would be left to the garbage collector.
+    with _LOGS_LOCK:
         found = _LOGS.get(url)
-    if found is None:
-        found = EventLog(engine or _make_engine(url), retention_days or DEFAULT_RETENTION_DAYS)
-        with _READY_LOCK:
-            found = _LOGS.setdefault(url, found)
+        if found is None:
+            found = EventLog(engine or _make_engine(url), retention_days or DEFAULT_RETENTION_DAYS)
+            _LOGS[url] = found
     return found
 
 

@@ -75,17 +75,31 @@ register_filter("schedule", _schedule_filter)
 
 
 class _Holder:
-    """The enqueuer tick steps use in this process (serve's own, or one made on demand)."""
+    """The enqueuer tick steps use in this process: serve's own (lent with ``lend``), or
+    one made on demand and owned here, which is closed when another replaces it, so its
+    database connections are not left for the garbage collector."""
 
     def __init__(self) -> None:
         self.enqueuer: Enqueuer | None = None
+        self.owned = False
         self.lock = threading.Lock()
 
     def get(self, settings: Settings) -> Enqueuer:
         with self.lock:
             if self.enqueuer is None or self.enqueuer.settings is not settings:
-                self.enqueuer = Enqueuer(settings)
+                self._replace(Enqueuer(settings), owned=True)
+            assert self.enqueuer is not None
             return self.enqueuer
+
+    def lend(self, enqueuer: Enqueuer) -> None:
+        with self.lock:
+            if enqueuer is not self.enqueuer:
+                self._replace(enqueuer, owned=False)
+
+    def _replace(self, enqueuer: Enqueuer, *, owned: bool) -> None:
+        if self.enqueuer is not None and self.owned:
+            self.enqueuer.close()
+        self.enqueuer, self.owned = enqueuer, owned
 
 
 _ENQUEUER = _Holder()
@@ -132,7 +146,7 @@ def setup(
 ) -> SetupReport:
     """Apply the config's schedules to DBOS (after launch) and catch up on missed ticks."""
     if enqueuer is not None:
-        _ENQUEUER.enqueuer = enqueuer
+        _ENQUEUER.lend(enqueuer)
     report = SetupReport()
     scheduled = [t for t in settings.triggers if t.schedule is not None]
     entries: list[Any] = []
