@@ -50,6 +50,11 @@ class ServiceSettings(_Section):
     enqueue_timeout: float = Field(
         default=5.0, gt=0, description="seconds a webhook waits for its enqueue before 503"
     )
+    reuse_port: bool = Field(
+        default=False,
+        description="let several serve processes listen on the same address (SO_REUSEPORT); "
+        "the kernel spreads connections across them",
+    )
 
     @field_validator("listen")
     @classmethod
