@@ -16,7 +16,8 @@ from typing import Any
 from dbos import DBOSClient
 
 from trigger.errors import RunControlError, RunNotFoundError
-from trigger.eventlog import DecisionRecord, event_log
+from trigger.eventlog import event_log
+from trigger.eventlog_store import DecisionRecord
 from trigger.matching import RunRequest
 from trigger.settings import Settings
 from workflows.queue import RUN_QUEUE, RUN_WORKFLOW, Enqueuer

@@ -18,10 +18,22 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from concurrent.futures import Future
 from typing import Any, Literal
 
 import sqlalchemy as sa
+
+from trigger.eventlog_store import (
+    KEY_MAX,
+    DecisionRecord,
+    Entry,
+    GroupWriter,
+    decisions_table,
+    ensure_tables,
+    events_table,
+    heartbeats_table,
+    keys_table,
+)
 
 log = logging.getLogger(__name__)
 
@@ -29,48 +41,6 @@ Outcome = Literal["accepted", "duplicate", "ignored", "rejected"]
 OUTCOMES = ("accepted", "duplicate", "ignored", "rejected")
 DEFAULT_RETENTION_DAYS = 30.0
 _PRUNE_EVERY = 3600.0
-_KEY_MAX = 300
-
-metadata = sa.MetaData()
-
-events_table = sa.Table(
-    "bt_events",
-    metadata,
-    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("source", sa.String(32), nullable=False),
-    sa.Column("event_id", sa.String(300), nullable=True),
-    sa.Column("received_at", sa.Float, nullable=False, index=True),
-    sa.Column("outcome", sa.String(16), nullable=False),
-    sa.Column("reason", sa.Text, nullable=True),
-    sa.Column("source_addr", sa.String(100), nullable=True),
-    sa.Column("attributes", sa.Text, nullable=False, default="{}"),
-)
-
-decisions_table = sa.Table(
-    "bt_event_decisions",
-    metadata,
-    sa.Column("event_seq", sa.Integer, nullable=False, index=True),
-    sa.Column("position", sa.Integer, nullable=False),
-    sa.Column("trigger", sa.String(100), nullable=False),
-    sa.Column("matched", sa.Boolean, nullable=False),
-    sa.Column("reason", sa.Text, nullable=True),
-    sa.Column("run_id", sa.String(300), nullable=True, index=True),
-)
-
-keys_table = sa.Table(
-    "bt_event_keys",
-    metadata,
-    sa.Column("event_seq", sa.Integer, nullable=False, index=True),
-    sa.Column("value", sa.String(_KEY_MAX), nullable=False, index=True),
-)
-
-# Liveness of long-running sources (a folder watcher's last scan), read by /metrics.
-heartbeats_table = sa.Table(
-    "bt_source_heartbeats",
-    metadata,
-    sa.Column("name", sa.String(200), primary_key=True),
-    sa.Column("at", sa.Float, nullable=False),
-)
 
 # Attribute names whose values are identities worth looking an event up by.
 KEY_ATTRIBUTES = (
@@ -84,16 +54,6 @@ KEY_ATTRIBUTES = (
 )
 
 
-@dataclass(frozen=True)
-class DecisionRecord:
-    """One trigger's verdict on one event, as the log keeps it."""
-
-    trigger: str
-    matched: bool
-    reason: str | None = None
-    run_id: str | None = None
-
-
 DecisionLike = DecisionRecord | tuple[str, bool, str | None, str | None]
 
 
@@ -105,73 +65,16 @@ class EventLog:
         self.retention_days = retention_days
         self._last_prune = 0.0
         self._lock = threading.Lock()
-        _ensure_tables(engine)
+        ensure_tables(engine)
+        self._writer = GroupWriter(engine, self._maybe_prune)
 
-    def record(
-        self,
-        *,
-        source: str,
-        event_id: str | None,
-        outcome: Outcome,
-        reason: str | None = None,
-        source_addr: str | None = None,
-        attributes: Mapping[str, Any] | None = None,
-        decisions: Iterable[DecisionLike] = (),
-        received_at: float | None = None,
-        lookup_keys: Iterable[str] = (),
-    ) -> int:
-        if outcome not in OUTCOMES:
-            raise ValueError(f"outcome {outcome!r} is not one of {', '.join(OUTCOMES)}")
-        attrs = {k: v for k, v in (attributes or {}).items() if _plain(v)}
-        verdicts = [_as_record(d) for d in decisions]
-        lookup = {event_id} if event_id else set()
-        lookup |= {str(attrs[k]) for k in KEY_ATTRIBUTES if attrs.get(k) not in (None, "")}
-        lookup |= {d.run_id for d in verdicts if d.run_id}
-        lookup |= set(lookup_keys)
-        with self.engine.begin() as conn:
-            inserted = conn.execute(
-                sa.insert(events_table).values(
-                    source=source,
-                    event_id=event_id,
-                    received_at=received_at if received_at is not None else time.time(),
-                    outcome=outcome,
-                    reason=reason,
-                    source_addr=(source_addr or None) and source_addr[:100],
-                    attributes=json.dumps(attrs, sort_keys=True, default=str),
-                )
-            ).inserted_primary_key
-            if inserted is None:
-                raise RuntimeError("the event log insert returned no key")
-            seq = int(inserted[0])
-            if verdicts:
-                conn.execute(
-                    sa.insert(decisions_table),
-                    [
-                        {
-                            "event_seq": seq,
-                            "position": i,
-                            "trigger": d.trigger,
-                            "matched": d.matched,
-                            "reason": d.reason,
-                            "run_id": d.run_id,
-                        }
-                        for i, d in enumerate(verdicts)
-                    ],
-                )
-            values = sorted(v[:_KEY_MAX] for v in lookup if v)
-            if values:
-                conn.execute(
-                    sa.insert(keys_table), [{"event_seq": seq, "value": v} for v in values]
-                )
-        log.info(
-            "event %s source=%s outcome=%s%s",
-            event_id or "-",
-            source,
-            outcome,
-            f" reason={reason}" if reason else "",
-        )
-        self._maybe_prune()
-        return int(seq)
+    def record(self, **fields: Any) -> int:
+        """Record one event (the fields of :func:`make_entry`); its ``seq`` once committed."""
+        return self.submit(make_entry(**fields)).result()
+
+    def submit(self, entry: Entry) -> Future[int]:
+        """Hand ``entry`` to the group writer; the future holds its ``seq`` once committed."""
+        return self._writer.submit(entry)
 
     def get(self, seq: int) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
@@ -183,7 +86,7 @@ class EventLog:
     def find(self, value: str) -> list[dict[str, Any]]:
         """Events whose id, delivery id, sha, file path or run ids equal ``value``, oldest first."""
         with self.engine.connect() as conn:
-            seqs = sa.select(keys_table.c.event_seq).where(keys_table.c.value == value[:_KEY_MAX])
+            seqs = sa.select(keys_table.c.event_seq).where(keys_table.c.value == value[:KEY_MAX])
             rows = conn.execute(
                 sa.select(events_table)
                 .where(events_table.c.seq.in_(seqs))
@@ -258,17 +161,40 @@ class EventLog:
             return {r.name: r.at for r in conn.execute(sa.select(heartbeats_table))}
 
 
-_READY: set[str] = set()
-_READY_LOCK = threading.Lock()
-
-
-def _ensure_tables(engine: sa.Engine) -> None:
-    key = str(engine.url)
-    with _READY_LOCK:
-        if key in _READY:
-            return
-        metadata.create_all(engine, checkfirst=True)
-        _READY.add(key)
+def make_entry(
+    *,
+    source: str,
+    event_id: str | None,
+    outcome: Outcome,
+    reason: str | None = None,
+    source_addr: str | None = None,
+    attributes: Mapping[str, Any] | None = None,
+    decisions: Iterable[DecisionLike] = (),
+    received_at: float | None = None,
+    lookup_keys: Iterable[str] = (),
+    duplicate_of: str | None = None,
+) -> Entry:
+    """One event as the log keeps it: plain attributes only, with its lookup keys."""
+    if outcome not in OUTCOMES:
+        raise ValueError(f"outcome {outcome!r} is not one of {', '.join(OUTCOMES)}")
+    attrs = {k: v for k, v in (attributes or {}).items() if _plain(v)}
+    verdicts = [_as_record(d) for d in decisions]
+    lookup = {event_id} if event_id else set()
+    lookup |= {str(attrs[k]) for k in KEY_ATTRIBUTES if attrs.get(k) not in (None, "")}
+    lookup |= {d.run_id for d in verdicts if d.run_id}
+    lookup |= set(lookup_keys)
+    return Entry(
+        source=source,
+        event_id=event_id,
+        outcome=outcome,
+        reason=reason,
+        source_addr=source_addr,
+        attributes=attrs,
+        received_at=received_at if received_at is not None else time.time(),
+        verdicts=verdicts,
+        keys=sorted(v[:KEY_MAX] for v in lookup if v),
+        duplicate_of=duplicate_of,
+    )
 
 
 def _plain(value: Any) -> bool:
@@ -394,7 +320,21 @@ def record_dispatch(
     source_addr: str | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> int:
-    """Record an event that passed verification, from ``matching.decide`` and the enqueues.
+    """Record an event that passed verification (see :func:`dispatch_entry`)."""
+    entry = dispatch_entry(event, decided, enqueued, source_addr=source_addr, extra=extra)
+    return event_log(target).submit(entry).result()
+
+
+def dispatch_entry(
+    event: Any,
+    decided: Sequence[Any],
+    enqueued: Mapping[str, Any],
+    *,
+    source_addr: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Entry:
+    """The log entry of an event that passed verification, from ``matching.decide`` and
+    the enqueues.
 
     ``event`` is a ``trigger.event.Event``; ``decided`` the list ``decide()`` returned;
     ``enqueued`` maps run id -> ``workflows.queue.Enqueued`` for the requests enqueued.
@@ -417,27 +357,25 @@ def record_dispatch(
         else:
             new += 1
         verdicts.append(DecisionRecord(d.trigger, True, note, d.request.run_id))
+    duplicate_of = None
     if new:
         outcome: Outcome = "accepted"
         reason = None
     elif dup:
         outcome = "duplicate"
         reason = f"duplicate of event {event.id}: its runs already exist"
-        first = [e for e in event_log(target).find(event.id) if e["outcome"] == "accepted"]
-        if first:
-            when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(first[0]["received_at"]))
-            reason = f"duplicate of event {event.id} first received {when} UTC"
+        duplicate_of = event.id  # the writer dates the first acceptance
     else:
         outcome = "ignored"
         reason = "no trigger matched" if decided else "no triggers are configured"
-    attributes = {**event.attributes, **(extra or {})}
-    return event_log(target).record(
+    return make_entry(
         source=event.kind,
         event_id=event.id,
         outcome=outcome,
         reason=reason,
         source_addr=source_addr,
-        attributes=attributes,
+        attributes={**event.attributes, **(extra or {})},
         decisions=verdicts,
         received_at=event.received_at.timestamp(),
+        duplicate_of=duplicate_of,
     )

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
-from tests.support import make_settings
-from trigger.eventlog import EventLog, _make_engine, record_event
+import pytest
+import sqlalchemy as sa
+
+from tests.support import make_settings, wait_until
+from trigger.eventlog import EventLog, _make_engine, make_entry, record_event
 
 
 def _log(tmp_path: Path, backend: str | None, project_dir: Path, days: float = 30) -> EventLog:
@@ -67,4 +71,77 @@ def test_old_events_are_pruned_with_their_decisions_and_keys(
     log.prune()  # recording already prunes, at most once an hour per process
     assert log.find("old") == [] and log.find("run:t:old") == []
     assert [e["event_id"] for e in log.recent()] == ["new"]
+    log.engine.dispose()
+
+
+def test_entries_written_together_each_get_their_own_row_in_order(
+    tmp_path: Path, backend: str | None, project_dir: Path
+) -> None:
+    log = _log(tmp_path, backend, project_dir)
+    futures = [
+        log.submit(
+            make_entry(
+                source="github",
+                event_id=f"burst-{n}",
+                outcome="accepted",
+                decisions=[("orders", True, None, f"run:orders:burst-{n}")],
+            )
+        )
+        for n in range(40)
+    ]
+    seqs = [f.result(timeout=30) for f in futures]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 40
+    for n, seq in enumerate(seqs):
+        entry = log.get(seq)
+        assert entry is not None and entry["event_id"] == f"burst-{n}"
+        assert entry["decisions"][0]["run_id"] == f"run:orders:burst-{n}"
+        assert [e["seq"] for e in log.find(f"run:orders:burst-{n}")] == [seq]
+    log.engine.dispose()
+
+
+def test_a_failed_group_fails_every_waiter_and_the_writer_keeps_going(
+    tmp_path: Path, backend: str | None, project_dir: Path
+) -> None:
+    log = _log(tmp_path, backend, project_dir)
+    broken = make_entry(source="github", event_id="bad", outcome="ignored")
+    broken.outcome = None  # type: ignore[assignment]  (violates NOT NULL on both databases)
+    with pytest.raises(sa.exc.IntegrityError):
+        log.submit(broken).result(timeout=30)
+    assert log.record(source="github", event_id="after", outcome="accepted") > 0
+    assert [e["event_id"] for e in log.recent()] == ["after"]
+    log.engine.dispose()
+
+
+def test_the_writer_thread_stops_when_idle_and_starts_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, project_dir: Path
+) -> None:
+    import trigger.eventlog_store as store
+
+    monkeypatch.setattr(store, "_IDLE_SECONDS", 0.2)
+    log = _log(tmp_path, None, project_dir)
+    log.record(source="manual", event_id="one", outcome="accepted")
+    wait_until(
+        lambda: not any(t.name == "event-log-writer" for t in threading.enumerate()),
+        timeout=10,
+        what="the idle writer thread to stop",
+    )
+    assert log.record(source="manual", event_id="two", outcome="accepted") > 0
+    log.engine.dispose()
+
+
+def test_a_duplicate_names_when_its_event_was_first_accepted(
+    tmp_path: Path, backend: str | None, project_dir: Path
+) -> None:
+    log = _log(tmp_path, backend, project_dir)
+    log.record(source="github", event_id="gh-1", outcome="accepted", received_at=86400.0)
+    seq = log.record(
+        source="github",
+        event_id="gh-1",
+        outcome="duplicate",
+        reason="duplicate of event gh-1: its runs already exist",
+        duplicate_of="gh-1",
+    )
+    entry = log.get(seq)
+    assert entry is not None
+    assert entry["reason"] == "duplicate of event gh-1 first received 1970-01-02 00:00:00 UTC"
     log.engine.dispose()

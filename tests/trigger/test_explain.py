@@ -11,7 +11,8 @@ from tests.support import final_run as _finished
 from tests.support import run_cli, write_config
 from trigger.dispatch import fire_event
 from trigger.event import Event, manual_event
-from trigger.eventlog import DecisionRecord, event_log, record_event
+from trigger.eventlog import event_log, record_event
+from trigger.eventlog_store import DecisionRecord
 from trigger.explain import NothingToExplainError, explain, render
 
 
