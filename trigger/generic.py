@@ -55,12 +55,12 @@ async def generic_hook(request: Request, trigger: str) -> JSONResponse:
     try:
         return await _handle(request, delivery, trigger)
     except Rejected as exc:
-        return delivery.reject(exc)
+        return await delivery.reject(exc)
     except ValidationError:
-        return delivery.reject(Rejected(400, "the payload is refused by the event model"))
+        return await delivery.reject(Rejected(400, "the payload is refused by the event model"))
     except Exception:  # a payload shape we did not foresee is the sender's 400, never a 500
         log.exception("delivery %s could not be processed", delivery.id)
-        return delivery.reject(Rejected(400, "the payload could not be processed"))
+        return await delivery.reject(Rejected(400, "the payload could not be processed"))
 
 
 async def _handle(request: Request, delivery: Delivery, name: str) -> JSONResponse:

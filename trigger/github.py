@@ -65,12 +65,12 @@ async def github_hook(
             request, delivery, x_github_event, x_github_delivery, x_hub_signature_256
         )
     except Rejected as exc:
-        return delivery.reject(exc)
+        return await delivery.reject(exc)
     except (HookPayloadError, ValidationError) as exc:
-        return delivery.reject(Rejected(400, _payload_message(exc)))
+        return await delivery.reject(Rejected(400, _payload_message(exc)))
     except Exception:  # a payload shape we did not foresee is the sender's 400, never a 500
         log.exception("delivery %s could not be processed", delivery.id)
-        return delivery.reject(Rejected(400, "the payload could not be processed"))
+        return await delivery.reject(Rejected(400, "the payload could not be processed"))
 
 
 async def _handle(
@@ -102,10 +102,10 @@ async def _handle(
     if kind == "ping":
         hook_id = payload.get("hook_id")
         log.info("github ping delivery=%s hook_id=%s", delivery.id, hook_id)
-        return delivery.answer(200, {"ok": True, "hook_id": hook_id}, "ping")
+        return await delivery.answer(200, {"ok": True, "hook_id": hook_id}, "ping")
     if kind != "push":
         why = f"X-GitHub-Event {str(kind)[:40]!r} is not handled; only push starts runs"
-        return delivery.answer(202, {"ignored": why}, f"ignored ({why})")
+        return await delivery.answer(202, {"ignored": why}, f"ignored ({why})")
     return await deliver_push(
         request,
         delivery,

@@ -62,13 +62,13 @@ async def gitlab_hook(
         delivery.id = event_id("gl", idempotency_key or x_gitlab_event_uuid)
         return await _handle(request, delivery, x_gitlab_event, x_gitlab_token)
     except Rejected as exc:
-        return delivery.reject(exc)
+        return await delivery.reject(exc)
     except (HookPayloadError, ValidationError) as exc:
         message = str(exc) if isinstance(exc, HookPayloadError) else "the payload is refused"
-        return delivery.reject(Rejected(400, message))
+        return await delivery.reject(Rejected(400, message))
     except Exception:  # a payload shape we did not foresee is the sender's 400, never a 500
         log.exception("delivery %s could not be processed", delivery.id)
-        return delivery.reject(Rejected(400, "the payload could not be processed"))
+        return await delivery.reject(Rejected(400, "the payload could not be processed"))
 
 
 async def _handle(
@@ -86,7 +86,7 @@ async def _handle(
     payload = parse_object(body)
     if kind not in _HANDLED:
         why = f"X-Gitlab-Event {str(kind)[:40]!r} is not handled; only pushes start runs"
-        return delivery.answer(202, {"ignored": why}, f"ignored ({why})")
+        return await delivery.answer(202, {"ignored": why}, f"ignored ({why})")
     return await deliver_push(
         request,
         delivery,

@@ -27,7 +27,8 @@ from starlette.requests import ClientDisconnect
 
 from trigger.errors import EnqueueUnavailableError, HookPayloadError
 from trigger.event import AttributeValue, Event, EventKind
-from trigger.eventlog import Outcome, record_dispatch, record_event
+from trigger.eventlog import Outcome, dispatch_entry, event_log, make_entry
+from trigger.eventlog_store import Entry
 from trigger.gitpush import Push, attributes
 from trigger.http import state
 from trigger.matching import RunRequest, decide
@@ -69,9 +70,9 @@ class Delivery:
     request: Request | None = None
     recorded: bool = False
 
-    def answer(self, status: int, body: dict[str, Any], outcome: str) -> JSONResponse:
+    async def answer(self, status: int, body: dict[str, Any], outcome: str) -> JSONResponse:
         if not self.recorded:
-            self._record(status, body, outcome)
+            await self._record(status, body, outcome)
         runs = body.get("runs") or []
         log.info(
             "delivery %s source=%s repo=%s ref=%s outcome=%s runs=%s",
@@ -84,10 +85,10 @@ class Delivery:
         )
         return JSONResponse(body, status_code=status)
 
-    def reject(self, exc: Rejected) -> JSONResponse:
-        return self.answer(exc.status, {"error": exc.message}, f"rejected-{exc.status}")
+    async def reject(self, exc: Rejected) -> JSONResponse:
+        return await self.answer(exc.status, {"error": exc.message}, f"rejected-{exc.status}")
 
-    def _record(self, status: int, body: dict[str, Any], outcome: str) -> None:
+    async def _record(self, status: int, body: dict[str, Any], outcome: str) -> None:
         """Every delivery that reaches us goes into the event log, even the refused ones."""
         if self.request is None:
             return
@@ -96,15 +97,14 @@ class Delivery:
         if kind == "rejected":
             reason = f"{reason} (HTTP {status})"
         attributes = {"delivery_id": self.id, "repo": self.repo, "ref": self.ref}
-        _log_event(
+        await _log_event(
             self.request,
-            lambda target: record_event(
-                target,
-                self.source,
-                None if self.id == "-" else self.id,
-                kind,
-                str(reason),
-                _client_addr(self.request),
+            make_entry(
+                source=self.source,
+                event_id=None if self.id == "-" else self.id,
+                outcome=kind,
+                reason=str(reason),
+                source_addr=_client_addr(self.request),
                 attributes={k: v for k, v in attributes.items() if v != "-"},
             ),
         )
@@ -115,10 +115,13 @@ def _client_addr(request: Request | None) -> str | None:
     return request.client.host if request is not None and request.client else None
 
 
-def _log_event(request: Request, write: Any) -> None:
-    """The event log tells the story; failing to write it must not fail the delivery."""
+async def _log_event(request: Request, entry: Entry) -> None:
+    """The event log tells the story; failing to write it must not fail the delivery.
+    The entry joins the log's next group commit; the event loop serves other
+    deliveries while it waits."""
     try:
-        write(state(request).engine)
+        log_ = event_log(state(request).engine, state(request).settings.events.retention_days)
+        await asyncio.wrap_future(log_.submit(entry))
     except Exception as exc:
         log.warning("event log write failed: %s", type(exc).__name__)
 
@@ -265,14 +268,11 @@ async def deliver(
         if not reasons:
             why = "no trigger listens to this repository with this secret"
         ignored = {"ignored": why, "triggers": reasons, "event": event.id}
-        _log_event(
-            request,
-            lambda target: record_dispatch(
-                target, event, decisions, {}, source_addr=_client_addr(request)
-            ),
+        await _log_event(
+            request, dispatch_entry(event, decisions, {}, source_addr=_client_addr(request))
         )
         delivery.recorded = True
-        return delivery.answer(202, ignored, f"ignored ({why})")
+        return await delivery.answer(202, ignored, f"ignored ({why})")
     if app_state.context is None:
         raise Rejected(503, "this process does not enqueue runs; send hooks to an ingress")
     enqueuer = app_state.context.enqueuer
@@ -298,14 +298,10 @@ async def deliver(
             log.error("enqueue of %s failed: %s: %s", run.run_id, type(exc).__name__, exc)
             raise Rejected(503, "the runs could not be enqueued now; retry") from None
     run_ids = [r.run_id for r in results]
-    _log_event(
+    await _log_event(
         request,
-        lambda target: record_dispatch(
-            target,
-            event,
-            decisions,
-            {r.run_id: r for r in results},
-            source_addr=_client_addr(request),
+        dispatch_entry(
+            event, decisions, {r.run_id: r for r in results}, source_addr=_client_addr(request)
         ),
     )
     delivery.recorded = True
@@ -315,9 +311,9 @@ async def deliver(
         body["paths_complete"] = False
     if all(r.duplicate for r in results):
         body["duplicate"] = True
-        return delivery.answer(200, body, "duplicate")
+        return await delivery.answer(200, body, "duplicate")
     body["duplicate"] = False
-    return delivery.answer(202, body, "accepted")
+    return await delivery.answer(202, body, "accepted")
 
 
 def payload_error(exc: HookPayloadError) -> Rejected:
