@@ -40,6 +40,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.loadgen import Pool, build_request  # noqa: E402
 from tests.support import base_config, write_config  # noqa: E402
 
 SECRET = "bench-secret"  # noqa: S105  (a throwaway for the benchmark)
@@ -106,54 +107,49 @@ def raw_enqueue_rate(url: str, total: int, concurrency: int, tag: str) -> float:
     return total / elapsed
 
 
-async def _send(client: httpx.AsyncClient, url: str, delivery: str) -> tuple[int, float]:
-    body, headers = _signed(delivery)
-    start = time.perf_counter()
-    try:
-        response = await client.post(url, content=body, headers=headers)
-    except httpx.HTTPError:
-        return 0, time.perf_counter() - start  # counted as a failure, not an ack
-    return response.status_code, time.perf_counter() - start
+def _requests(url: str, tag: str, count: int) -> list[bytes]:
+    """Signed before the clock starts: the load generator only writes bytes."""
+    return [build_request(url, *_signed(f"{tag}-{n}")) for n in range(count)]
 
 
 async def saturation(
     url: str, total: int, concurrency: int, tag: str, code: int = 202
 ) -> dict[str, Any]:
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
-        for n in range(5):
-            await _send(client, url, f"{tag}-warm-{n}")
-        queue: asyncio.Queue[int] = asyncio.Queue()
-        for n in range(total):
-            queue.put_nowait(n)
-        codes: list[int] = []
+    pool = Pool(url)
+    for raw in _requests(url, f"{tag}-warm", concurrency):
+        await pool.send(raw)
+    pending = _requests(url, tag, total)
+    pending.reverse()
+    codes: list[int] = []
 
-        async def worker() -> None:
-            while not queue.empty():
-                n = queue.get_nowait()
-                code, _ = await _send(client, url, f"{tag}-{n}")
-                codes.append(code)
+    async def worker() -> None:
+        while pending:
+            status, _ = await pool.send(pending.pop())
+            codes.append(status)
 
-        start = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - start
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - start
+    await pool.close()
     acks = codes.count(code)
     return {"requests": total, "acks": acks, "acks_per_s": round(acks / elapsed, 1)}
 
 
 async def steady(url: str, rate: float, seconds: float, tag: str) -> dict[str, Any]:
     total = int(rate * seconds)
-    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=200), timeout=30) as client:
-        start = time.perf_counter()
-        tasks = []
-        for n in range(total):
-            due = start + n / rate
-            delay = due - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(_send(client, url, f"{tag}-{n}")))
-        results = await asyncio.gather(*tasks)
-        elapsed = time.perf_counter() - start
+    prepared = _requests(url, tag, total)
+    pool = Pool(url)
+    start = time.perf_counter()
+    tasks = []
+    for n, raw in enumerate(prepared):
+        due = start + n / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(pool.send(raw)))
+    results = await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - start
+    await pool.close()
     latencies = sorted(lat for code, lat in results if code == 202)
     acks = len(latencies)
     q = statistics.quantiles(latencies, n=100) if len(latencies) >= 2 else [0.0] * 99
@@ -191,6 +187,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--role", default="all", choices=["all", "ingress"])
     parser.add_argument(
+        "--ingress-processes",
+        type=int,
+        default=1,
+        help="with --role ingress: this many ingress processes share the port (reuse_port)",
+    )
+    parser.add_argument(
         "--no-worker",
         action="store_true",
         help="with --role ingress: stop the worker once it has created the tables",
@@ -209,7 +211,7 @@ def main() -> None:
     config = base_config(
         work,
         project,
-        service={"listen": f"127.0.0.1:{port}"},
+        service={"listen": f"127.0.0.1:{port}", "reuse_port": args.ingress_processes > 1},
         triggers=[
             {
                 "name": "orders",
@@ -226,8 +228,8 @@ def main() -> None:
     }
     procs: list[subprocess.Popen[bytes]] = []
 
-    def serve(role: str) -> subprocess.Popen[bytes]:
-        log = (work / f"serve-{role}.log").open("wb")
+    def serve(role: str, n: int = 0) -> subprocess.Popen[bytes]:
+        log = (work / f"serve-{role}{n or ''}.log").open("wb")
         cmd = [sys.executable, "-m", "trigger.cli", "serve", "--config", str(path)]
         proc = subprocess.Popen(
             [*cmd, "--role", role], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT
@@ -245,6 +247,11 @@ def main() -> None:
             worker.terminate()
             worker.wait(timeout=60)
     proc = serve(args.role)
+    if args.role == "ingress":
+        for n in range(2, args.ingress_processes + 1):
+            serve(args.role, n)
+        for n in range(1, args.ingress_processes + 1):
+            _wait_for(work / f"serve-ingress{'' if n == 1 else n}.log", "serving role=ingress")
     hook = f"http://127.0.0.1:{port}/hooks/github"
     try:
         deadline = time.monotonic() + 60
@@ -261,8 +268,8 @@ def main() -> None:
         # and the ratio is only fair against the reference measured around it.
         raw_before = raw_enqueue_rate(url, args.requests, args.concurrency, "a")
         # The HTTP ceiling on this machine: the same client and server, a route that
-        # answers 404 at once (no signature, no database).
-        base = f"http://127.0.0.1:{port}/hooks/generic/-"
+        # answers 404 at once (no route: no signature, no database, no event log).
+        base = f"http://127.0.0.1:{port}/bench/no-such-route"
         ceiling = asyncio.run(saturation(base, args.requests, args.concurrency, "ceil", code=404))
         sat = asyncio.run(saturation(hook, args.requests, args.concurrency, "sat"))
         raw_after = raw_enqueue_rate(url, args.requests, args.concurrency, "b")
@@ -278,6 +285,7 @@ def main() -> None:
             {
                 "database": "postgresql",
                 "role": args.role,
+                "ingress_processes": args.ingress_processes if args.role == "ingress" else 1,
                 "worker_running": not (args.role == "ingress" and args.no_worker),
                 "concurrency": args.concurrency,
                 "raw_dbos_enqueue_per_s": {
