@@ -65,35 +65,58 @@ def _iso(ts: float | None) -> str | None:
     return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
 
 
+_CONNECTIONS = threading.local()
+
+
 class Ledger:
-    """The SQLite job ledger; safe for several processes (WAL, busy timeout)."""
+    """The SQLite job ledger; safe for several processes (WAL, busy timeout).
+
+    Fifty runs polling at once must not queue behind one another: each thread keeps
+    its connection, reads take no write lock, and commits are not fsynced
+    (``synchronous=NORMAL`` in WAL mode survives a killed process, only not a
+    power cut, which a rehearsal can afford).
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.executescript(_SCHEMA)
+        self._connection().executescript(_SCHEMA)
 
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA busy_timeout=30000")
-        db.row_factory = sqlite3.Row
+    def _connection(self) -> sqlite3.Connection:
+        """This thread's connection to this ledger, opened on first use."""
+        opened: dict[str, sqlite3.Connection] | None = getattr(_CONNECTIONS, "by_path", None)
+        if opened is None:
+            opened = _CONNECTIONS.by_path = {}
+        key = str(self.path)
+        db = opened.get(key)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA busy_timeout=30000")
+            db.row_factory = sqlite3.Row
+            opened[key] = db
         return db
 
     def execute(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-        db = self._connect()
+        """A statement in its own write transaction."""
+        db = self._connection()
+        db.execute("BEGIN IMMEDIATE")
         try:
-            db.execute("BEGIN IMMEDIATE")
             rows = db.execute(sql, params).fetchall()
-            db.execute("COMMIT")
-            return rows
-        finally:
-            db.close()
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        return rows
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        """A read: a WAL snapshot, no write lock."""
+        return self._connection().execute(sql, params).fetchall()
 
     def jobs(self) -> list[dict[str, Any]]:
         self.settle()
-        rows = self.execute("SELECT * FROM jobs ORDER BY submitted_at, job_id")
+        rows = self.query("SELECT * FROM jobs ORDER BY submitted_at, job_id")
         return [_job_record(row) for row in rows]
 
     def settle(self) -> None:
@@ -116,12 +139,27 @@ class Ledger:
         )
 
     def take_fault(self, method: str) -> tuple[str, str] | None:
+        # Looked at without the write lock first: on every SDK call, almost always empty.
+        if not self.query(
+            "SELECT 1 FROM faults WHERE method = ? AND remaining > 0 LIMIT 1", (method,)
+        ):
+            return None
         rows = self.execute(
             "UPDATE faults SET remaining = remaining - 1 WHERE id = (SELECT id FROM faults "
             "WHERE method = ? AND remaining > 0 ORDER BY id LIMIT 1) RETURNING error, message",
             (method,),
         )
         return (rows[0]["error"], rows[0]["message"]) if rows else None
+
+
+def _settled(row: sqlite3.Row, now: float) -> dict[str, Any]:
+    """The row as ``settle`` would leave it at ``now``, without writing."""
+    fields = dict(row)
+    finish_at = fields["finish_at"]
+    if fields["status"] == "RUNNING" and finish_at is not None and finish_at <= now:
+        fields["status"] = "FAIL" if fields["outcome"] == "fail" else "COMPLETE"
+        fields["finished_at"] = finish_at
+    return fields
 
 
 def _job_record(row: sqlite3.Row) -> dict[str, Any]:
@@ -251,7 +289,7 @@ class RehearsalClient:
     def has_branch(self, *args: Any, **kwargs: Any) -> bool:
         self._enter("has_branch", args, kwargs)
         branch = kwargs.get("branch", args[0] if args else None)
-        rows = self.ledger.execute("SELECT 1 FROM branches WHERE name = ?", (str(branch),))
+        rows = self.ledger.query("SELECT 1 FROM branches WHERE name = ?", (str(branch),))
         return bool(rows)
 
     def create_branch(self, *args: Any, **kwargs: Any) -> str:
@@ -304,18 +342,17 @@ class RehearsalClient:
             os._exit(137)
         return _RunState(job_id=job_id, job_status=None)
 
-    def _row(self, job_id: str) -> sqlite3.Row:
-        self.ledger.settle()
-        rows = self.ledger.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,))
+    def _row(self, job_id: str) -> dict[str, Any]:
+        rows = self.ledger.query("SELECT * FROM jobs WHERE job_id = ?", (job_id,))
         if not rows:
             raise _sdk_error("ResourceNotFoundError", f"job {job_id} not found")
-        return rows[0]
+        return _settled(rows[0], _now())
 
     def get_job(self, *args: Any, **kwargs: Any) -> _Job:
         self._enter("get_job", args, kwargs)
         return self._job(self._row(str(args[0] if args else kwargs["job_id"])))
 
-    def _job(self, row: sqlite3.Row) -> _Job:
+    def _job(self, row: sqlite3.Row | dict[str, Any]) -> _Job:
         error = "rehearsal: the job was told to fail" if row["status"] == "FAIL" else None
         return _Job(
             id=row["job_id"],
@@ -346,23 +383,24 @@ class RehearsalClient:
     def cancel_job(self, *args: Any, **kwargs: Any) -> None:
         self._enter("cancel_job", args, kwargs)
         job_id = str(args[0] if args else kwargs["job_id"])
+        now = _now()
         self.ledger.execute(
             "UPDATE jobs SET status = 'ABORT', finished_at = ? WHERE job_id = ? "
-            "AND status = 'RUNNING'",
-            (_now(), job_id),
+            "AND status = 'RUNNING' AND (finish_at IS NULL OR finish_at > ?)",
+            (now, job_id, now),
         )
 
     def get_jobs(self, *args: Any, **kwargs: Any) -> Iterator[_Job]:
         self._enter("get_jobs", args, kwargs)
-        self.ledger.settle()
         since = kwargs.get("filter_by_created_after")
         floor = since.timestamp() if isinstance(since, datetime) else 0.0
-        rows = self.ledger.execute(
+        rows = self.ledger.query(
             "SELECT * FROM jobs WHERE submitted_at >= ? ORDER BY submitted_at", (floor,)
         )
         limit = kwargs.get("limit")
+        now = _now()
         for row in rows[:limit] if limit else rows:
-            yield self._job(row)
+            yield self._job(_settled(row, now))
 
     def get_job_context(self, *args: Any, **kwargs: Any) -> _JobContext:
         self._enter("get_job_context", args, kwargs)

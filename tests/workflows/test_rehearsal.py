@@ -77,3 +77,35 @@ def test_another_process_sees_the_same_jobs(tmp_path: Path, project_dir: Path) -
         check=True,
     )
     assert [j["job_id"] for j in Ledger(path).jobs()] == [out.stdout.strip()]
+
+
+def test_a_due_job_reads_as_finished_and_cancelling_it_then_changes_nothing(
+    client: RehearsalClient, project_dir: Path
+) -> None:
+    job_id = client.run(project_dir=str(project_dir), ref="rehearsal.x", detach=True).job_id
+    [row] = client.ledger.query("SELECT status FROM jobs")
+    assert row["status"] == "RUNNING"  # not settled in the table yet...
+    assert str(client.get_job(job_id).status) == "COMPLETE"  # ...but due, so reported done
+    client.cancel_job(job_id)
+    assert str(client.get_job(job_id).status) == "COMPLETE"
+    assert [j["status"] for j in client.ledger.jobs()] == ["COMPLETE"]
+
+
+def test_each_thread_reads_the_writes_of_the_others(
+    client: RehearsalClient, project_dir: Path
+) -> None:
+    import threading
+
+    ids: list[str] = []
+
+    def submit() -> None:
+        run = client.run(project_dir=str(project_dir), ref="rehearsal.x", detach=True)
+        ids.append(run.job_id)
+
+    threads = [threading.Thread(target=submit) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(j["job_id"] for j in client.ledger.jobs()) == sorted(ids)
+    assert all(str(client.get_job(job_id).status) == "COMPLETE" for job_id in ids)
