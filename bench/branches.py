@@ -120,7 +120,7 @@ def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
             "queue": {
                 "polling_interval": args.queue_polling,
                 "per_branch_concurrency": 1,
-                "global_concurrency": args.cap,
+                f"{args.cap_kind}_concurrency": args.cap,
             },
             "triggers": [
                 {
@@ -184,6 +184,7 @@ def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         "runs": len(requests),
         "per_branch_concurrency": 1,
         "global_cap": args.cap,
+        "cap_kind": args.cap_kind,
         "job_seconds": args.job_seconds,
         "poll_interval": args.poll_interval,
         "queue_polling_interval": args.queue_polling,
@@ -216,6 +217,13 @@ def main() -> None:
         dest="reference",
         action="store_false",
         help="skip the raw-DBOS reference run on the same queue",
+    )
+    parser.add_argument(
+        "--cap-kind",
+        choices=["global", "worker"],
+        default="global",
+        help="enforce --cap as [queue] global_concurrency (across processes) or, in this "
+        "one process, as worker_concurrency",
     )
     parser.add_argument("--job-seconds", type=float, default=1.0)
     parser.add_argument("--poll-interval", type=float, default=0.1)
