@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,6 +32,9 @@ from typing import Any
 
 from dbos import DBOS, DBOSClient, EnqueueOptions, WorkflowStatus
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.workflows.flow_support import max_overlap
 from trigger.event import manual_event
 from trigger.matching import match
 from trigger.settings import Settings, build_settings
@@ -86,15 +90,6 @@ def reference(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
         "makespan_seconds": round(ended - started, 3),
         "max_concurrent_workflows": max_overlap(spans),
     }
-
-
-def max_overlap(intervals: list[tuple[float, float]]) -> int:
-    points = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
-    best = now = 0
-    for _, delta in points:
-        now += delta
-        best = max(best, now)
-    return best
 
 
 def ideal_makespan(branches: int, events: int, cap: int, job: float) -> float:
