@@ -227,7 +227,10 @@ class GroupWriter:
             )
         for seq, (_, done) in zip(seqs, group, strict=True):
             done.set_result(seq)
-        self.after_write()
+        try:
+            self.after_write()
+        except Exception as exc:  # housekeeping must never stop the writer
+            log.warning("event log housekeeping failed: %s", type(exc).__name__)
 
 
 _READY: set[str] = set()
