@@ -115,18 +115,9 @@ class Ledger:
         return self._connection().execute(sql, params).fetchall()
 
     def jobs(self) -> list[dict[str, Any]]:
-        self.settle()
         rows = self.query("SELECT * FROM jobs ORDER BY submitted_at, job_id")
-        return [_job_record(row) for row in rows]
-
-    def settle(self) -> None:
-        """Give every due job its final status, dated when it was due."""
-        self.execute(
-            "UPDATE jobs SET status = CASE outcome WHEN 'fail' THEN 'FAIL' ELSE 'COMPLETE' END, "
-            "finished_at = finish_at WHERE status = 'RUNNING' AND finish_at IS NOT NULL "
-            "AND finish_at <= ?",
-            (_now(),),
-        )
+        now = _now()
+        return [_job_record(_settled(row, now)) for row in rows]
 
     def inject_fault(
         self, method: str, error: str, message: str = "injected", count: int = 1
@@ -153,7 +144,8 @@ class Ledger:
 
 
 def _settled(row: sqlite3.Row, now: float) -> dict[str, Any]:
-    """The row as ``settle`` would leave it at ``now``, without writing."""
+    """The row as of ``now``: a job past its due time reads as finished, dated when it
+    was due. Derived on every read, never written, so no read takes the write lock."""
     fields = dict(row)
     finish_at = fields["finish_at"]
     if fields["status"] == "RUNNING" and finish_at is not None and finish_at <= now:
@@ -162,7 +154,7 @@ def _settled(row: sqlite3.Row, now: float) -> dict[str, Any]:
     return fields
 
 
-def _job_record(row: sqlite3.Row) -> dict[str, Any]:
+def _job_record(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "job_id": row["job_id"],
         "ref": row["ref"],
