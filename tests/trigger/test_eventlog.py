@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -13,16 +14,27 @@ from tests.support import make_settings, wait_until
 from trigger.eventlog import EventLog, _make_engine, make_entry, record_event
 
 
-def _log(tmp_path: Path, backend: str | None, project_dir: Path, days: float = 30) -> EventLog:
-    settings = make_settings(tmp_path, backend, project_dir, events={"retention_days": days})
-    settings.state_path.mkdir(parents=True, exist_ok=True)
-    return EventLog(_make_engine(settings.database_url()), days)
+@pytest.fixture
+def open_log(tmp_path: Path, project_dir: Path) -> Iterator[Callable[..., EventLog]]:
+    """Event logs on ``backend``; their engines are disposed even when a test fails, so
+    no pooled connection is left for the garbage collector to find in a later test."""
+    opened: list[EventLog] = []
+
+    def open_(backend: str | None, days: float = 30) -> EventLog:
+        settings = make_settings(tmp_path, backend, project_dir, events={"retention_days": days})
+        settings.state_path.mkdir(parents=True, exist_ok=True)
+        opened.append(EventLog(_make_engine(settings.database_url()), days))
+        return opened[-1]
+
+    yield open_
+    for log in opened:
+        log.engine.dispose()
 
 
 def test_events_are_found_by_any_identity_and_paged(
-    tmp_path: Path, backend: str | None, project_dir: Path
+    open_log: Callable[..., EventLog], backend: str | None
 ) -> None:
-    log = _log(tmp_path, backend, project_dir)
+    log = open_log(backend)
     for n in range(5):
         record_event(
             log,
@@ -49,13 +61,12 @@ def test_events_are_found_by_any_identity_and_paged(
     following = log.recent(limit=2, before=page[-1]["seq"])
     assert [e["event_id"] for e in following] == ["d-2", "d-1"]
     assert log.counts() == [("github", "accepted", 5)]
-    log.engine.dispose()
 
 
 def test_old_events_are_pruned_with_their_decisions_and_keys(
-    tmp_path: Path, backend: str | None, project_dir: Path
+    open_log: Callable[..., EventLog], backend: str | None
 ) -> None:
-    log = _log(tmp_path, backend, project_dir, days=1)
+    log = open_log(backend, days=1)
     old = time.time() - 2 * 86400
     record_event(
         log,
@@ -71,13 +82,12 @@ def test_old_events_are_pruned_with_their_decisions_and_keys(
     log.prune()  # recording already prunes, at most once an hour per process
     assert log.find("old") == [] and log.find("run:t:old") == []
     assert [e["event_id"] for e in log.recent()] == ["new"]
-    log.engine.dispose()
 
 
 def test_entries_written_together_each_get_their_own_row_in_order(
-    tmp_path: Path, backend: str | None, project_dir: Path
+    open_log: Callable[..., EventLog], backend: str | None
 ) -> None:
-    log = _log(tmp_path, backend, project_dir)
+    log = open_log(backend)
     futures = [
         log.submit(
             make_entry(
@@ -96,29 +106,27 @@ def test_entries_written_together_each_get_their_own_row_in_order(
         assert entry is not None and entry["event_id"] == f"burst-{n}"
         assert entry["decisions"][0]["run_id"] == f"run:orders:burst-{n}"
         assert [e["seq"] for e in log.find(f"run:orders:burst-{n}")] == [seq]
-    log.engine.dispose()
 
 
 def test_a_failed_group_fails_every_waiter_and_the_writer_keeps_going(
-    tmp_path: Path, backend: str | None, project_dir: Path
+    open_log: Callable[..., EventLog], backend: str | None
 ) -> None:
-    log = _log(tmp_path, backend, project_dir)
+    log = open_log(backend)
     broken = make_entry(source="github", event_id="bad", outcome="ignored")
     broken.outcome = None  # type: ignore[assignment]  (violates NOT NULL on both databases)
     with pytest.raises(sa.exc.IntegrityError):
         log.submit(broken).result(timeout=30)
     assert log.record(source="github", event_id="after", outcome="accepted") > 0
     assert [e["event_id"] for e in log.recent()] == ["after"]
-    log.engine.dispose()
 
 
 def test_the_writer_thread_stops_when_idle_and_starts_again(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, project_dir: Path
+    open_log: Callable[..., EventLog], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import trigger.eventlog_store as store
 
     monkeypatch.setattr(store, "_IDLE_SECONDS", 0.2)
-    log = _log(tmp_path, None, project_dir)
+    log = open_log(None)
     log.record(source="manual", event_id="one", outcome="accepted")
     wait_until(
         lambda: not any(t.name == "event-log-writer" for t in threading.enumerate()),
@@ -126,14 +134,14 @@ def test_the_writer_thread_stops_when_idle_and_starts_again(
         what="the idle writer thread to stop",
     )
     assert log.record(source="manual", event_id="two", outcome="accepted") > 0
-    log.engine.dispose()
 
 
 def test_a_duplicate_names_when_its_event_was_first_accepted(
-    tmp_path: Path, backend: str | None, project_dir: Path
+    open_log: Callable[..., EventLog], backend: str | None
 ) -> None:
-    log = _log(tmp_path, backend, project_dir)
-    log.record(source="github", event_id="gh-1", outcome="accepted", received_at=86400.0)
+    log = open_log(backend)
+    first = time.time() - 3600  # within the retention, so pruning keeps it
+    log.record(source="github", event_id="gh-1", outcome="accepted", received_at=first)
     seq = log.record(
         source="github",
         event_id="gh-1",
@@ -143,5 +151,5 @@ def test_a_duplicate_names_when_its_event_was_first_accepted(
     )
     entry = log.get(seq)
     assert entry is not None
-    assert entry["reason"] == "duplicate of event gh-1 first received 1970-01-02 00:00:00 UTC"
-    log.engine.dispose()
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(first))
+    assert entry["reason"] == f"duplicate of event gh-1 first received {stamp} UTC"
