@@ -63,7 +63,9 @@ class EventLog:
     def __init__(self, engine: sa.Engine, retention_days: float = DEFAULT_RETENTION_DAYS) -> None:
         self.engine = engine
         self.retention_days = retention_days
-        self._last_prune = 0.0
+        # The first write prunes; after that at most every _PRUNE_EVERY seconds. (0.0 would
+        # make the first prune wait until the host's monotonic clock passed an hour.)
+        self._last_prune = float("-inf")
         self._lock = threading.Lock()
         ensure_tables(engine)
         self._writer = GroupWriter(engine, self._maybe_prune)

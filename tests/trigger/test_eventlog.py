@@ -153,3 +153,22 @@ def test_a_duplicate_names_when_its_event_was_first_accepted(
     assert entry is not None
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(first))
     assert entry["reason"] == f"duplicate of event gh-1 first received {stamp} UTC"
+
+
+def test_a_new_process_prunes_on_its_first_write_however_long_the_host_has_been_up(
+    open_log: Callable[..., EventLog], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import types
+
+    import trigger.eventlog
+
+    # The event log's clock on a host booted seconds ago (wait_until keeps the real one).
+    booted = {name: getattr(time, name) for name in dir(time) if not name.startswith("_")}
+    fresh_host = types.SimpleNamespace(**{**booted, "monotonic": lambda: 5.0})
+    monkeypatch.setattr(trigger.eventlog, "time", fresh_host)
+    log = open_log(None, days=1)
+    log.record(
+        source="files", event_id="stale", outcome="accepted", received_at=time.time() - 2 * 86400
+    )
+    # The writer prunes right after the group that carried the entry is committed.
+    wait_until(lambda: log.find("stale") == [], timeout=10, what="the first write to prune")
