@@ -104,9 +104,13 @@ def run_story(client: DBOSClient, run_id: str) -> dict[str, Any]:
         if count > 1:
             line = f"{step['name']} x{count}, last: " + line.split(" ", 1)[1]
         timeline.append({"at": step["started_at"], "what": "step", "detail": line})
-        if step["name"] == "submit" and step["ok"] and step["output"]:
+        if step["name"] in ("submit", "launch") and step["ok"] and attrs.get("job_id"):
             timeline.append(
-                {"at": step["completed_at"], "what": "submitted", "detail": f"job {step['output']}"}
+                {
+                    "at": step["completed_at"],
+                    "what": "submitted",
+                    "detail": f"job {attrs['job_id']}",
+                }
             )
     if run["status"] in ("succeeded", "failed", "cancelled"):
         end = status.completed_at or status.updated_at
@@ -206,11 +210,11 @@ def _step_view(step: Any) -> dict[str, Any]:
     }
 
 
-_QUIET_STEPS = ("clock", "updateWorkflowAttributes", "setEvent", "getEvent")
+_QUIET_STEPS = ("start", "finish", "clock", "updateWorkflowAttributes", "setEvent", "getEvent")
 
 
 def _collapsed(steps: list[dict[str, Any]]) -> list[tuple[dict[str, Any], int]]:
-    """Consecutive polls and sleeps read as one line each; internal clock reads are hidden."""
+    """Consecutive waits and sleeps read as one line each; internal clock reads are hidden."""
     out: list[tuple[dict[str, Any], int]] = []
     for step in steps:
         if step["name"] in _QUIET_STEPS:
@@ -218,8 +222,6 @@ def _collapsed(steps: list[dict[str, Any]]) -> list[tuple[dict[str, Any], int]]:
         kind = "sleep" if "sleep" in step["name"].lower() else step["name"]
         if out and out[-1][0]["name"] in (step["name"], kind) and step["ok"] and out[-1][0]["ok"]:
             out[-1] = (step, out[-1][1] + 1)
-        elif kind == "sleep" and out and out[-1][0]["name"] == "poll":
-            continue  # the durable sleeps between polls are part of polling
         else:
             out.append((step, 1))
     return out

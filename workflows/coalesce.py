@@ -162,7 +162,7 @@ def gate() -> str | None:
     replaced_by = _own_attributes().get("superseded_by")
     if replaced_by:
         return str(replaced_by)
-    DBOS.update_workflow_attributes(DBOS.workflow_id or "", {"phase": "started"}, merge=True)
+    DBOS.update_workflow_attributes(DBOS.workflow_id or "", {"phase": "preparing"}, merge=True)
     return None
 
 

@@ -30,6 +30,9 @@ STATUS_WORDS = {
     "CANCELLED": "cancelled",
     "MAX_RECOVERY_ATTEMPTS_EXCEEDED": "failed",
 }
+# A run writes its phase only once it has news (its job id, its outcome): until then
+# a waiting run is queued and a running one is preparing its branch.
+_DEFAULT_PHASES = {"waiting": "queued", "running": "preparing"}
 STATUSES = ("waiting", "running", "succeeded", "failed", "cancelled", "superseded")
 
 
@@ -54,7 +57,7 @@ def record(status: WorkflowStatus) -> dict[str, Any]:
         "event_id": attrs.get("event_id"),
         "event_kind": attrs.get("event_kind"),
         "status": word,
-        "phase": attrs.get("phase", "queued" if word == "waiting" else None),
+        "phase": attrs.get("phase", _DEFAULT_PHASES.get(word)),
         "branch": attrs.get("branch") or status.queue_partition_key,
         "job_id": attrs.get("job_id"),
         "created_at": _iso(status.created_at),

@@ -24,6 +24,10 @@ class RunResult:
     def duration(self) -> float:
         return round(self.finished_at - self.started_at, 3)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunResult:
+        return cls(**{k: v for k, v in data.items() if k != "duration"})
+
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["duration"] = self.duration

@@ -1,15 +1,23 @@
 """The run workflow: one Bauplan run for one ``RunRequest``, durably.
 
-Each function below is a DBOS step (or a durable sleep), so a crash resumes at
-the last finished one. The job id is checkpointed by the submit step, and the
-submissions table covers the moment between Bauplan accepting a job and that
-checkpoint: a job is never submitted twice for one request.
+Each function below is a DBOS step, so a crash resumes at the last finished one.
+The job id is checkpointed by the submit step, and the submissions table covers
+the moment between Bauplan accepting a job and that checkpoint: a job is never
+submitted twice for one request.
+
+A run is a handful of checkpoints, not one per poll: every checkpoint is a
+round trip to the system database, and with many runs in flight those round
+trips, not Bauplan, set the pace. So the steps group what belongs together
+(resolving and creating the branch; submitting and recording the job id) and
+the job is polled inside one ``wait`` step for up to ``WAIT_STEP_SECONDS``.
+Polling is a read, so a crash in the middle of it just polls again.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,6 +38,9 @@ log = logging.getLogger(__name__)
 RESULT_EVENT = "result"
 # How far back a re-executed submit looks for the job its first attempt started.
 _RECONCILE_SLACK = timedelta(seconds=5)
+# The longest one ``wait`` step polls before it checkpoints and hands back to the
+# workflow, which is also when an operator's cancel of a stuck job takes effect.
+WAIT_STEP_SECONDS = 60.0
 
 
 def _retrying(name: str) -> StepOptions:
@@ -55,8 +66,10 @@ def _step(name: str, fn: Any, *args: Any) -> Any:
         ) from None
 
 
-def _clock() -> float:
-    return time.time()
+def start(coalescing: bool) -> dict[str, Any]:
+    """The first step: when the run started and, for a coalescing trigger, the run
+    that superseded it while it waited (its gate)."""
+    return {"started": time.time(), "replaced_by": coalesce.gate() if coalescing else None}
 
 
 def resolve_branch(request: dict[str, Any], suffix: str) -> str:
@@ -79,6 +92,14 @@ def ensure_branch(request: dict[str, Any], branch: str, base_ref: str) -> bool:
     if created:
         log.info("created branch %s from %s for run %s", branch, base_ref, request["run_id"])
     return created
+
+
+def prepare_branch(request: dict[str, Any]) -> str:
+    """The run's Bauplan branch, created when missing."""
+    req = RunRequest.from_dict(request)
+    branch = resolve_branch(request, req.branch_suffix)
+    ensure_branch(request, branch, req.base_ref)
+    return branch
 
 
 def prepare_code(request: dict[str, Any]) -> str | None:
@@ -130,15 +151,83 @@ def submit(request: dict[str, Any], branch: str) -> str:
     # Re-checked here, not only in its own step: a resumed run must not submit a
     # workspace that was removed between the two steps.
     project_dir = prepare_code(request) or req.project_dir
-    rt.store.begin_submission(req.run_id, branch)
+    rt.store.begin_submission(req.run_id, branch, again=previous is not None)
     job_id = bauplan.submit(project_dir, branch, dict(req.parameters))
     rt.store.finish_submission(req.run_id, job_id)
     return job_id
 
 
-def poll(request: dict[str, Any], job_id: str) -> dict[str, Any]:
-    status = runtime.current().bauplan(RunRequest.from_dict(request)).status(job_id)
-    return {"state": status.state, "raw": status.raw, "error": status.error}
+def submit_job(request: dict[str, Any], branch: str) -> str:
+    job_id = submit(request, branch)
+    _mark(job_id=job_id, phase="running")
+    return job_id
+
+
+def launch(request: dict[str, Any], coalescing: bool) -> dict[str, Any]:
+    """A run with no file to check and no code to fetch starts in one step: its start
+    time and gate, its branch (created when missing) and its job. Every part is safe to
+    repeat: the gate only reads and marks, the branch is created once, and the
+    submissions table stops a repeated submit from starting a second job."""
+    begun = start(coalescing)
+    if begun["replaced_by"]:
+        return {**begun, "branch": None, "job_id": None}
+    branch = prepare_branch(request)
+    return {**begun, "branch": branch, "job_id": submit_job(request, branch)}
+
+
+def wait(request: dict[str, Any], job_id: str, delay: float, watch_cancel: bool) -> dict[str, Any]:
+    """Poll the job until it ends, a newer run asks to cancel it (``watch_cancel``),
+    or ``WAIT_STEP_SECONDS`` pass. The delay between polls grows by half each time up
+    to ``poll_max_interval``; the next step carries on from the returned delay."""
+    rt = runtime.current()
+    bauplan = rt.bauplan(RunRequest.from_dict(request))
+    deadline = time.monotonic() + WAIT_STEP_SECONDS
+    while True:
+        status = bauplan.status(job_id)
+        cancel_for = coalesce.cancel_requested() if watch_cancel and not status.final else None
+        if status.final or cancel_for or time.monotonic() >= deadline:
+            return {
+                "state": status.state,
+                "raw": status.raw,
+                "error": status.error,
+                "delay": delay,
+                "cancel_for": cancel_for,
+            }
+        time.sleep(delay)
+        delay = min(delay * 1.5, rt.settings.bauplan.poll_max_interval)
+
+
+def conclude(
+    request: dict[str, Any], result: dict[str, Any], *, tail: bool, stamp: bool
+) -> dict[str, Any]:
+    """The last step: the log tail of the job (when ``tail``: it ran and ended), the
+    end time (when ``stamp``), and the outcome recorded where ``runs`` reads it, the
+    result event before the run's attributes. Rewriting both is harmless, so a crash
+    here just does it again."""
+    outcome = RunResult.from_dict(result)
+    if not (outcome.started_at and outcome.branch):
+        outcome = _fill_from_queue(outcome)
+    if tail and outcome.job_id:
+        outcome = replace(outcome, log_tail=log_tail(request, outcome.job_id))
+    if stamp:
+        outcome = replace(outcome, finished_at=time.time())
+    data = outcome.as_dict()
+    DBOS.set_event(RESULT_EVENT, data)
+    _mark(phase="finished", outcome=outcome.status, error=outcome.error, job_id=outcome.job_id)
+    return data
+
+
+def _fill_from_queue(outcome: RunResult) -> RunResult:
+    """A run that failed before its first step returned, or was superseded, started when
+    the queue handed it over, on the branch it was enqueued for."""
+    status = DBOS.get_workflow_status(DBOS.workflow_id or "")
+    began = (status.dequeued_at or 0) / 1000 if status else 0
+    enqueued_for = (status.attributes or {}).get("branch") if status else None
+    return replace(
+        outcome,
+        started_at=outcome.started_at or began or time.time(),
+        branch=outcome.branch or str(enqueued_for or ""),
+    )
 
 
 def log_tail(request: dict[str, Any], job_id: str) -> list[str]:
@@ -157,73 +246,72 @@ def _mark(**fields: Any) -> None:
 @DBOS.workflow(name=RUN_WORKFLOW)
 def run_workflow(request: dict[str, Any]) -> dict[str, Any]:
     req = RunRequest.from_dict(request)
-    cfg = runtime.current().settings.bauplan
-    started = DBOS.run_step({"name": "clock"}, _clock)
-    if req.on_burst != "queue" or req.debounce_seconds is not None:
-        replaced_by = DBOS.run_step({"name": "gate"}, coalesce.gate)
-        if replaced_by:
-            return finish(req, superseded_result(req, replaced_by, started))
+    coalescing = req.on_burst != "queue" or req.debounce_seconds is not None
+    started = 0.0  # unknown until the first step returns; ``conclude`` fills it in then
     branch = job_id = None
     cancelled_for: str | None = None
     try:
-        after.before_run(req, request)
-        branch = _step("resolve_branch", resolve_branch, request, req.branch_suffix)
-        _mark(branch=branch, phase="preparing")
-        _step("ensure_branch", ensure_branch, request, branch, req.base_ref)
-        if req.git_sha:
-            _step("prepare_code", prepare_code, request)
-        job_id = _step("submit", submit, request, branch)
-        _mark(job_id=job_id, phase="running")
+        if req.file or req.git_sha:
+            begun = DBOS.run_step({"name": "start"}, start, coalescing)
+            started = begun["started"]
+            if begun["replaced_by"]:
+                return finish(req, superseded_result(req, begun["replaced_by"], started))
+            after.before_run(req, request)
+            branch = _step("prepare_branch", prepare_branch, request)
+            if req.git_sha:
+                _step("prepare_code", prepare_code, request)
+            job_id = _step("submit", submit_job, request, branch)
+        else:
+            begun = _step("launch", launch, request, coalescing)
+            started = begun["started"]
+            if begun["replaced_by"]:
+                return finish(req, superseded_result(req, begun["replaced_by"], started))
+            branch, job_id = begun["branch"], begun["job_id"]
         log.info("submitted run %s job=%s branch=%s", req.run_id, job_id, branch)
         notify.notify(req, notify.started_notice(req, branch, job_id, started))
-        delay = cfg.poll_interval
+        delay = runtime.current().settings.bauplan.poll_interval
         while True:
-            status = _step("poll", poll, request, job_id)
+            watch = req.on_burst == "cancel" and cancelled_for is None
+            status = _step("wait", wait, request, job_id, delay, watch)
             if status["state"] in ("success", "failed", "cancelled"):
                 break
-            if req.on_burst == "cancel" and cancelled_for is None:
-                cancelled_for = DBOS.run_step({"name": "cancel_check"}, coalesce.cancel_requested)
-                if cancelled_for:
-                    _step("cancel", cancel_job, request, job_id)
-            DBOS.sleep(delay)
-            delay = min(delay * 1.5, cfg.poll_max_interval)
-        tail = DBOS.run_step({"name": "log_tail"}, log_tail, request, job_id)
+            delay = status["delay"]
+            if status["cancel_for"]:
+                cancelled_for = status["cancel_for"]
+                _step("cancel", cancel_job, request, job_id)
         error = None
         if status["state"] != "success":
             error = status["error"] or f"Bauplan job ended {status['raw']}"
         if cancelled_for and status["state"] == "cancelled":
             error = f"job {job_id} cancelled: replaced by run {cancelled_for}"
             _mark(superseded_by=cancelled_for)
-        result = RunResult(
-            run_id=req.run_id,
-            trigger=req.trigger,
-            event_id=req.event_id,
-            status=status["state"],
-            branch=branch,
-            job_id=job_id,
-            parameters=dict(req.parameters),
-            started_at=started,
-            finished_at=DBOS.run_step({"name": "clock"}, _clock),
-            error=error,
-            log_tail=tail,
-        )
+        result = _result(req, status["state"], branch, job_id, started, error)
+        ended = True
     except (BauplanFailure, BranchError, FileGoneError) as exc:
-        result = RunResult(
-            run_id=req.run_id,
-            trigger=req.trigger,
-            event_id=req.event_id,
-            status="failed",
-            branch=branch or "",
-            job_id=job_id,
-            parameters=dict(req.parameters),
-            started_at=started,
-            finished_at=DBOS.run_step({"name": "clock"}, _clock),
-            error=str(exc),
-        )
+        result = _result(req, "failed", branch or "", job_id, started, str(exc))
+        ended = False
     if req.git_sha:
         DBOS.run_step({"name": "remove_code"}, remove_code, request)
     after.after_run(req, request, result.status)
-    return finish(req, result)
+    return finish(req, result, tail=ended)
+
+
+def _result(
+    req: RunRequest, status: str, branch: str, job_id: str | None, started: float, error: str | None
+) -> RunResult:
+    """The outcome so far; ``conclude`` adds the end time and the log tail."""
+    return RunResult(
+        run_id=req.run_id,
+        trigger=req.trigger,
+        event_id=req.event_id,
+        status=status,
+        branch=branch,
+        job_id=job_id,
+        parameters=dict(req.parameters),
+        started_at=started,
+        finished_at=started,
+        error=error,
+    )
 
 
 def cancel_job(request: dict[str, Any], job_id: str) -> None:
@@ -246,10 +334,14 @@ def superseded_result(req: RunRequest, replaced_by: str, started: float) -> RunR
     )
 
 
-def finish(req: RunRequest, result: RunResult) -> dict[str, Any]:
+def finish(
+    req: RunRequest, result: RunResult, *, tail: bool = False, stamp: bool = True
+) -> dict[str, Any]:
     """Record the outcome where ``runs`` can read it, then fail the workflow if the job did."""
-    DBOS.set_event(RESULT_EVENT, result.as_dict())
-    _mark(phase="finished", outcome=result.status, error=result.error, job_id=result.job_id)
+    recorded = DBOS.run_step(
+        {"name": "finish"}, conclude, req.as_dict(), result.as_dict(), tail=tail, stamp=stamp
+    )
+    result = RunResult.from_dict(recorded)
     log.info(
         "finished run %s status=%s job=%s branch=%s duration=%.1fs",
         req.run_id,

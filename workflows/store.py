@@ -53,15 +53,18 @@ class Store:
             row = conn.execute(sa.select(submissions).where(submissions.c.run_id == run_id)).first()
         return None if row is None else Submission(row.run_id, row.ref, row.started_at, row.job_id)
 
-    def begin_submission(self, run_id: str, ref: str) -> float:
+    def begin_submission(self, run_id: str, ref: str, *, again: bool = False) -> float:
+        """Write the intent to submit, before calling Bauplan; ``again`` when a row for
+        this run exists already (an earlier attempt that got as far as this)."""
         started = time.time()
         with self.engine.begin() as conn:
-            updated = conn.execute(
-                sa.update(submissions)
-                .where(submissions.c.run_id == run_id)
-                .values(started_at=started, ref=ref)
-            ).rowcount
-            if not updated:
+            if again:
+                conn.execute(
+                    sa.update(submissions)
+                    .where(submissions.c.run_id == run_id)
+                    .values(started_at=started, ref=ref)
+                )
+            else:
                 conn.execute(
                     sa.insert(submissions).values(run_id=run_id, ref=ref, started_at=started)
                 )

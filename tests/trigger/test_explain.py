@@ -31,7 +31,7 @@ def test_a_manual_fire_tells_its_whole_story(launched: Any) -> None:
     [told] = story["runs"]
     assert told["status"] == "succeeded" and told["job_id"] == run["job_id"]
     names = [s["name"] for s in told["steps"]]
-    assert {"resolve_branch", "ensure_branch", "submit", "poll", "log_tail"} <= set(names)
+    assert {"launch", "wait"} <= set(names)
     whats = [t["what"] for t in told["timeline"]]
     assert whats[0] == "enqueued" and "submitted" in whats and whats[-1] == "finished"
     text = render(story)
