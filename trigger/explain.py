@@ -198,7 +198,7 @@ def _step_view(step: Any) -> dict[str, Any]:
         "id": step["function_id"],
         "name": step["function_name"].rsplit(".", 1)[-1],
         "ok": error is None,
-        "output": None if output is None else _short(output),
+        "output": None if output is None else _short(_said(output)),
         "error": None if error is None else str(error),
         "started_at": _iso_ms(step.get("started_at_epoch_ms")),
         "completed_at": _iso_ms(step.get("completed_at_epoch_ms")),
@@ -208,6 +208,17 @@ def _step_view(step: Any) -> dict[str, Any]:
             else None
         ),
     }
+
+
+def _said(output: Any) -> Any:
+    """The run workflow's own step results, in words: the rest as they are."""
+    if isinstance(output, dict) and "state" in output and "raw" in output:
+        return f"job {output['state']} ({output['raw']})"
+    if isinstance(output, dict) and "job_id" in output and "replaced_by" in output:
+        if output["replaced_by"]:
+            return f"superseded by {output['replaced_by']}"
+        return f"job {output['job_id']} on {output['branch']}"
+    return output
 
 
 _QUIET_STEPS = ("start", "finish", "clock", "updateWorkflowAttributes", "setEvent", "getEvent")

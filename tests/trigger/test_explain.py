@@ -38,6 +38,8 @@ def test_a_manual_fire_tells_its_whole_story(launched: Any) -> None:
     assert "event ev-1 (manual) from cli" in text
     assert "orders: matched -> run:orders:ev-1" in text
     assert f"submitted  job {run['job_id']}" in text
+    assert "launch ok" in text and f"-> job {run['job_id']} on rehearsal.orders_2026_11_23" in text
+    assert "wait ok" in text and "-> job success (COMPLETE)" in text
     assert "SUCCEEDED" in text and "rehearsal.orders_2026_11_23" in text
     # The same story, found from the run id and from the job's run.
     assert (

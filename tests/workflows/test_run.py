@@ -109,3 +109,57 @@ def test_a_branch_outside_the_users_space_is_refused() -> None:
     with pytest.raises(Exception, match="not prefixed"):
         guard_writable("bob.orders", "rehearsal")
     assert user_branch("alice", "orders_main") == "alice.orders_main"
+
+
+def _step_names(enqueuer: Any, run_id: str) -> list[str]:
+    return [s["function_name"] for s in enqueuer.client.list_workflow_steps(run_id)]
+
+
+def test_a_plain_run_is_three_checkpoints_however_often_it_polls(launched: Any) -> None:
+    settings, enqueuer = launched(
+        bauplan={"rehearse_seconds": 1.0, "poll_interval": 0.05, "poll_max_interval": 0.05}
+    )
+    run = _final(enqueuer, _fire(settings, enqueuer))
+    assert run["status"] == "succeeded"
+    # About twenty polls, all inside one wait step.
+    assert _step_names(enqueuer, run["id"]) == ["launch", "wait", "finish"]
+
+
+def test_a_long_wait_checkpoints_each_budget_and_keeps_its_backoff(
+    launched: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from workflows import run as run_module
+
+    monkeypatch.setattr(run_module, "WAIT_STEP_SECONDS", 0.3)
+    settings, enqueuer = launched(
+        bauplan={"rehearse_seconds": 2.0, "poll_interval": 0.05, "poll_max_interval": 0.4}
+    )
+    run = _final(enqueuer, _fire(settings, enqueuer))
+    assert run["status"] == "succeeded"
+    waits = [
+        s["output"]
+        for s in enqueuer.client.list_workflow_steps(run["id"])
+        if s["function_name"] == "wait"
+    ]
+    assert len(waits) >= 3
+    assert [w["state"] for w in waits][-1] == "success"
+    delays = [w["delay"] for w in waits]
+    # Each step carries on from the delay the last one reached, up to the cap.
+    assert delays == sorted(delays) and delays[0] > 0.05 and delays[-1] == pytest.approx(0.4)
+    assert len(Ledger(ledger_path(settings)).jobs()) == 1
+
+
+def test_a_run_failing_in_its_first_step_still_records_when_and_where(launched: Any) -> None:
+    from workflows.run import RESULT_EVENT
+
+    settings, enqueuer = launched()
+    Ledger(ledger_path(settings)).inject_fault("has_branch", "ForbiddenError", "denied", count=5)
+    run_id = _fire(settings, enqueuer)
+    run = _final(enqueuer, run_id)
+    assert run["status"] == "failed" and "denied" in run["error"]
+    result = enqueuer.client.get_event(run_id, RESULT_EVENT, timeout_seconds=0)
+    [status] = enqueuer.client.list_workflows(workflow_ids=[run_id])
+    assert result["branch"] == "rehearsal.orders_2026_11_23"
+    assert result["started_at"] == pytest.approx((status.dequeued_at or 0) / 1000)
+    assert result["finished_at"] >= result["started_at"]
+    assert _step_names(enqueuer, run_id) == ["launch", "finish"]
