@@ -10,10 +10,9 @@ secret cannot start another's runs.
 from __future__ import annotations
 
 import logging
-from typing import Annotated
 from urllib.parse import parse_qs
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
@@ -28,6 +27,7 @@ from trigger.ingest import (
     Rejected,
     deliver_push,
     event_id,
+    header_parameters,
     hmac_sha256_verifies,
     media_type,
     parse_object,
@@ -43,6 +43,7 @@ _BAD_SIGNATURE = "the X-Hub-Signature-256 signature is missing or does not match
 router = APIRouter(tags=["hooks"])
 
 _FORM = "application/x-www-form-urlencoded"
+_HEADERS = ("x-github-event", "x-github-delivery", "x-hub-signature-256")
 
 
 @router.post(
@@ -51,19 +52,16 @@ _FORM = "application/x-www-form-urlencoded"
     description="Verify the HMAC signature, turn a push into runs of the matching triggers, "
     "answer after they are durably enqueued. `ping` answers 200; other events 202 ignored.",
     responses=RESPONSES,
-    openapi_extra={"requestBody": {"content": {"application/json": {}}, "required": True}},
+    openapi_extra={
+        "requestBody": {"content": {"application/json": {}}, "required": True},
+        "parameters": header_parameters(*_HEADERS),
+    },
 )
-async def github_hook(
-    request: Request,
-    x_github_event: Annotated[str | None, Header()] = None,
-    x_github_delivery: Annotated[str | None, Header()] = None,
-    x_hub_signature_256: Annotated[str | None, Header()] = None,
-) -> JSONResponse:
+async def github_hook(request: Request) -> JSONResponse:
     delivery = Delivery("github", request=request)
+    headers = request.headers
     try:
-        return await _handle(
-            request, delivery, x_github_event, x_github_delivery, x_hub_signature_256
-        )
+        return await _handle(request, delivery, *(headers.get(name) for name in _HEADERS))
     except Rejected as exc:
         return await delivery.reject(exc)
     except (HookPayloadError, ValidationError) as exc:

@@ -8,9 +8,8 @@ as for GitHub only the triggers whose secret matches may start runs.
 from __future__ import annotations
 
 import logging
-from typing import Annotated
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
@@ -25,6 +24,7 @@ from trigger.ingest import (
     Rejected,
     deliver_push,
     event_id,
+    header_parameters,
     parse_object,
     read_body,
     require_json,
@@ -48,19 +48,23 @@ _HANDLED = ("Push Hook", "Tag Push Hook")
     description="Check X-Gitlab-Token, turn a Push Hook (or Tag Push Hook, for triggers "
     "with tags) into runs of the matching triggers, answer after they are durably enqueued.",
     responses=RESPONSES,
-    openapi_extra={"requestBody": {"content": {"application/json": {}}, "required": True}},
+    openapi_extra={
+        "requestBody": {"content": {"application/json": {}}, "required": True},
+        "parameters": header_parameters(
+            "x-gitlab-event", "x-gitlab-token", "x-gitlab-event-uuid", "idempotency-key"
+        ),
+    },
 )
-async def gitlab_hook(
-    request: Request,
-    x_gitlab_event: Annotated[str | None, Header()] = None,
-    x_gitlab_token: Annotated[str | None, Header()] = None,
-    x_gitlab_event_uuid: Annotated[str | None, Header()] = None,
-    idempotency_key: Annotated[str | None, Header()] = None,
-) -> JSONResponse:
+async def gitlab_hook(request: Request) -> JSONResponse:
     delivery = Delivery("gitlab", request=request)
+    headers = request.headers
     try:
-        delivery.id = event_id("gl", idempotency_key or x_gitlab_event_uuid)
-        return await _handle(request, delivery, x_gitlab_event, x_gitlab_token)
+        delivery.id = event_id(
+            "gl", headers.get("idempotency-key") or headers.get("x-gitlab-event-uuid")
+        )
+        return await _handle(
+            request, delivery, headers.get("x-gitlab-event"), headers.get("x-gitlab-token")
+        )
     except Rejected as exc:
         return await delivery.reject(exc)
     except (HookPayloadError, ValidationError) as exc:

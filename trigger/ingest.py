@@ -50,6 +50,26 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+def header_parameters(*names: str) -> list[dict[str, Any]]:
+    """OpenAPI entries for headers an endpoint reads from ``request.headers``.
+
+    Declaring them as FastAPI ``Header()`` parameters would describe them the same
+    way but costs a dependency-solving pass on every delivery.
+    """
+    return [
+        {
+            "in": "header",
+            "name": name,
+            "required": False,
+            "schema": {
+                "anyOf": [{"type": "string"}, {"type": "null"}],
+                "title": "-".join(part.capitalize() for part in name.split("-")),
+            },
+        }
+        for name in names
+    ]
+
+
 class Rejected(Exception):
     """An answer other than 2xx, with a message safe to send and log."""
 

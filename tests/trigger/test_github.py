@@ -335,3 +335,10 @@ def test_every_hook_is_in_the_openapi_document(offline: Any) -> None:
     for path in ("/hooks/github", "/hooks/gitlab", "/hooks/generic/{trigger}"):
         assert "post" in paths[path]
         assert {"202", "401", "413", "415", "503"} <= set(paths[path]["post"]["responses"])
+    # Read from request.headers, not declared as parameters, yet still documented.
+    for path, names in (
+        ("/hooks/github", {"x-github-event", "x-github-delivery", "x-hub-signature-256"}),
+        ("/hooks/gitlab", {"x-gitlab-event", "x-gitlab-token", "idempotency-key"}),
+    ):
+        documented = {p["name"] for p in paths[path]["post"]["parameters"] if p["in"] == "header"}
+        assert names <= documented, (path, documented)
