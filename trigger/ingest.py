@@ -277,8 +277,7 @@ async def deliver(
     """Decide among ``allowed`` (the triggers whose secret verified), enqueue, answer."""
     app_state = state(request)
     settings = app_state.settings
-    subset = settings.model_copy(update={"triggers": allowed})
-    decisions = decide(event, subset)
+    decisions = decide(event, settings, allowed)
     by_name = {t.name: t for t in allowed}
     runs = [git_code(d.request, by_name[d.trigger], event) for d in decisions if d.request]
     if not runs:

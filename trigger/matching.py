@@ -6,10 +6,11 @@ requests with the same run ids, which is what makes a redelivery a no-op.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import re
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from trigger.errors import BadParameterError, TemplateError
@@ -50,12 +51,23 @@ class RunRequest:
     file: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """What ``dataclasses.asdict`` gives, without its deep copy of every summary value:
+        only the containers are copied (the values are scalars), which matters on
+        the enqueue path of every delivery."""
+        data = {name: getattr(self, name) for name in _REQUEST_FIELDS}
+        data["parameters"] = dict(self.parameters)
+        data["notify"] = list(self.notify)
+        data["summary"] = dict(self.summary)
+        data["file"] = copy.deepcopy(self.file)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunRequest:
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+_REQUEST_FIELDS = tuple(f.name for f in fields(RunRequest))
 
 
 # A source decides whether a trigger cares about an event of its kind. Sources
@@ -85,10 +97,15 @@ class Decision:
     reason: str | None  # why the trigger did not match; None when it did
 
 
-def decide(event: Event, settings: Settings) -> list[Decision]:
-    """Every trigger's verdict on the event, including why the others passed."""
+def decide(
+    event: Event, settings: Settings, triggers: Sequence[TriggerConfig] | None = None
+) -> list[Decision]:
+    """Every trigger's verdict on the event, including why the others passed.
+
+    ``triggers`` narrows the verdicts to some of ``settings.triggers`` (a webhook's
+    verified ones) without copying the settings."""
     decisions: list[Decision] = []
-    for trig in settings.triggers:
+    for trig in settings.triggers if triggers is None else triggers:
         if event.kind not in trig.sources():
             decisions.append(Decision(trig.name, None, f"listens to {', '.join(trig.sources())}"))
             continue

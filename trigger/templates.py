@@ -12,6 +12,7 @@ import re
 import string
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 
 from trigger.errors import TemplateError
 
@@ -73,9 +74,14 @@ def parse(source: str, *, where: str, allowed: Iterable[str]) -> Template:
     """Parse ``source`` and check every field against ``allowed``.
 
     ``where`` names the config location (``triggers.orders.branch``) so the
-    error tells the user which line to fix.
+    error tells the user which line to fix. Matching asks for a trigger's templates
+    on every event; the parse is cached (a ``Template`` is immutable).
     """
-    allowed_set = frozenset(allowed)
+    return _parse(source, where, frozenset(allowed))
+
+
+@lru_cache(maxsize=1024)
+def _parse(source: str, where: str, allowed_set: frozenset[str]) -> Template:
     parts: list[tuple[str, str | None]] = []
     try:
         parsed = list(string.Formatter().parse(source))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, replace
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -9,7 +11,14 @@ import pytest
 from tests.support import make_settings
 from trigger.errors import BadParameterError
 from trigger.event import Event, manual_event
-from trigger.matching import decide, match, parse_params, run_id_for, sanitise_suffix
+from trigger.matching import (
+    RunRequest,
+    decide,
+    match,
+    parse_params,
+    run_id_for,
+    sanitise_suffix,
+)
 
 
 def test_a_manual_event_matches_only_its_trigger(tmp_path: Path, project_dir: Path) -> None:
@@ -63,3 +72,35 @@ def test_fire_params_must_be_declared_inputs(tmp_path: Path, project_dir: Path) 
         parse_params(trig, [])
     with pytest.raises(BadParameterError, match="control characters"):
         parse_params(trig, ["run_date=a\nb"])
+
+
+def test_a_request_as_dict_is_what_asdict_gives_and_a_copy(
+    tmp_path: Path, project_dir: Path
+) -> None:
+    settings = make_settings(tmp_path, None, project_dir)
+    event = manual_event("orders", {"run_date": "2026-11-23"}, event_id="e-1")
+    request = replace(
+        match(event, settings)[0], file={"rel": "a.csv", "after": {"move_to": ["done"]}}
+    )
+    data = request.as_dict()
+    assert data == asdict(request)
+    assert list(data) == list(asdict(request))
+    data["summary"]["id"] = "changed"
+    data["file"]["after"]["move_to"].append("x")
+    assert request.summary["id"] == "e-1"
+    assert request.file == {"rel": "a.csv", "after": {"move_to": ["done"]}}
+    assert RunRequest.from_dict(request.as_dict()) == request
+
+
+def test_event_date_and_time_fields_are_utc() -> None:
+    stamp = datetime(2026, 3, 4, 5, 6, 7, 890, tzinfo=timezone(timedelta(hours=2)))
+    values = Event(kind="manual", id="e-1", received_at=stamp).fields()
+    assert values["event_date"] == "2026-03-04"
+    assert values["event_time"] == "2026-03-04T03:06:07Z"
+
+
+def test_decide_can_narrow_to_some_triggers(tmp_path: Path, project_dir: Path) -> None:
+    settings = make_settings(tmp_path, None, project_dir)
+    event = manual_event("orders", {"run_date": "2026-11-23"}, event_id="e-1")
+    assert [d.trigger for d in decide(event, settings, [])] == []
+    assert decide(event, settings, settings.triggers) == decide(event, settings)
