@@ -176,9 +176,10 @@ def launch(request: dict[str, Any], coalescing: bool) -> dict[str, Any]:
 
 
 def wait(request: dict[str, Any], job_id: str, delay: float, watch_cancel: bool) -> dict[str, Any]:
-    """Poll the job until it ends, a newer run asks to cancel it (``watch_cancel``),
-    or ``WAIT_STEP_SECONDS`` pass. The delay between polls grows by half each time up
-    to ``poll_max_interval``; the next step carries on from the returned delay."""
+    """Poll the job until it ends (then fetch its log tail), a newer run asks to cancel
+    it (``watch_cancel``), or ``WAIT_STEP_SECONDS`` pass. The delay between polls grows
+    by half each time up to ``poll_max_interval``; the next step carries on from the
+    returned delay."""
     rt = runtime.current()
     bauplan = rt.bauplan(RunRequest.from_dict(request))
     deadline = time.monotonic() + WAIT_STEP_SECONDS
@@ -192,25 +193,20 @@ def wait(request: dict[str, Any], job_id: str, delay: float, watch_cancel: bool)
                 "error": status.error,
                 "delay": delay,
                 "cancel_for": cancel_for,
+                "log_tail": log_tail(request, job_id) if status.final else [],
             }
         time.sleep(delay)
         delay = min(delay * 1.5, rt.settings.bauplan.poll_max_interval)
 
 
-def conclude(
-    request: dict[str, Any], result: dict[str, Any], *, tail: bool, stamp: bool
-) -> dict[str, Any]:
-    """The last step: the log tail of the job (when ``tail``: it ran and ended), the
-    end time (when ``stamp``), and the outcome recorded where ``runs`` reads it, the
-    result event before the run's attributes. Rewriting both is harmless, so a crash
-    here just does it again."""
+def conclude(result: dict[str, Any]) -> dict[str, Any]:
+    """The last step: the end time, and the outcome recorded where ``runs`` reads it,
+    the result event before the run's attributes. Rewriting both is harmless, so a
+    crash here just does it again."""
     outcome = RunResult.from_dict(result)
     if not (outcome.started_at and outcome.branch):
         outcome = _fill_from_queue(outcome)
-    if tail and outcome.job_id:
-        outcome = replace(outcome, log_tail=log_tail(request, outcome.job_id))
-    if stamp:
-        outcome = replace(outcome, finished_at=time.time())
+    outcome = replace(outcome, finished_at=time.time())
     data = outcome.as_dict()
     DBOS.set_event(RESULT_EVENT, data)
     _mark(phase="finished", outcome=outcome.status, error=outcome.error, job_id=outcome.job_id)
@@ -286,20 +282,19 @@ def run_workflow(request: dict[str, Any]) -> dict[str, Any]:
             error = f"job {job_id} cancelled: replaced by run {cancelled_for}"
             _mark(superseded_by=cancelled_for)
         result = _result(req, status["state"], branch, job_id, started, error)
-        ended = True
+        result = replace(result, log_tail=status["log_tail"])
     except (BauplanFailure, BranchError, FileGoneError) as exc:
         result = _result(req, "failed", branch or "", job_id, started, str(exc))
-        ended = False
     if req.git_sha:
         DBOS.run_step({"name": "remove_code"}, remove_code, request)
     after.after_run(req, request, result.status)
-    return finish(req, result, tail=ended)
+    return finish(req, result)
 
 
 def _result(
     req: RunRequest, status: str, branch: str, job_id: str | None, started: float, error: str | None
 ) -> RunResult:
-    """The outcome so far; ``conclude`` adds the end time and the log tail."""
+    """The outcome so far; ``conclude`` adds the end time."""
     return RunResult(
         run_id=req.run_id,
         trigger=req.trigger,
@@ -334,13 +329,9 @@ def superseded_result(req: RunRequest, replaced_by: str, started: float) -> RunR
     )
 
 
-def finish(
-    req: RunRequest, result: RunResult, *, tail: bool = False, stamp: bool = True
-) -> dict[str, Any]:
+def finish(req: RunRequest, result: RunResult) -> dict[str, Any]:
     """Record the outcome where ``runs`` can read it, then fail the workflow if the job did."""
-    recorded = DBOS.run_step(
-        {"name": "finish"}, conclude, req.as_dict(), result.as_dict(), tail=tail, stamp=stamp
-    )
+    recorded = DBOS.run_step({"name": "finish"}, conclude, result.as_dict())
     result = RunResult.from_dict(recorded)
     log.info(
         "finished run %s status=%s job=%s branch=%s duration=%.1fs",
