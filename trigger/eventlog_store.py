@@ -97,6 +97,8 @@ class Entry:
     verdicts: list[DecisionRecord] = field(default_factory=list)
     keys: list[str] = field(default_factory=list)
     duplicate_of: str | None = None
+    # The caller logs its own line for this event (a webhook's one delivery line).
+    quiet: bool = False
 
     def row(self) -> dict[str, Any]:
         return {
@@ -218,7 +220,7 @@ class GroupWriter:
                 done.set_exception(exc)
             return
         for entry in entries:
-            log.info(
+            (log.debug if entry.quiet else log.info)(
                 "event %s source=%s outcome=%s%s",
                 entry.event_id or "-",
                 entry.source,

@@ -141,7 +141,8 @@ async def _log_event(request: Request, entry: Entry) -> None:
     deliveries while it waits."""
     try:
         log_ = event_log(state(request).engine, state(request).settings.events.retention_days)
-        await asyncio.wrap_future(log_.submit(entry))
+        # The delivery line says it all: the log's own line for it would repeat it.
+        await asyncio.wrap_future(log_.submit(replace(entry, quiet=True)))
     except Exception as exc:
         log.warning("event log write failed: %s", type(exc).__name__)
 
@@ -303,7 +304,9 @@ async def deliver(
     for run in runs:
         try:
             results.append(
-                await asyncio.wait_for(asyncio.to_thread(enqueuer.enqueue, run), deadline)
+                await asyncio.wait_for(
+                    asyncio.to_thread(enqueuer.enqueue, run, quiet=True), deadline
+                )
             )
         except TimeoutError:
             log.warning("enqueue of %s took over %.1fs; answering 503", run.run_id, deadline)

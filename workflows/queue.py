@@ -107,7 +107,8 @@ class Enqueuer:
     def close(self) -> None:
         self.client.destroy()
 
-    def enqueue(self, request: RunRequest) -> Enqueued:
+    def enqueue(self, request: RunRequest, *, quiet: bool = False) -> Enqueued:
+        """Enqueue one run; ``quiet`` when the caller logs its own line naming it."""
         branch = branch_name(self.usernames.get(), request.branch_suffix)
         trig = self._trigger(request.trigger)
         burst = coalesce.Burst.before(self.client, trig, request.run_id, branch)
@@ -133,7 +134,7 @@ class Enqueuer:
                 f"the system database did not take the enqueue ({type(exc).__name__}); "
                 "retry when it is reachable"
             ) from None
-        log.info(
+        (log.debug if quiet else log.info)(
             "enqueued run %s trigger=%s event=%s branch=%s",
             request.run_id,
             request.trigger,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -74,6 +75,25 @@ def test_a_signed_push_is_enqueued_and_runs_with_the_push_fields(hooks: Any, pro
     assert event["head_message"] == "Update the orders pipeline"
     assert event["paths_complete"] is True
     assert "pipelines/orders/models.py" in str(event["changed_paths"])
+
+
+def test_a_delivery_is_one_log_line_naming_its_outcome_and_runs(
+    hooks: Any, project_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _settings, _enqueuer, url = hooks(triggers=[github_trigger(project_dir)])
+    caplog.set_level(logging.INFO)
+    response = _post(url, github_push(), delivery="one-line-please")
+    [run_id] = response.json()["runs"]
+    about = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno >= logging.INFO
+        and r.name.startswith(("trigger.", "workflows.queue"))
+        and ("one-line-please" in r.getMessage() or run_id in r.getMessage())
+    ]
+    assert len(about) == 1, about
+    assert about[0].startswith("delivery ") and "outcome=accepted" in about[0]
+    assert f"runs={run_id}" in about[0] and "repo=acme/lakehouse" in about[0]
 
 
 def test_the_same_delivery_fifty_times_gives_one_run(hooks: Any, project_dir: Path) -> None:
