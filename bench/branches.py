@@ -133,6 +133,7 @@ class Workers:
         self.folder = folder
         self.tag = tag
         self.children: list[subprocess.Popen[bytes]] = []
+        self.logs: list[Any] = []
         self.launched = False
 
     def start(self) -> None:
@@ -143,6 +144,7 @@ class Workers:
         spec = self.folder / "worker-settings.json"
         for n in range(self.args.workers):
             log = (self.folder / f"worker-{self.tag}{n}.log").open("wb")
+            self.logs.append(log)
             command = [sys.executable, __file__, "--worker", str(spec)]
             self.children.append(
                 subprocess.Popen(
@@ -179,8 +181,12 @@ class Workers:
         for child in self.children:
             child.terminate()
         for child in self.children:
-            child.wait(timeout=60)
+            if child.wait(timeout=60) not in (0, -signal.SIGTERM):
+                print(f"worker exited {child.returncode}; see {self.folder}", file=sys.stderr)
+        for log in self.logs:
+            log.close()
         self.children.clear()
+        self.logs.clear()
 
 
 def worker_main(spec: Path, name: str) -> None:
