@@ -246,22 +246,24 @@ def run_workflow(request: dict[str, Any]) -> dict[str, Any]:
     started = 0.0  # unknown until the first step returns; ``conclude`` fills it in then
     branch = job_id = None
     cancelled_for: str | None = None
+    # A file to check or code to fetch comes between the start and the submit.
+    separate = bool(req.file or req.git_sha)
     try:
-        if req.file or req.git_sha:
+        if separate:
             begun = DBOS.run_step({"name": "start"}, start, coalescing)
-            started = begun["started"]
-            if begun["replaced_by"]:
-                return finish(req, superseded_result(req, begun["replaced_by"], started))
+        else:
+            begun = _step("launch", launch, request, coalescing)
+        started = begun["started"]
+        if begun["replaced_by"]:
+            why = f"superseded by run {begun['replaced_by']} before it started"
+            return finish(req, _result(req, "superseded", "", None, started, why))
+        if separate:
             after.before_run(req, request)
             branch = _step("prepare_branch", prepare_branch, request)
             if req.git_sha:
                 _step("prepare_code", prepare_code, request)
             job_id = _step("submit", submit_job, request, branch)
         else:
-            begun = _step("launch", launch, request, coalescing)
-            started = begun["started"]
-            if begun["replaced_by"]:
-                return finish(req, superseded_result(req, begun["replaced_by"], started))
             branch, job_id = begun["branch"], begun["job_id"]
         log.info("submitted run %s job=%s branch=%s", req.run_id, job_id, branch)
         notify.notify(req, notify.started_notice(req, branch, job_id, started))
@@ -281,8 +283,9 @@ def run_workflow(request: dict[str, Any]) -> dict[str, Any]:
         if cancelled_for and status["state"] == "cancelled":
             error = f"job {job_id} cancelled: replaced by run {cancelled_for}"
             _mark(superseded_by=cancelled_for)
-        result = _result(req, status["state"], branch, job_id, started, error)
-        result = replace(result, log_tail=status["log_tail"])
+        result = _result(
+            req, status["state"], branch, job_id, started, error, log_tail=status["log_tail"]
+        )
     except (BauplanFailure, BranchError, FileGoneError) as exc:
         result = _result(req, "failed", branch or "", job_id, started, str(exc))
     if req.git_sha:
@@ -292,7 +295,14 @@ def run_workflow(request: dict[str, Any]) -> dict[str, Any]:
 
 
 def _result(
-    req: RunRequest, status: str, branch: str, job_id: str | None, started: float, error: str | None
+    req: RunRequest,
+    status: str,
+    branch: str,
+    job_id: str | None,
+    started: float,
+    error: str | None,
+    *,
+    log_tail: list[str] | None = None,
 ) -> RunResult:
     """The outcome so far; ``conclude`` adds the end time."""
     return RunResult(
@@ -306,27 +316,13 @@ def _result(
         started_at=started,
         finished_at=started,
         error=error,
+        log_tail=log_tail or [],
     )
 
 
 def cancel_job(request: dict[str, Any], job_id: str) -> None:
     runtime.current().bauplan(RunRequest.from_dict(request)).cancel(job_id)
     log.info("cancelled job %s of run %s: a newer run replaces it", job_id, request["run_id"])
-
-
-def superseded_result(req: RunRequest, replaced_by: str, started: float) -> RunResult:
-    return RunResult(
-        run_id=req.run_id,
-        trigger=req.trigger,
-        event_id=req.event_id,
-        status="superseded",
-        branch="",
-        job_id=None,
-        parameters=dict(req.parameters),
-        started_at=started,
-        finished_at=started,
-        error=f"superseded by run {replaced_by} before it started",
-    )
 
 
 def finish(req: RunRequest, result: RunResult) -> dict[str, Any]:
