@@ -98,14 +98,7 @@ def test_a_file_written_in_two_halves_runs_once_with_its_final_size(
 
 
 @pytest.mark.slow
-def test_a_thousand_files_dropped_at_once_are_a_thousand_runs(
-    dropping: Any, landing: Path, backend: str | None
-) -> None:
-    if backend is None:
-        pytest.skip(
-            "1,000 full runs take over 4 minutes on SQLite on a 2-core machine (the run "
-            "workflow, not the watcher, is the bottleneck); the PostgreSQL variant proves it"
-        )
+def test_a_thousand_files_dropped_at_once_are_a_thousand_runs(dropping: Any, landing: Path) -> None:
     # A bounded worker, as in production: the rehearsal ledger is one SQLite file.
     thread, enqueuer, ledger = dropping(settle_seconds=0.2, queue={"worker_concurrency": 16})
     staging = landing.parent / "staging"
