@@ -2,20 +2,20 @@
 
 Every durable-side test takes the ``backend`` fixture and runs once per
 database. PostgreSQL tests get a fresh database each; in CI (``CI=true``) an
-unreachable server fails them instead of skipping.
+unreachable server fails them instead of skipping, and a server that answers but
+refuses us (authentication, a missing database) fails them everywhere.
 """
 
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support import PG_ADMIN_URL, ServeProcess, make_settings, pg_available
+from tests.support import ServeProcess, fresh_database, make_settings
 
 _OUR_ENV_PREFIXES = ("BAUPLAN_TRIGGER_", "BAUPLAN_", "DBOS_")
 
@@ -36,18 +36,16 @@ def backend(request: pytest.FixtureRequest) -> Iterator[str | None]:
         yield None
         return
     request.applymarker(pytest.mark.postgres)
-    if not pg_available():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN_URL} and CI=true")
-        pytest.skip("PostgreSQL is not reachable (set up 127.0.0.1:5432 to run these)")
-    import psycopg
+    with fresh_database() as url:
+        yield url
 
-    name = f"bt_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+@pytest.fixture
+def postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh PostgreSQL database, for behaviour that exists on PostgreSQL only."""
+    request.applymarker(pytest.mark.postgres)
+    with fresh_database() as url:
+        yield url
 
 
 @pytest.fixture

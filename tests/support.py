@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -9,29 +10,73 @@ import subprocess
 import sys
 import time
 import tomllib
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
+
+import pytest
 
 PG_ADMIN_URL = os.environ.get(
     "BAUPLAN_TRIGGER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 T = TypeVar("T")
 
-_pg_state: dict[str, bool] = {}
+_pg_state: dict[str, tuple[str, str]] = {}
 
 
-def pg_available() -> bool:
-    if "ok" not in _pg_state:
-        try:
-            import psycopg
+def _probe_postgres() -> tuple[str, str]:
+    """("ok", ""), ("unreachable", why) when nothing listens, or ("broken", why) when a
+    server listens but refuses us (an auth failure, a missing database): a broken set-up
+    is never a reason to skip."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
 
-            with psycopg.connect(PG_ADMIN_URL, connect_timeout=3) as conn:
-                conn.execute("SELECT 1")
-            _pg_state["ok"] = True
-        except Exception:
-            _pg_state["ok"] = False
-    return _pg_state["ok"]
+    info = conninfo_to_dict(PG_ADMIN_URL)
+    address = (str(info.get("host") or "127.0.0.1"), int(info.get("port") or 5432))
+    try:
+        socket.create_connection(address, timeout=3).close()
+    except OSError as exc:
+        return "unreachable", f"nothing listens on {address[0]}:{address[1]} ({exc})"
+    try:
+        with psycopg.connect(PG_ADMIN_URL, connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+    except Exception as exc:
+        return "broken", " ".join(str(exc).split())
+    return "ok", ""
+
+
+def require_postgres() -> None:
+    """Skip a PostgreSQL test when no server answers, but fail it in CI (``CI=true``), and
+    fail it everywhere when a server answered and refused us."""
+    if "state" not in _pg_state:
+        _pg_state["state"] = _probe_postgres()
+    kind, why = _pg_state["state"]
+    if kind == "ok":
+        return
+    if kind == "unreachable" and os.environ.get("CI") != "true":
+        pytest.skip(f"PostgreSQL is not reachable at {PG_ADMIN_URL} ({why})")
+    pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} cannot be used ({kind}: {why})")
+
+
+@contextlib.contextmanager
+def fresh_database() -> Iterator[str]:
+    """A new, empty PostgreSQL database for one test; dropped afterwards."""
+    import psycopg
+
+    require_postgres()
+    name = f"bt_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield database_url(name)
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def database_url(name: str) -> str:
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
 
 
 def free_port() -> int:

@@ -134,6 +134,8 @@ class SetupReport:
     removed: list[str] = field(default_factory=list)
     caught_up: dict[str, list[datetime]] = field(default_factory=dict)
     skipped: dict[str, int] = field(default_factory=dict)
+    # Catch-up looked at ticks up to this moment; later ones are the scheduler's.
+    until: datetime | None = None
 
 
 # Ticks at or after this moment may be fired by this process's own scheduler threads;
@@ -173,7 +175,7 @@ def setup(
             log.info(
                 "removed schedule %s: its trigger has no schedule now", existing["schedule_name"]
             )
-    now = datetime.now(UTC)
+    now = report.until = datetime.now(UTC)
     for trig in scheduled:
         _catch_up(trig, started_at or PROCESS_START, now, report)
     for trig in scheduled:

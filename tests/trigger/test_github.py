@@ -274,22 +274,17 @@ def test_an_oversized_body_is_refused_while_streaming(offline: Any) -> None:
     assert streamed.startswith(b"HTTP/1.1 413")
 
 
-@pytest.mark.postgres
-def test_a_system_database_gone_at_enqueue_time_is_503(tmp_path: Path, project_dir: Path) -> None:
-    import uuid
-
+def test_a_system_database_gone_at_enqueue_time_is_503(
+    tmp_path: Path, project_dir: Path, postgres_url: str
+) -> None:
     import psycopg
 
-    from tests.support import PG_ADMIN_URL, pg_available
+    from tests.support import PG_ADMIN_URL
     from trigger.service import ServiceContext
     from workflows.queue import Enqueuer
 
-    if not pg_available():
-        pytest.skip("PostgreSQL is not reachable")
-    name = f"bt_gone_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    url = postgres_url
+    name = url.rsplit("/", 1)[1]
     settings = make_settings(
         tmp_path,
         url,

@@ -68,6 +68,20 @@ def ticker(launched: Any) -> Any:
         stop_ticking(enqueuer)
 
 
+def _last_tick(enqueuer: Any, trigger: str) -> datetime:
+    prefix = f"sched-{schedule.schedule_name(trigger)}-"
+    rows = enqueuer.client.list_workflows(workflow_id_prefix=prefix, load_input=False)
+    return max(datetime.fromisoformat(r.workflow_id.removeprefix(prefix)) for r in rows)
+
+
+def _seconds_between(after: datetime, until: datetime) -> list[datetime]:
+    """The ticks of a one-second cron in (after, until]."""
+    first = int(after.timestamp()) + 1
+    return [
+        datetime.fromtimestamp(second, UTC) for second in range(first, int(until.timestamp()) + 1)
+    ]
+
+
 def _runs(enqueuer: Any, trigger: str) -> list[Any]:
     return enqueuer.client.list_workflows(
         workflow_id_prefix=f"run:{trigger}:", load_input=False, load_output=False
@@ -166,6 +180,7 @@ def test_catch_up_policies_after_a_stop(ticker: Any, project_dir: Path) -> None:
     for name in ("skip", "newest", "every"):
         wait_until(lambda n=name: _runs(enqueuer, n), timeout=60, what=f"{name} to tick once")
     stop_ticking(enqueuer, delete=False)  # paused: the schedules and their last ticks stay
+    last = {name: _last_tick(enqueuer, name) for name in ("skip", "newest", "every")}
     app.shutdown()
     stopped = time.time()
     wait_until(lambda: time.time() > stopped + 3.5, timeout=10, what="ticks to be missed")
@@ -176,9 +191,14 @@ def test_catch_up_policies_after_a_stop(ticker: Any, project_dir: Path) -> None:
 
     for name in ("skip", "newest", "every"):
         DBOS.resume_schedule(schedule.schedule_name(name))
-    assert report.caught_up["skip"] == [] and report.skipped["skip"] >= 3
-    assert len(report.caught_up["newest"]) == 1 and report.skipped["newest"] >= 2
-    assert len(report.caught_up["every"]) >= 3 and report.skipped["every"] == 0
+    # Missed: every whole second after the last tick fired, up to where catch-up looked.
+    assert report.until is not None
+    missed = {name: _seconds_between(last[name], report.until) for name in last}
+    assert all(len(ticks) >= 3 for ticks in missed.values()), missed
+    assert report.caught_up["skip"] == [] and report.skipped["skip"] == len(missed["skip"])
+    assert report.caught_up["newest"] == missed["newest"][-1:]
+    assert report.skipped["newest"] == len(missed["newest"]) - 1
+    assert report.caught_up["every"] == missed["every"] and report.skipped["every"] == 0
     newest = report.caught_up["newest"][0]
     assert newest <= datetime.now(UTC)
     for name in ("newest", "every"):

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import base_config, run_cli, wait_until, write_config
+from tests.support import base_config, make_settings, run_cli, wait_until, write_config
 from tests.workflows.flow_support import intervals_by_ref, ledger, max_overlap, release
 from trigger.event import manual_event
 from trigger.matching import match
@@ -16,10 +16,9 @@ from workflows.queue import Enqueuer
 
 
 @pytest.fixture
-def pg(backend: str | None) -> str:
-    if backend is None:
-        pytest.skip("several processes share one queue on PostgreSQL only")
-    return backend
+def pg(postgres_url: str) -> str:
+    """Several processes share one queue on PostgreSQL only."""
+    return postgres_url
 
 
 def _workers(serve_process: Any, config: Path, pg: str, names: list[str]) -> dict[str, Any]:
@@ -39,7 +38,7 @@ def _executor(enqueuer: Enqueuer, name: str, run_ids: list[str]) -> str | None:
 
 
 def test_three_workers_share_the_limits_and_survive_one_killed(
-    tmp_path: Path, project_dir: Path, pg: str, settings_factory: Any, serve_process: Any
+    tmp_path: Path, project_dir: Path, pg: str, serve_process: Any
 ) -> None:
     branches, events, cap = 30, 5, 6
     overrides: dict[str, Any] = {
@@ -49,7 +48,7 @@ def test_three_workers_share_the_limits_and_survive_one_killed(
     config = write_config(
         tmp_path / "bauplan-trigger.toml", base_config(tmp_path, project_dir, **overrides)
     )
-    settings = settings_factory(**overrides)
+    settings = make_settings(tmp_path, pg, project_dir, **overrides)
     workers = _workers(serve_process, config, pg, ["w1", "w2", "w3"])
     enqueuer = Enqueuer(settings)
     try:
@@ -86,13 +85,13 @@ def test_three_workers_share_the_limits_and_survive_one_killed(
 
 
 def test_recover_cli_takes_over_a_dead_workers_run_once(
-    tmp_path: Path, project_dir: Path, pg: str, settings_factory: Any, serve_process: Any
+    tmp_path: Path, project_dir: Path, pg: str, serve_process: Any
 ) -> None:
     overrides: dict[str, Any] = {"bauplan": {"rehearse_outcome": "hang"}}
     config = write_config(
         tmp_path / "bauplan-trigger.toml", base_config(tmp_path, project_dir, **overrides)
     )
-    settings = settings_factory(**overrides)
+    settings = make_settings(tmp_path, pg, project_dir, **overrides)
     env = {"DBOS_SYSTEM_DATABASE_URL": pg}
     first = _workers(serve_process, config, pg, ["a"])["a"]
     enqueuer = Enqueuer(settings)
