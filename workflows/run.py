@@ -25,7 +25,7 @@ from dbos._error import DBOSMaxStepRetriesExceeded
 
 from trigger.errors import BauplanFailure, BranchError, FileGoneError, RunFailed, WorkspaceError
 from trigger.matching import RunRequest
-from workflows import after, coalesce, runtime, submission, workspace
+from workflows import after, coalesce, crashpoint, runtime, submission, workspace
 from workflows.bauplan_adapter import is_retryable
 from workflows.branch import user_branch
 from workflows.notify import delivery as notify
@@ -55,7 +55,7 @@ def _retrying(name: str) -> StepOptions:
 def _step(name: str, fn: Any, *args: Any) -> Any:
     """Run ``fn`` as a retrying DBOS step; a give-up surfaces the last SDK message."""
     try:
-        return DBOS.run_step(_retrying(name), fn, *args)
+        return crashpoint.step(_retrying(name), fn, *args)
     except DBOSMaxStepRetriesExceeded as exc:
         last = exc.errors[-1] if exc.errors else exc
         raise BauplanFailure(
@@ -235,7 +235,7 @@ def run_workflow(request: dict[str, Any]) -> dict[str, Any]:
     separate = bool(req.file or req.git_sha)
     try:
         if separate:
-            begun = DBOS.run_step({"name": "start"}, start, coalescing)
+            begun = crashpoint.step({"name": "start"}, start, coalescing)
         else:
             begun = _step("launch", launch, request, coalescing)
         started = begun["started"]
@@ -274,7 +274,7 @@ def run_workflow(request: dict[str, Any]) -> dict[str, Any]:
     except (BauplanFailure, BranchError, FileGoneError) as exc:
         result = _result(req, "failed", branch or "", job_id, started, str(exc))
     if req.git_sha:
-        DBOS.run_step({"name": "remove_code"}, remove_code, request)
+        crashpoint.step({"name": "remove_code"}, remove_code, request)
     after.after_run(req, request, result.status)
     return finish(req, result)
 
@@ -312,7 +312,7 @@ def cancel_job(request: dict[str, Any], job_id: str) -> None:
 
 def finish(req: RunRequest, result: RunResult) -> dict[str, Any]:
     """Record the outcome where ``runs`` can read it, then fail the workflow if the job did."""
-    recorded = DBOS.run_step({"name": "finish"}, conclude, result.as_dict())
+    recorded = crashpoint.step({"name": "finish"}, conclude, result.as_dict())
     result = RunResult.from_dict(recorded)
     log.info(
         "finished run %s status=%s job=%s branch=%s duration=%.1fs",
