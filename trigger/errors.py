@@ -128,3 +128,30 @@ class WatchDirError(TriggerError):
 
 class FileGoneError(TriggerError):
     """The dropped file a run was for is no longer there (or was replaced) when it starts."""
+
+
+class RunRefused(BauplanFailure):
+    """Bauplan answered a run submission with an error, so it started no job."""
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_make_refused, (str(self), self.retryable))
+
+
+def _make_refused(message: str, retryable: bool) -> RunRefused:
+    return RunRefused(message, retryable=retryable)
+
+
+class SubmissionUnclear(BauplanFailure):
+    """A run interrupted while submitting cannot tell which Bauplan job is its own.
+
+    It neither adopts a job that may be another's nor submits a second one."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (str(self),))
+
+
+class RehearsalFaultError(TriggerError):
+    """A ``rehearsal fault`` that names no rehearsed method, step or SDK error."""

@@ -15,11 +15,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from dbos import DBOS
-
 from trigger.errors import FileGoneError
 from trigger.files.identity import sha256_of, shown
 from trigger.matching import RunRequest
+from workflows import crashpoint
 
 log = logging.getLogger(__name__)
 
@@ -92,20 +91,25 @@ def move_file(request: dict[str, Any], status: str) -> str | None:
         return None
     folder = path.parent / DONE_FOLDER.get(status, "failed")
     folder.mkdir(exist_ok=True)
-    target = _free_name(folder, path.name, req.run_id)
-    os.rename(path, target)
+    # The marker goes first: a crash between the two renames leaves the file where it
+    # was, so the re-executed step still finds its version and moves it. The other way
+    # round the file is gone by then, and its stale marker would later make a new file
+    # of the same name look ready before its writer has finished.
     marker = info.get("marker")
     if marker:
         marker_path = Path(info["root"]) / marker
         if marker_path.is_file():
             os.rename(marker_path, _free_name(folder, marker_path.name, req.run_id))
+    crashpoint.reached("move_file.marker")
+    target = _free_name(folder, path.name, req.run_id)
+    os.rename(path, target)
     log.info("run %s: moved %s to %s", req.run_id, shown(str(path)), shown(str(target)))
     return str(target)
 
 
 def before_run(req: RunRequest, request: dict[str, Any]) -> None:
     if req.file:
-        DBOS.run_step({"name": "check_file"}, check_file, request)
+        crashpoint.step({"name": "check_file"}, check_file, request)
 
 
 def after_run(req: RunRequest, request: dict[str, Any], status: str) -> None:
@@ -113,6 +117,6 @@ def after_run(req: RunRequest, request: dict[str, Any], status: str) -> None:
     if not (req.file and req.file.get("after") == "move"):
         return
     try:
-        DBOS.run_step({"name": "move_file"}, move_file, request, status)
+        crashpoint.step({"name": "move_file"}, move_file, request, status)
     except OSError as exc:
         log.error("run %s: could not move its file: %s", req.run_id, exc)

@@ -18,7 +18,7 @@ from trigger.settings import Settings
 from workflows import run as _run  # noqa: F401  (registers the run workflow)
 from workflows import runtime
 from workflows.queue import RUN_QUEUE, RUN_WORKFLOW, queue_names, register_run_queue
-from workflows.runtime import ClientFactory, Runtime, default_client_factory
+from workflows.runtime import ClientFactory, Runtime, default_client_factory, rehearsal_ledger
 from workflows.store import Store
 from workflows.takeover import Heartbeat
 
@@ -59,6 +59,7 @@ def launch(
         settings=settings,
         store=Store(settings.database_url(), create_database=True),
         client_factory=client_factory or default_client_factory(settings),
+        ledger=rehearsal_ledger(settings),
     )
     runtime.install(rt)
     # Beat before DBOS recovers anything, so a restarted worker is not taken over.

@@ -16,7 +16,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from trigger.errors import BauplanFailure
+import yaml
+
+from trigger.errors import BauplanFailure, RunRefused
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +37,31 @@ class BauplanClient(Protocol):
     def create_branch(self, *args: Any, **kwargs: Any) -> Any: ...
     def get_jobs(self, *args: Any, **kwargs: Any) -> Iterator[Any]: ...
     def get_job_context(self, *args: Any, **kwargs: Any) -> Any: ...
+    def get_job_contexts(self, *args: Any, **kwargs: Any) -> list[Any]: ...
 
 
 FINAL_STATES = ("success", "failed", "cancelled")
+# Job contexts asked for in one call while reconciling a submission.
+_CONTEXT_BATCH = 100
+
+
+@dataclass(frozen=True)
+class Project:
+    """What a project folder's ``bauplan_project.yml`` says it is, as far as it says."""
+
+    id: str | None
+    name: str | None
+
+
+@dataclass(frozen=True)
+class JobFacts:
+    """What Bauplan tells about a run job: when, on which ref, of which project.
+    Never its parameters: neither ``Job`` nor ``JobContext`` carries them."""
+
+    job_id: str
+    created_at: datetime | None
+    ref: str | None
+    project: Project
 
 
 @dataclass(frozen=True)
@@ -98,12 +122,18 @@ class Bauplan:
         return True
 
     def submit(self, project_dir: str, ref: str, parameters: dict[str, Any]) -> str:
-        state = _call(
-            "run",
-            lambda: self._client.run(
+        """The job id of a new run. ``RunRefused`` when Bauplan answered with an error
+        (or the SDK refused before sending), so no job exists; any other failure leaves
+        that open, and the caller must look before submitting again."""
+        try:
+            state = self._client.run(
                 project_dir=project_dir, ref=ref, parameters=parameters or None, detach=True
-            ),
-        )
+            )
+        except Exception as exc:
+            failure = translate(exc, "run")
+            if refused_for_sure(exc):
+                raise RunRefused(str(failure), retryable=failure.retryable) from None
+            raise failure from None
         job_id = getattr(state, "job_id", None)
         if not job_id:
             error = getattr(state, "error", None) or "no job id returned"
@@ -127,21 +157,66 @@ class Bauplan:
     def cancel(self, job_id: str) -> None:
         _call("cancel_job", lambda: self._client.cancel_job(job_id))
 
-    def jobs_on_ref_since(self, ref: str, since: datetime) -> list[str]:
-        """Run jobs on ``ref`` created at or after ``since``: how a re-executed submit
-        step finds the job its crashed first attempt may already have started."""
-        found: list[str] = []
+    def run_jobs(self, since: datetime, until: datetime) -> list[JobFacts]:
+        """Every run job of this API key's user created between ``since`` and ``until``,
+        with its ref and project: how a re-executed submit finds the job its crashed
+        first attempt may have started. The SDK's iterator is read to the end, page
+        after page, however many jobs the window holds."""
         jobs = _call(
             "get_jobs",
-            lambda: list(self._client.get_jobs(filter_by_created_after=since, limit=50)),
+            lambda: list(
+                self._client.get_jobs(
+                    filter_by_current_user=True,
+                    filter_by_kinds=_run_kind(),
+                    filter_by_created_after=since,
+                    filter_by_created_before=until,
+                )
+            ),
         )
-        for job in jobs:
-            if "run" not in str(getattr(job, "kind", "run")).lower():
-                continue
-            context = _call("get_job_context", partial(self._client.get_job_context, job.id))
-            if getattr(context, "ref", None) == ref:
-                found.append(str(job.id))
-        return found
+        created = {str(job.id): getattr(job, "created_at", None) for job in jobs}
+        ids = list(created)
+        facts: list[JobFacts] = []
+        for start in range(0, len(ids), _CONTEXT_BATCH):
+            contexts = _call(
+                "get_job_contexts",
+                partial(self._client.get_job_contexts, ids[start : start + _CONTEXT_BATCH]),
+            )
+            for context in contexts:
+                job_id = str(context.id)
+                facts.append(
+                    JobFacts(
+                        job_id=job_id,
+                        created_at=created.get(job_id),
+                        ref=getattr(context, "ref", None),
+                        project=Project(
+                            getattr(context, "project_id", None),
+                            getattr(context, "project_name", None),
+                        ),
+                    )
+                )
+        return facts
+
+
+def _run_kind() -> Any:
+    from bauplan.schema import JobKind
+
+    return JobKind.RUN
+
+
+def project_identity(project_dir: Path) -> Project:
+    """The ``project`` section of the folder's ``bauplan_project.yml``: its id and name,
+    as Bauplan reports them back in a job's context. Unknown parts are None."""
+    for name in ("bauplan_project.yml", "bauplan_project.yaml"):
+        try:
+            data = yaml.safe_load((project_dir / name).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue
+        section = data.get("project") if isinstance(data, dict) else None
+        if isinstance(section, dict):
+            found = {k: section.get(k) for k in ("id", "name")}
+            return Project(*(None if v is None else str(v) for v in found.values()))
+        return Project(None, None)
+    return Project(None, None)
 
 
 def _word(level: object) -> str:
@@ -176,7 +251,7 @@ def translate(exc: BaseException, what: str) -> BauplanFailure:
             '~/.bauplan/config.yml (or use [bauplan] mode = "rehearse" to try without one)',
             retryable=False,
         )
-    if name == "BauplanJobError" and ("bauplan_project" in text or "project file" in text):
+    if name == "BauplanJobError" and _is_project_file_error(text):
         return BauplanFailure(
             f"the project folder has no readable bauplan_project.yml ({_clip(text)}); "
             "check the trigger's project_dir",
@@ -208,6 +283,23 @@ def translate(exc: BaseException, what: str) -> BauplanFailure:
 def _clip(text: str, limit: int = 300) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def refused_for_sure(exc: BaseException) -> bool:
+    """Whether a failed ``run`` call provably started no job: the SDK refused it before
+    sending (no API key, a bad argument, an unreadable project file) or Bauplan
+    answered with a client error (4xx, 429 included). A 5xx, a timeout or a lost
+    connection proves nothing: the job may exist and only the answer was lost."""
+    code = getattr(exc, "code", None)
+    if isinstance(code, int):
+        return 400 <= code < 500
+    if type(exc).__name__ == "BauplanJobError":
+        return _is_project_file_error(str(exc))
+    return isinstance(exc, ValueError | TypeError)
+
+
+def _is_project_file_error(text: str) -> bool:
+    return "bauplan_project" in text or "project file" in text
 
 
 def is_retryable(exc: BaseException) -> bool:

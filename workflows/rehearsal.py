@@ -5,27 +5,42 @@ It accepts exactly the arguments of the installed SDK's methods (checked with
 here too, and it keeps jobs in a SQLite ledger so that several processes, or a
 process killed and restarted, see the same jobs. That ledger is how tests and
 acceptance checks count submissions.
+
+Faults armed in the ledger (``bauplan-trigger rehearsal fault``) make the next
+calls of a method raise one of the SDK's own exceptions, or (``EXIT_AFTER``) do
+their work and then kill the calling process, which is how a crash the instant
+Bauplan answered is rehearsed.
 """
 
 from __future__ import annotations
 
-import inspect
 import json
-import os
 import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import bauplan
 import bauplan.exceptions
 
-from workflows.bauplan_adapter import has_project_file
+from workflows.bauplan_adapter import has_project_file, project_identity
+from workflows.rehearsal_faults import bind, sdk_error, sdk_method
+from workflows.rehearsal_jobs import (
+    KIND,
+    Info,
+    Job,
+    JobContext,
+    JobPages,
+    JobQuery,
+    LogEvent,
+    RunState,
+    User,
+    job_error,
+    job_logs,
+    utc,
+)
 
 LEDGER_FILE = "rehearsal.sqlite"
 
@@ -42,7 +57,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     finished_at REAL,
     outcome TEXT NOT NULL,
     status TEXT NOT NULL,
-    code_version TEXT
+    code_version TEXT,
+    project_id TEXT,
+    project_name TEXT
 );
 CREATE TABLE IF NOT EXISTS branches (name TEXT PRIMARY KEY, from_ref TEXT, created_at REAL);
 CREATE TABLE IF NOT EXISTS faults (
@@ -54,7 +71,8 @@ CREATE TABLE IF NOT EXISTS faults (
 );
 """
 
-_FINAL = ("COMPLETE", "FAIL", "ABORT")
+# Columns added after the first release, for ledgers written before them.
+_ADDED_COLUMNS = {"project_id": "TEXT", "project_name": "TEXT"}
 
 
 def _now() -> float:
@@ -80,7 +98,16 @@ class Ledger:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._connection().executescript(_SCHEMA)
+        db = self._connection()
+        db.executescript(_SCHEMA)
+        present = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
+        for column, kind in _ADDED_COLUMNS.items():
+            if column not in present:
+                try:
+                    db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
+                except sqlite3.OperationalError as exc:  # added by another process meanwhile
+                    if "duplicate column" not in str(exc):
+                        raise
 
     def _connection(self) -> sqlite3.Connection:
         """This thread's connection to this ledger, opened on first use."""
@@ -123,11 +150,21 @@ class Ledger:
         self, method: str, error: str, message: str = "injected", count: int = 1
     ) -> None:
         """Make the next ``count`` calls of ``method`` raise the SDK error class ``error``
-        (or ``EXIT_AFTER``: record the call, then kill the calling process)."""
+        (or ``EXIT_AFTER``: do the call's work, then kill the calling process).
+        ``workflows.rehearsal_faults.arm`` checks the names first."""
         self.execute(
             "INSERT INTO faults (method, error, message, remaining) VALUES (?, ?, ?, ?)",
             (method, error, message, count),
         )
+
+    def faults(self) -> list[dict[str, Any]]:
+        """Every armed fault, oldest first, with how many calls it still hits."""
+        rows = self.query("SELECT * FROM faults WHERE remaining > 0 ORDER BY id")
+        return [dict(row) for row in rows]
+
+    def clear_faults(self) -> int:
+        """Disarm every fault; how many were still armed."""
+        return len(self.execute("DELETE FROM faults WHERE remaining > 0 RETURNING id"))
 
     def take_fault(self, method: str) -> tuple[str, str] | None:
         # Looked at without the write lock first: on every SDK call, almost always empty.
@@ -166,86 +203,15 @@ def _job_record(row: dict[str, Any]) -> dict[str, Any]:
         "status": row["status"],
         "outcome": row["outcome"],
         "code_version": row["code_version"],
+        "project_id": row["project_id"],
         "started_ts": row["submitted_at"],
         "finished_ts": row["finished_at"],
     }
 
 
-@dataclass(frozen=True)
-class _User:
-    username: str
-
-
-@dataclass(frozen=True)
-class _Info:
-    user: _User
-
-
-@dataclass(frozen=True)
-class _RunState:
-    job_id: str
-    job_status: str | None
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class _Job:
-    id: str
-    status: str
-    kind: str
-    user: str
-    error_message: str | None
-    created_at: datetime | None
-    finished_at: datetime | None
-
-    @property
-    def human_readable_status(self) -> str:
-        return self.status.lower()
-
-
-@dataclass(frozen=True)
-class _JobContext:
-    id: str
-    ref: str | None
-
-
-@dataclass(frozen=True)
-class _LogEvent:
-    level: str
-    message: str
-    stream: str = "STDOUT"
-
-
-_signatures: dict[str, inspect.Signature] = {}
-_signatures_lock = threading.Lock()
-
-
-def _signature(method: str) -> inspect.Signature:
-    # The SDK's signatures are parsed from text with ast; CPython 3.11.7 can fail
-    # that with "AST constructor recursion depth mismatch" when threads race.
-    with _signatures_lock:
-        if method not in _signatures:
-            _signatures[method] = inspect.signature(getattr(bauplan.Client, method))
-        return _signatures[method]
-
-
-def _bind(method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    """Refuse any call the installed SDK's signature would refuse."""
-    signature = _signature(method)
-    try:
-        signature.bind(None, *args, **kwargs)
-    except TypeError as exc:
-        raise TypeError(f"bauplan.Client.{method}() would refuse this call: {exc}") from None
-
-
-def _sdk_error(name: str, message: str) -> Exception:
-    cls = getattr(bauplan.exceptions, name)
-    if issubclass(cls, bauplan.exceptions.BauplanHTTPError):
-        codes = {"TooManyRequestsError": 429, "ServiceUnavailableError": 503}
-        error: Exception = cls(codes.get(name, 500), name, message)
-        return error
-    made: Exception = cls(message)
-    return made
+def _job_id(args: tuple[Any, ...], kwargs: dict[str, Any], name: str) -> str:
+    job = args[0] if args else kwargs[name]
+    return str(getattr(job, "id", job))
 
 
 class RehearsalClient:
@@ -264,62 +230,54 @@ class RehearsalClient:
         self.seconds = seconds
         self.outcome = outcome  # "success" | "fail" | "hang"
 
-    def _enter(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
-        _bind(method, args, kwargs)
-        fault = self.ledger.take_fault(method)
-        if fault is None:
-            return False
-        error, message = fault
-        if error == "EXIT_AFTER":
-            return True
-        raise _sdk_error(error, message)
+    @sdk_method
+    def info(self, *args: Any, **kwargs: Any) -> Info:
+        return Info(user=User(self.username))
 
-    def info(self, *args: Any, **kwargs: Any) -> _Info:
-        self._enter("info", args, kwargs)
-        return _Info(user=_User(self.username))
-
+    @sdk_method
     def has_branch(self, *args: Any, **kwargs: Any) -> bool:
-        self._enter("has_branch", args, kwargs)
         branch = kwargs.get("branch", args[0] if args else None)
         rows = self.ledger.query("SELECT 1 FROM branches WHERE name = ?", (str(branch),))
         return bool(rows)
 
+    @sdk_method
     def create_branch(self, *args: Any, **kwargs: Any) -> str:
-        self._enter("create_branch", args, kwargs)
-        bound = _signature("create_branch").bind(None, *args, **kwargs)
-        branch, from_ref = str(bound.arguments["branch"]), str(bound.arguments["from_ref"])
+        arguments = bind("create_branch", args, kwargs)
+        branch, from_ref = str(arguments["branch"]), str(arguments["from_ref"])
         if not branch.startswith(self.username + "."):
-            raise _sdk_error("CreateBranchForbiddenError", f"cannot create {branch}")
+            raise sdk_error("CreateBranchForbiddenError", f"cannot create {branch}")
         self.ledger.execute(
             "INSERT OR IGNORE INTO branches (name, from_ref, created_at) VALUES (?, ?, ?)",
             (branch, from_ref, _now()),
         )
         return branch
 
-    def run(self, *args: Any, **kwargs: Any) -> _RunState:
-        exit_after = self._enter("run", args, kwargs)
-        bound = _signature("run").bind(None, *args, **kwargs)
-        project_dir = Path(str(bound.arguments["project_dir"]))
+    @sdk_method
+    def run(self, *args: Any, **kwargs: Any) -> RunState:
+        arguments = bind("run", args, kwargs)
+        project_dir = Path(str(arguments["project_dir"]))
         if not project_dir.is_dir():
             raise bauplan.exceptions.BauplanJobError("failed to read project file")
         if not has_project_file(project_dir):
             raise bauplan.exceptions.BauplanJobError(
                 f"no bauplan_project.yaml found in {project_dir}"
             )
-        if not bound.arguments.get("detach"):
+        if not arguments.get("detach"):
             raise AssertionError("rehearsal expects detach=True: the trigger never blocks on a run")
         job_id = f"rehearsal-{uuid.uuid4().hex[:16]}"
         now = _now()
         finish_at = None if self.outcome == "hang" else now + self.seconds
-        params = bound.arguments.get("parameters") or {}
-        recorded = {k: v for k, v in bound.arguments.items() if k not in ("self",)}
+        params = arguments.get("parameters") or {}
+        recorded = {k: v for k, v in arguments.items() if k not in ("self",)}
+        project = project_identity(project_dir)
         self.ledger.execute(
             "INSERT INTO jobs (job_id, ref, project_dir, parameters, arguments, username, "
-            "submitted_at, finish_at, finished_at, outcome, status, code_version) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, 'RUNNING', ?)",
+            "submitted_at, finish_at, finished_at, outcome, status, code_version, "
+            "project_id, project_name) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, 'RUNNING', ?, ?, ?)",
             (
                 job_id,
-                None if bound.arguments.get("ref") is None else str(bound.arguments["ref"]),
+                None if arguments.get("ref") is None else str(arguments["ref"]),
                 str(project_dir),
                 json.dumps(params, sort_keys=True),
                 json.dumps(recorded, sort_keys=True, default=str),
@@ -328,53 +286,41 @@ class RehearsalClient:
                 finish_at,
                 self.outcome,
                 _code_version(project_dir),
+                project.id,
+                project.name,
             ),
         )
-        if exit_after:
-            os._exit(137)
-        return _RunState(job_id=job_id, job_status=None)
+        return RunState(job_id=job_id, job_status=None)
 
     def _row(self, job_id: str) -> dict[str, Any]:
         rows = self.ledger.query("SELECT * FROM jobs WHERE job_id = ?", (job_id,))
         if not rows:
-            raise _sdk_error("ResourceNotFoundError", f"job {job_id} not found")
+            raise sdk_error("ResourceNotFoundError", f"job {job_id} not found")
         return _settled(rows[0], _now())
 
-    def get_job(self, *args: Any, **kwargs: Any) -> _Job:
-        self._enter("get_job", args, kwargs)
-        return self._job(self._row(str(args[0] if args else kwargs["job_id"])))
+    @sdk_method
+    def get_job(self, *args: Any, **kwargs: Any) -> Job:
+        return self._job(self._row(_job_id(args, kwargs, "job_id")))
 
-    def _job(self, row: sqlite3.Row | dict[str, Any]) -> _Job:
-        error = "rehearsal: the job was told to fail" if row["status"] == "FAIL" else None
-        return _Job(
+    def _job(self, row: dict[str, Any]) -> Job:
+        return Job(
             id=row["job_id"],
             status=row["status"],
-            kind="RUN",
+            kind=KIND,
             user=row["username"],
-            error_message=error,
-            created_at=datetime.fromtimestamp(row["submitted_at"], UTC),
-            finished_at=None
-            if row["finished_at"] is None
-            else datetime.fromtimestamp(row["finished_at"], UTC),
+            error_message=job_error(row),
+            created_at=utc(row["submitted_at"]),
+            started_at=utc(row["submitted_at"]),
+            finished_at=utc(row["finished_at"]),
         )
 
-    def get_job_logs(self, *args: Any, **kwargs: Any) -> list[_LogEvent]:
-        if self._enter("get_job_logs", args, kwargs):
-            os._exit(137)  # EXIT_AFTER: die after the job ended, before the run records it
-        job = args[0] if args else kwargs["job"]
-        row = self._row(str(getattr(job, "id", job)))
-        params = json.loads(row["parameters"])
-        lines = [
-            _LogEvent("INFO", f"rehearsal: would run {row['project_dir']} on {row['ref']}"),
-            _LogEvent("INFO", f"rehearsal: parameters {json.dumps(params, sort_keys=True)}"),
-        ]
-        if row["status"] == "FAIL":
-            lines.append(_LogEvent("ERROR", "rehearsal: the job was told to fail"))
-        return lines
+    @sdk_method
+    def get_job_logs(self, *args: Any, **kwargs: Any) -> list[LogEvent]:
+        return job_logs(self._row(_job_id(args, kwargs, "job")))
 
+    @sdk_method
     def cancel_job(self, *args: Any, **kwargs: Any) -> None:
-        self._enter("cancel_job", args, kwargs)
-        job_id = str(args[0] if args else kwargs["job_id"])
+        job_id = _job_id(args, kwargs, "job_id")
         now = _now()
         self.ledger.execute(
             "UPDATE jobs SET status = 'ABORT', finished_at = ? WHERE job_id = ? "
@@ -382,23 +328,35 @@ class RehearsalClient:
             (now, job_id, now),
         )
 
-    def get_jobs(self, *args: Any, **kwargs: Any) -> Iterator[_Job]:
-        self._enter("get_jobs", args, kwargs)
-        since = kwargs.get("filter_by_created_after")
-        floor = since.timestamp() if isinstance(since, datetime) else 0.0
-        rows = self.ledger.query(
-            "SELECT * FROM jobs WHERE submitted_at >= ? ORDER BY submitted_at", (floor,)
-        )
-        limit = kwargs.get("limit")
+    @sdk_method
+    def get_jobs(self, *args: Any, **kwargs: Any) -> JobPages:
+        query = JobQuery.parse(bind("get_jobs", args, kwargs), self.username)
         now = _now()
-        for row in rows[:limit] if limit else rows:
-            yield self._job(_settled(row, now))
+        return JobPages(self.ledger.query, query, lambda row: _settled(row, now), self._job)
 
-    def get_job_context(self, *args: Any, **kwargs: Any) -> _JobContext:
-        self._enter("get_job_context", args, kwargs)
-        job = args[0] if args else kwargs["job"]
-        row = self._row(str(getattr(job, "id", job)))
-        return _JobContext(id=row["job_id"], ref=row["ref"])
+    @sdk_method
+    def get_job_context(self, *args: Any, **kwargs: Any) -> JobContext:
+        arguments = bind("get_job_context", args, kwargs)
+        return self._context(_job_id(args, kwargs, "job"), arguments)
+
+    @sdk_method
+    def get_job_contexts(self, *args: Any, **kwargs: Any) -> list[JobContext]:
+        arguments = bind("get_job_contexts", args, kwargs)
+        jobs = arguments["jobs"]
+        listed = jobs if isinstance(jobs, list | tuple) else [jobs]
+        return [self._context(str(getattr(j, "id", j)), arguments) for j in listed]
+
+    def _context(self, job_id: str, arguments: dict[str, Any]) -> JobContext:
+        """What ``get_job_context`` tells: the ref and the project, never the parameters."""
+        row = self._row(job_id)
+        return JobContext(
+            id=row["job_id"],
+            ref=row["ref"],
+            project_id=row["project_id"],
+            project_name=row["project_name"],
+            error_message=job_error(row),
+            logs=job_logs(row) if arguments.get("include_logs") else [],
+        )
 
 
 def _code_version(project_dir: Path) -> str | None:

@@ -2,8 +2,8 @@
 
 Each function below is a DBOS step, so a crash resumes at the last finished one.
 The job id is checkpointed by the submit step, and the submissions table covers
-the moment between Bauplan accepting a job and that checkpoint: a job is never
-submitted twice for one request.
+the moment between Bauplan accepting a job and that checkpoint
+(``workflows.submission``): a job is never submitted twice for one request.
 
 A run is a handful of checkpoints, not one per poll: every checkpoint is a
 round trip to the system database, and with many runs in flight those round
@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dbos import DBOS, StepOptions
@@ -26,7 +25,7 @@ from dbos._error import DBOSMaxStepRetriesExceeded
 
 from trigger.errors import BauplanFailure, BranchError, FileGoneError, RunFailed, WorkspaceError
 from trigger.matching import RunRequest
-from workflows import after, coalesce, runtime, workspace
+from workflows import after, coalesce, crashpoint, runtime, submission, workspace
 from workflows.bauplan_adapter import is_retryable
 from workflows.branch import user_branch
 from workflows.notify import delivery as notify
@@ -36,8 +35,6 @@ from workflows.result import RunResult
 log = logging.getLogger(__name__)
 
 RESULT_EVENT = "result"
-# How far back a re-executed submit looks for the job its first attempt started.
-_RECONCILE_SLACK = timedelta(seconds=5)
 # The longest one ``wait`` step polls before it checkpoints and hands back to the
 # workflow, which is also when an operator's cancel of a stuck job takes effect.
 WAIT_STEP_SECONDS = 60.0
@@ -58,7 +55,7 @@ def _retrying(name: str) -> StepOptions:
 def _step(name: str, fn: Any, *args: Any) -> Any:
     """Run ``fn`` as a retrying DBOS step; a give-up surfaces the last SDK message."""
     try:
-        return DBOS.run_step(_retrying(name), fn, *args)
+        return crashpoint.step(_retrying(name), fn, *args)
     except DBOSMaxStepRetriesExceeded as exc:
         last = exc.errors[-1] if exc.errors else exc
         raise BauplanFailure(
@@ -134,27 +131,15 @@ def submit(request: dict[str, Any], branch: str) -> str:
     req = RunRequest.from_dict(request)
     rt = runtime.current()
     bauplan = rt.bauplan(req)
-    previous = rt.store.submission(req.run_id)
-    if previous is not None and previous.job_id:
-        return previous.job_id
-    if previous is not None:
-        # A previous attempt got as far as calling Bauplan and then died.
-        since = datetime.fromtimestamp(previous.started_at, UTC) - _RECONCILE_SLACK
-        candidates = bauplan.jobs_on_ref_since(branch, since)
-        claimed = rt.store.claimed_job_ids(candidates)
-        unclaimed = [job for job in candidates if job not in claimed]
-        if unclaimed:
-            job_id = unclaimed[0]
-            rt.store.finish_submission(req.run_id, job_id)
-            log.warning("run %s adopted job %s submitted before a crash", req.run_id, job_id)
-            return job_id
+    job_id = submission.recorded_job(rt.store, bauplan, req.run_id)
+    if job_id is not None:
+        return job_id
     # Re-checked here, not only in its own step: a resumed run must not submit a
     # workspace that was removed between the two steps.
     project_dir = prepare_code(request) or req.project_dir
-    rt.store.begin_submission(req.run_id, branch, again=previous is not None)
-    job_id = bauplan.submit(project_dir, branch, dict(req.parameters))
-    rt.store.finish_submission(req.run_id, job_id)
-    return job_id
+    return submission.submit_new(
+        rt.store, bauplan, req.run_id, branch, project_dir, dict(req.parameters)
+    )
 
 
 def submit_job(request: dict[str, Any], branch: str) -> str:
@@ -250,7 +235,7 @@ def run_workflow(request: dict[str, Any]) -> dict[str, Any]:
     separate = bool(req.file or req.git_sha)
     try:
         if separate:
-            begun = DBOS.run_step({"name": "start"}, start, coalescing)
+            begun = crashpoint.step({"name": "start"}, start, coalescing)
         else:
             begun = _step("launch", launch, request, coalescing)
         started = begun["started"]
@@ -289,7 +274,7 @@ def run_workflow(request: dict[str, Any]) -> dict[str, Any]:
     except (BauplanFailure, BranchError, FileGoneError) as exc:
         result = _result(req, "failed", branch or "", job_id, started, str(exc))
     if req.git_sha:
-        DBOS.run_step({"name": "remove_code"}, remove_code, request)
+        crashpoint.step({"name": "remove_code"}, remove_code, request)
     after.after_run(req, request, result.status)
     return finish(req, result)
 
@@ -327,7 +312,7 @@ def cancel_job(request: dict[str, Any], job_id: str) -> None:
 
 def finish(req: RunRequest, result: RunResult) -> dict[str, Any]:
     """Record the outcome where ``runs`` can read it, then fail the workflow if the job did."""
-    recorded = DBOS.run_step({"name": "finish"}, conclude, result.as_dict())
+    recorded = crashpoint.step({"name": "finish"}, conclude, result.as_dict())
     result = RunResult.from_dict(recorded)
     log.info(
         "finished run %s status=%s job=%s branch=%s duration=%.1fs",

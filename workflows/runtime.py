@@ -26,6 +26,8 @@ class Runtime:
     settings: Settings
     store: Store
     client_factory: ClientFactory
+    # Rehearsal mode's ledger, where ``rehearsal fault`` arms crashes; None when live.
+    ledger: Ledger | None = None
     _live: BauplanClient | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -49,6 +51,10 @@ def current() -> Runtime:
 
 def ledger_path(settings: Settings) -> Path:
     return settings.state_path / LEDGER_FILE
+
+
+def rehearsal_ledger(settings: Settings) -> Ledger | None:
+    return Ledger(ledger_path(settings)) if settings.bauplan.mode == "rehearse" else None
 
 
 def default_client_factory(settings: Settings) -> ClientFactory:

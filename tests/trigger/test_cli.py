@@ -125,3 +125,45 @@ def test_check_reports_each_problem(tmp_path: Path, project_dir: Path) -> None:
     assert bad.returncode == 1
     assert "no Bauplan API key found" in bad.stdout
     assert "has no bauplan_project.yml" in bad.stdout
+
+
+def test_rehearsal_faults_are_armed_listed_and_cleared_from_the_command_line(
+    tmp_path: Path, project_dir: Path
+) -> None:
+    import bauplan.exceptions
+    import pytest
+
+    from workflows.rehearsal import Ledger, RehearsalClient
+
+    config = _config(tmp_path, project_dir)
+    rehearse = ("rehearsal", "--config", str(config))
+    armed = run_cli(
+        "rehearsal", "fault", "run", "TooManyRequestsError", "--count", "2",
+        "--message", "slow down", "--config", str(config),
+    )  # fmt: skip
+    assert armed.returncode == 0, armed.stderr
+    assert (
+        armed.stdout.strip()
+        == "armed: the next 2 calls of run raise TooManyRequestsError: slow down"
+    )
+    crash = run_cli("rehearsal", "fault", "step:wait", "EXIT_AFTER", "--config", str(config))
+    assert "worker exits right after step 'wait' is checkpointed" in crash.stdout
+
+    # What serve would meet: the SDK's own exception, twice.
+    client = RehearsalClient(Ledger(tmp_path / "state" / "rehearsal.sqlite"))
+    with pytest.raises(bauplan.exceptions.TooManyRequestsError, match="slow down"):
+        client.run(project_dir=str(project_dir), ref="rehearsal.x", detach=True)
+    listed = json.loads(run_cli(rehearse[0], "faults", *rehearse[1:], "--json").stdout)
+    assert [(f["method"], f["error"], f["remaining"]) for f in listed] == [
+        ("run", "TooManyRequestsError", 1),
+        ("step:wait", "EXIT_AFTER", 1),
+    ]
+
+    wrong = run_cli("rehearsal", "fault", "runn", "EXIT_AFTER", "--config", str(config))
+    assert wrong.returncode == 1 and "Traceback" not in wrong.stderr
+    assert wrong.stderr.startswith("error: no rehearsed Bauplan method named 'runn'; use one of")
+    assert len(wrong.stderr.strip().splitlines()) == 1
+
+    cleared = run_cli(rehearse[0], "faults", *rehearse[1:], "--clear")
+    assert cleared.stdout.strip() == "cleared 2 fault(s)"
+    assert run_cli(rehearse[0], "faults", *rehearse[1:]).stdout.strip() == "(none)"

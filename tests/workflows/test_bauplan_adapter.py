@@ -61,3 +61,42 @@ def test_a_project_without_bauplan_project_yml_is_permanent(
 )
 def test_job_states_compare_case_insensitively(raw: str, state: str) -> None:
     assert normalise_state(raw) == state
+
+
+def test_the_reconcile_listing_uses_arguments_the_real_sdk_accepts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    monkeypatch.setenv("BAUPLAN_API_KEY", "k" * 24)
+    monkeypatch.setenv("BAUPLAN_API_ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
+    now = datetime.now(UTC)
+    # The SDK checks kinds, time zones and limits before it connects: getting as far
+    # as the closed port means it took every argument.
+    with pytest.raises(BauplanFailure) as info:
+        Bauplan(live_client()).run_jobs(now - timedelta(seconds=5), now)
+    assert info.value.retryable is True and "unreachable" in str(info.value)
+
+
+def test_a_submission_the_sdk_refuses_before_sending_is_known_to_have_no_job(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from trigger.errors import RunRefused
+
+    monkeypatch.setenv("BAUPLAN_API_KEY", "k" * 24)
+    monkeypatch.setenv("BAUPLAN_API_ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RunRefused):
+        Bauplan(live_client()).submit(str(tmp_path / "empty"), "alice.x", {})
+
+
+def test_only_answers_that_prove_no_job_count_as_refusals() -> None:
+    from workflows.bauplan_adapter import refused_for_sure
+    from workflows.rehearsal_faults import sdk_error
+
+    for name in ("TooManyRequestsError", "BadRequestError", "UnauthorizedError"):
+        assert refused_for_sure(sdk_error(name, "no")), name
+    for name in ("ServiceUnavailableError", "GatewayTimeoutError", "InternalError"):
+        assert not refused_for_sure(sdk_error(name, "lost")), name
+    assert not refused_for_sure(sdk_error("BauplanError", "request timed out"))
+    assert refused_for_sure(ValueError("No API key found"))

@@ -23,7 +23,7 @@ from dbos import DBOS
 from trigger.errors import NotifierError
 from trigger.matching import RunRequest
 from trigger.settings import Settings
-from workflows import runtime
+from workflows import crashpoint, runtime
 from workflows.notify import github_status, slack, webhook
 from workflows.notify.config import (
     AnyNotifier,
@@ -130,7 +130,7 @@ def deliver(name: str, notice: Notice) -> dict[str, Any]:
     attempts = 0
     while True:
         attempts += 1
-        answer = DBOS.run_step(
+        answer = crashpoint.step(
             {"name": f"notify {display} {notice.status}"}, attempt, name, payload
         )
         if answer["skipped"] or answer["delivered"]:

@@ -1,0 +1,227 @@
+"""The worker killed at every step boundary of a run, then restarted: every run ends,
+and each one submitted exactly one Bauplan job.
+
+One real ``serve`` per database. Each phase arms rehearsed crashes (``rehearsal
+fault step:NAME EXIT_AFTER``, and ``EXIT_AFTER`` on ``run`` itself) for one kind of
+run, starts that run, and restarts the worker after every death until the run is
+final; the deaths are counted and each armed crash is found in the log. Runs of
+every kind meet their boundaries: plain (``launch``, ``wait``, ``finish``, the
+notices), a cancelling trigger (``cancel``), a file drop (``start``, ``check_file``,
+``prepare_branch``, ``submit``, between its marker and the file, ``move_file``) and a
+pushed commit (``start``, ``prepare_branch``, ``prepare_code``, ``submit``,
+``remove_code``). 200 jobs of the same user sit in the reconcile window.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import FINAL_STATUSES, base_config, free_port, wait_until, write_config
+from tests.trigger.hookkit import make_repo
+from tests.workflows.notify.conftest import notifier_config, notify_env
+from tests.workflows.notify.receiver import Receiver
+from trigger.event import manual_event
+from trigger.matching import match
+from trigger.settings import build_settings
+from workflows import workspace
+from workflows.queue import Enqueuer
+from workflows.records import list_runs, show_run
+from workflows.rehearsal import Ledger, RehearsalClient
+from workflows.runtime import ledger_path
+from workflows.store import Store
+
+pytestmark = pytest.mark.slow
+
+PLAIN = ["launch", "notify webhook:ops started", "wait", "finish", "notify webhook:ops succeeded"]
+FILE = ["start", "check_file", "prepare_branch", "submit", "move_file.marker", "move_file"]
+GIT = ["start", "prepare_branch", "prepare_code", "submit", "remove_code"]
+
+
+class Worker:
+    """The serve process, restarted after every death, deaths counted."""
+
+    def __init__(self, serve: Any, enqueuer: Enqueuer, ledger: Ledger) -> None:
+        self.serve = serve
+        self.enqueuer = enqueuer
+        self.ledger = ledger
+        self.deaths = 0
+
+    def arm(self, steps: list[str]) -> None:
+        for step in steps:
+            self.ledger.inject_fault(f"step:{step}", "EXIT_AFTER")
+
+    def dead(self) -> bool:
+        return self.serve.proc is not None and self.serve.proc.poll() is not None
+
+    def final(self, run_ids: list[str]) -> bool:
+        runs = [show_run(self.enqueuer.client, run_id) for run_id in run_ids]
+        return all(run["status"] in FINAL_STATUSES for run in runs)
+
+    def recover(self, run_ids: list[str], deaths: int) -> None:
+        """Restart after each death until the runs are final; exactly ``deaths`` deaths."""
+        expected = self.deaths + deaths
+        while True:
+            wait_until(
+                lambda: self.dead() or self.final(run_ids),
+                timeout=90,
+                interval=0.1,
+                what=f"a death or the end of {run_ids} (log: {self.serve.log()[-3000:]})",
+            )
+            if not self.dead():
+                break
+            self.deaths += 1
+            self.serve.start()
+        assert self.deaths == expected, self.serve.log()[-3000:]
+        assert self.ledger.faults() == []
+
+
+def _fire(settings: Any, enqueuer: Enqueuer, trigger: str, event_id: str, **inputs: str) -> str:
+    [request] = match(manual_event(trigger, inputs, event_id=event_id), settings)
+    return enqueuer.enqueue(request).run_id
+
+
+def test_a_worker_killed_at_every_step_boundary_submits_each_run_once_and_ends_every_run(
+    tmp_path: Path, project_dir: Path, backend: str | None, serve_process: Any
+) -> None:
+    hook = Receiver()
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    upstream = tmp_path / "upstream"
+    sha = make_repo(upstream)[0]
+    config = base_config(
+        tmp_path,
+        project_dir,
+        service={"state_dir": str(tmp_path / "state"), "listen": f"127.0.0.1:{free_port()}"},
+        triggers=[
+            {
+                "name": "orders",
+                "project_dir": str(project_dir),
+                "branch": "orders_{run_date}",
+                "inputs": ["run_date"],
+                "parameters": {"run_date": "{run_date}"},
+                "notify": ["ops"],
+            },
+            {
+                "name": "swap",
+                "project_dir": str(project_dir),
+                "branch": "swap",
+                "on_burst": "cancel",
+                "rehearse_seconds": 3.0,
+            },
+            {
+                "name": "landing",
+                "project_dir": str(project_dir),
+                "branch": "landing_{file_stem}",
+                "parameters": {"source_file": "{file_path}"},
+                "files": {
+                    "dir": str(landing),
+                    "patterns": ["*.csv"],
+                    "ready_marker": "{name}.done",
+                    "after": "move",
+                    "poll_interval": 0.1,
+                },
+            },
+        ],
+        notifiers=notifier_config(hook=hook.url, on=["started", "succeeded", "failed"]),
+    )
+    path = write_config(tmp_path / "bauplan-trigger.toml", config)
+    env = {
+        **notify_env(hook=hook.url),
+        **({"DBOS_SYSTEM_DATABASE_URL": backend} if backend else {}),
+    }
+    settings = build_settings(config, config_path=path, environ=env)
+    ledger = Ledger(ledger_path(settings))
+    enqueuer = Enqueuer(settings)
+    worker = Worker(serve_process(path, env), enqueuer, ledger)
+    begun = time.monotonic()
+    runs: list[str] = []
+    try:
+        # A plain run, killed after each of its checkpoints and notices.
+        worker.arm(PLAIN)
+        runs.append(_fire(settings, enqueuer, "orders", "plain", run_date="a"))
+        worker.recover(runs[-1:], len(PLAIN))
+
+        # Killed the instant Bauplan accepted the job, with 200 jobs of the same user in
+        # the window: a claimed one of the same project on the same branch, another
+        # project's on that branch, the rest on other branches.
+        runs.append(_fire(settings, enqueuer, "orders", "claimed", run_date="a"))
+        worker.recover(runs[-1:], 0)
+        seeder = RehearsalClient(ledger, seconds=0)
+        other = tmp_path / "audit"
+        other.mkdir()
+        (other / "bauplan_project.yml").write_text("project:\n  id: audit\n  name: audit\n")
+        seeded = {seeder.run(project_dir=str(other), ref="rehearsal.orders_a", detach=True).job_id}
+        for n in range(199):
+            ref = f"rehearsal.elsewhere_{n}"
+            seeded.add(seeder.run(project_dir=str(project_dir), ref=ref, detach=True).job_id)
+        ledger.inject_fault("run", "EXIT_AFTER")
+        runs.append(_fire(settings, enqueuer, "orders", "accepted", run_date="a"))
+        worker.recover(runs[-1:], 1)
+
+        # A running job cancelled by a newer run, killed right after the cancel.
+        runs.append(_fire(settings, enqueuer, "swap", "first"))
+        wait_until(lambda: any(j["ref"] == "rehearsal.swap" for j in ledger.jobs()))
+        worker.arm(["cancel"])
+        runs.append(_fire(settings, enqueuer, "swap", "second"))
+        worker.recover(runs[-2:], 1)
+
+        # A file drop with a companion marker, moved when done.
+        worker.arm(FILE)
+        (landing / "day.csv").write_text("id\n1\n")
+        (landing / "day.csv.done").write_text("")
+        file_run = wait_until(
+            lambda: [r["id"] for r in list_runs(enqueuer.client, trigger="landing")],
+            what="the file's run",
+        )
+        runs.extend(file_run)
+        worker.recover(runs[-1:], len(FILE))
+
+        # A pushed commit, checked out into its own workspace.
+        worker.arm(GIT)
+        [template] = match(manual_event("orders", {"run_date": "g"}, event_id="push"), settings)
+        pushed = replace(
+            template,
+            run_id="run:orders:push",
+            git_source=str(upstream),
+            git_sha=sha,
+            project_subdir="pipelines/orders",
+            notify=[],
+        )
+        runs.append(enqueuer.enqueue(pushed).run_id)
+        worker.recover(runs[-1:], len(GIT))
+        elapsed = time.monotonic() - begun
+        records = {run_id: show_run(enqueuer.client, run_id) for run_id in runs}
+    finally:
+        enqueuer.close()
+        hook.close()
+
+    print(f"crash suite: {worker.deaths} deaths and restarts in {elapsed:.1f}s")
+    statuses = [records[run_id]["status"] for run_id in runs]
+    assert statuses == ["succeeded"] * 3 + ["cancelled", "succeeded"] + ["succeeded"] * 2
+    # Exactly one submission per run: the ledger holds the seeds and one job per run.
+    job_ids = [records[run_id]["job_id"] for run_id in runs]
+    jobs = {j["job_id"]: j for j in ledger.jobs()}
+    assert len(set(job_ids)) == len(runs)
+    assert set(jobs) == seeded | set(job_ids)
+    assert f"run {runs[2]} adopted job {job_ids[2]}" in worker.serve.log()
+    log = worker.serve.log()
+    for step in {*PLAIN, "cancel", *FILE, *GIT}:
+        assert f"exiting right after step {step}," in log, step
+    # The notices were each delivered once; the file and its marker were both moved.
+    kinds = [r.json()["type"] for r in hook.received()]
+    assert kinds == ["run.started", "run.succeeded"] * 3
+    assert sorted(p.name for p in (landing / "processed").iterdir()) == ["day.csv", "day.csv.done"]
+    assert not (landing / "day.csv").exists() and not (landing / "day.csv.done").exists()
+    assert not workspace.workspace_path(settings.state_path, "run:orders:push").exists()
+    assert jobs[job_ids[-1]]["code_version"] == sha
+    # The 200 were all in the window the crashed submission reconciled.
+    store = Store(settings.database_url())
+    accepted = store.submission(runs[2])
+    store.close()
+    assert accepted is not None
+    assert all(jobs[j]["started_ts"] >= accepted.started_at - 5 for j in seeded)
