@@ -29,7 +29,8 @@ from trigger.matching import RunRequest
 from workflows import after, coalesce, runtime, workspace
 from workflows.bauplan_adapter import is_retryable
 from workflows.branch import user_branch
-from workflows.notify import delivery as notify
+from workflows.notify import outbox
+from workflows.notify.delivery import final_notice, started_notice
 from workflows.queue import RUN_WORKFLOW
 from workflows.result import RunResult
 
@@ -266,7 +267,7 @@ def run_workflow(request: dict[str, Any]) -> dict[str, Any]:
         else:
             branch, job_id = begun["branch"], begun["job_id"]
         log.info("submitted run %s job=%s branch=%s", req.run_id, job_id, branch)
-        notify.notify(req, notify.started_notice(req, branch, job_id, started))
+        outbox.enqueue(req, started_notice(req, branch, job_id, started))
         delay = runtime.current().settings.bauplan.poll_interval
         while True:
             watch = req.on_burst == "cancel" and cancelled_for is None
@@ -337,8 +338,8 @@ def finish(req: RunRequest, result: RunResult) -> dict[str, Any]:
         result.branch,
         result.duration,
     )
-    # After the outcome is recorded; a delivery failure never changes it.
-    notify.notify(req, notify.final_notice(req, result))
+    # After the outcome is recorded; the run does not wait for the delivery.
+    outbox.enqueue(req, final_notice(req, result))
     if result.status not in ("success", "superseded"):
         raise RunFailed(
             f"run {req.run_id} of trigger {req.trigger!r} on branch {result.branch or '?'!r} "

@@ -16,11 +16,12 @@ from tests.workflows.notify.conftest import (
     SLACK_PATH,
     WEBHOOK_KEY,
     WEBHOOK_SECRET,
+    notified,
     notifier_config,
     notify_env,
 )
 from tests.workflows.notify.receiver import Reply
-from tests.workflows.notify.test_delivery import final, launch, start_run
+from tests.workflows.notify.test_delivery import launch, start_run
 
 SECRETS = [
     SLACK_PATH.rsplit("/", 1)[1],
@@ -92,7 +93,7 @@ def test_no_secret_in_any_log_line_or_stored_record(
             rehearse_outcome="fail",
         )
         dbos_logger.setLevel(logging.DEBUG)
-        run = final(enqueuer, start_run(settings, enqueuer))
+        run = notified(enqueuer, start_run(settings, enqueuer))
     finally:
         dbos_logger.removeHandler(caplog.handler)
     assert run["status"] == "failed"
