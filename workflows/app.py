@@ -14,6 +14,7 @@ import socket
 
 from dbos import DBOS, DBOSConfig
 
+from trigger import secrets
 from trigger.settings import Settings
 from workflows import run as _run  # noqa: F401  (registers the run workflow)
 from workflows import runtime
@@ -52,6 +53,7 @@ def launch(
     client_factory: ClientFactory | None = None,
 ) -> Runtime:
     """Install the runtime, launch DBOS, register the run and notice queues and check them."""
+    secrets.install(settings)
     settings.state_path.mkdir(parents=True, exist_ok=True)
     DBOS(config=dbos_config(settings, role))
     # Our tables live in the system database, which DBOS creates on its first launch.
