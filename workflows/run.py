@@ -26,6 +26,7 @@ from dbos._error import DBOSMaxStepRetriesExceeded
 
 from trigger.errors import BauplanFailure, BranchError, FileGoneError, RunFailed, WorkspaceError
 from trigger.matching import RunRequest
+from trigger.secrets import redact
 from workflows import after, coalesce, runtime, workspace
 from workflows.bauplan_adapter import is_retryable
 from workflows.branch import user_branch
@@ -191,7 +192,8 @@ def wait(request: dict[str, Any], job_id: str, delay: float, watch_cancel: bool)
             return {
                 "state": status.state,
                 "raw": status.raw,
-                "error": status.error,
+                # Bauplan's words, recorded as they are checkpointed: a known secret goes.
+                "error": None if status.error is None else redact(status.error),
                 "delay": delay,
                 "cancel_for": cancel_for,
                 "log_tail": log_tail(request, job_id) if status.final else [],
@@ -230,7 +232,8 @@ def _fill_from_queue(outcome: RunResult) -> RunResult:
 def log_tail(request: dict[str, Any], job_id: str) -> list[str]:
     lines = runtime.current().settings.bauplan.log_tail_lines
     try:
-        return runtime.current().bauplan(RunRequest.from_dict(request)).log_tail(job_id, lines)
+        tail = runtime.current().bauplan(RunRequest.from_dict(request)).log_tail(job_id, lines)
+        return [redact(line) for line in tail]
     except BauplanFailure as exc:
         # Logs are a courtesy: their absence must not change the run's outcome.
         return [f"(log tail unavailable: {exc})"]
