@@ -12,13 +12,13 @@ import asyncio
 import hmac
 import ipaddress
 import logging
-import os
 from typing import Any, Literal
 
 from dbos import DBOSClient
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from trigger import secrets
 from trigger.errors import (
     BadParameterError,
     RunControlError,
@@ -48,10 +48,9 @@ def is_loopback(host: str) -> bool:
 
 def api_mode(settings: Settings, environ: dict[str, str] | None = None) -> tuple[str, str | None]:
     """("token", token) | ("loopback", None) | ("refused", why)."""
-    env = os.environ if environ is None else environ
     name = settings.api.token_env
     if name:
-        token = env.get(name, "")
+        token = secrets.read(name, environ)
         if token:
             return "token", token
         return "refused", f"[api] token_env names {name}, which is not set or empty"

@@ -41,19 +41,19 @@ def run_checks(settings: Settings) -> tuple[list[dict[str, Any]], bool]:
 
 
 def _secrets(trig: Any) -> list[dict[str, Any]]:
-    import os
-
+    from trigger import secrets
     from trigger.hookconfig import secret_envs
 
+    present = [(name, secrets.read(name) is not None) for name in secret_envs(trig)]
     return [
         {
             "check": f"trigger {trig.name} secret",
-            "result": "ok" if os.environ.get(name) else "FAIL",
+            "result": "ok" if found else "FAIL",
             "detail": f"${name} is set"
-            if os.environ.get(name)
+            if found
             else f"${name} is not set; every delivery to this trigger will be refused (401)",
         }
-        for name in secret_envs(trig)
+        for name, found in present
     ]
 
 

@@ -67,9 +67,12 @@ def _client(settings: Any, *, create: bool = False) -> Any:
 
 
 def _settings(config: Path | None) -> Any:
+    from trigger import secrets
     from trigger.settings import load_settings
 
-    return load_settings(config)
+    settings = load_settings(config)
+    secrets.install(settings)  # before anything can log or print a secret
+    return settings
 
 
 @click.group(cls=_Group)

@@ -2,14 +2,21 @@
 
 Each message is a full sentence naming the offending value and the fix, so the
 CLI can print ``str(exc)`` on one line and exit 1. Secrets never go into a
-message: callers pass the *name* of an environment variable, never its value.
+message: callers pass the *name* of an environment variable, never its value,
+and any secret value a message quotes anyway (an SDK error echoing one) is
+redacted when the error is made, before DBOS records it or anyone logs it.
 """
 
 from __future__ import annotations
 
+from trigger.secrets import redact
+
 
 class TriggerError(Exception):
     """Base class: a problem we can explain to the user in one line."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(redact(a) if isinstance(a, str) else a for a in args))
 
 
 class ConfigError(TriggerError):

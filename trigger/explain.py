@@ -16,6 +16,7 @@ from dbos import DBOSClient
 
 from trigger.errors import RunNotFoundError, TriggerError
 from trigger.eventlog import EventLog
+from workflows.notify.outbox import notice_ids
 from workflows.queue import RUN_QUEUE, RUN_WORKFLOW
 from workflows.records import show_run
 
@@ -77,7 +78,8 @@ def run_story(client: DBOSClient, run_id: str) -> dict[str, Any]:
     run = show_run(client, run_id)
     status = client.list_workflows(workflow_ids=[run_id], name=RUN_WORKFLOW, load_input=False)[0]
     attrs = status.attributes or {}
-    steps = [_step_view(s) for s in client.list_workflow_steps(run_id)]
+    raw_steps = client.list_workflow_steps(run_id)
+    steps = [_step_view(s) for s in raw_steps]
     timeline: list[dict[str, Any]] = [
         {
             "at": _iso_ms(status.created_at),
@@ -136,7 +138,12 @@ def run_story(client: DBOSClient, run_id: str) -> dict[str, Any]:
     run["retry_of"] = attrs.get("retry_of")
     run["retried_as"] = attrs.get("retried_as")
     run["steps"] = steps
-    run["notifications"] = notifications(steps, attrs)
+    notice_steps = [
+        _step_view(step)
+        for notice in notice_ids(raw_steps)
+        for step in client.list_workflow_steps(notice)
+    ]
+    run["notifications"] = notifications(steps + notice_steps, attrs)
     run["timeline"] = timeline
     return run
 
@@ -174,7 +181,8 @@ def waiting_reason(client: DBOSClient, status: Any) -> str:
 
 
 def notifications(steps: list[dict[str, Any]], attrs: dict[str, Any]) -> list[dict[str, Any]]:
-    """Notification deliveries: steps named ``notify...`` plus any the run recorded."""
+    """Notification deliveries: steps named ``notify...`` (of the run's notice workflows,
+    or of the run itself when it predates them) plus any the run recorded."""
     out = [
         {
             "step": s["name"],
@@ -185,6 +193,7 @@ def notifications(steps: list[dict[str, Any]], attrs: dict[str, Any]) -> list[di
         for s in steps
         if s["name"].lower().startswith("notif")
     ]
+    out.sort(key=lambda n: (n["at"] is None, n["at"] or ""))
     recorded = attrs.get("notifications")
     if isinstance(recorded, list):
         out.extend(r for r in recorded if isinstance(r, dict))
@@ -194,6 +203,8 @@ def notifications(steps: list[dict[str, Any]], attrs: dict[str, Any]) -> list[di
 def _step_view(step: Any) -> dict[str, Any]:
     error = step.get("error")
     output = step.get("output")
+    if output is None and step.get("child_workflow_id"):
+        output = f"enqueued {step['child_workflow_id']}"
     return {
         "id": step["function_id"],
         "name": step["function_name"].rsplit(".", 1)[-1],

@@ -15,7 +15,6 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -25,6 +24,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
 
+from trigger import secrets
 from trigger.errors import EnqueueUnavailableError, HookPayloadError
 from trigger.event import AttributeValue, Event, EventKind
 from trigger.eventlog import Outcome, dispatch_entry, event_log, make_entry
@@ -199,8 +199,8 @@ def parse_object(body: bytes | str) -> dict[str, Any]:
 
 def secret_of(env_name: str) -> bytes | None:
     """Webhook secrets come from the environment; the config only names the variable."""
-    value = os.environ.get(env_name)
-    if not value:
+    value = secrets.read(env_name)
+    if value is None:
         log.warning("secret variable %s is not set; its triggers reject every delivery", env_name)
         return None
     return value.encode()

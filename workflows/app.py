@@ -14,9 +14,11 @@ import socket
 
 from dbos import DBOS, DBOSConfig
 
+from trigger import secrets
 from trigger.settings import Settings
 from workflows import run as _run  # noqa: F401  (registers the run workflow)
 from workflows import runtime
+from workflows.notify.outbox import NOTICE_QUEUE, NOTICE_WORKFLOW, register_notice_queue
 from workflows.queue import RUN_QUEUE, RUN_WORKFLOW, queue_names, register_run_queue
 from workflows.runtime import ClientFactory, Runtime, default_client_factory, rehearsal_ledger
 from workflows.store import Store
@@ -50,7 +52,8 @@ def launch(
     role: str = "all",
     client_factory: ClientFactory | None = None,
 ) -> Runtime:
-    """Install the runtime, launch DBOS, register the run queue and check it."""
+    """Install the runtime, launch DBOS, register the run and notice queues and check them."""
+    secrets.install(settings)
     settings.state_path.mkdir(parents=True, exist_ok=True)
     DBOS(config=dbos_config(settings, role))
     # Our tables live in the system database, which DBOS creates on its first launch.
@@ -68,7 +71,8 @@ def launch(
     _heartbeat.append(heartbeat)
     DBOS.launch()
     register_run_queue(settings)
-    check_registration(queue_names(settings))
+    register_notice_queue(settings)
+    check_registration([*queue_names(settings), NOTICE_QUEUE])
     log.info(
         "DBOS launched executor=%s version=%s database=%s",
         executor_id(settings, role),
@@ -90,14 +94,15 @@ def prepare_database(settings: Settings) -> None:
 
 def check_registration(queue_names: list[str] | None = None) -> None:
     """A wrong queue or workflow name is accepted by DBOSClient and then never runs."""
-    for name in queue_names or [RUN_QUEUE]:
+    for name in queue_names or [RUN_QUEUE, NOTICE_QUEUE]:
         if DBOS.retrieve_queue(name) is None:
             raise RuntimeError(f"queue {name} is not registered")
     from dbos._dbos import _get_dbos_instance
 
     registry = _get_dbos_instance()._registry
-    if RUN_WORKFLOW not in registry.workflow_info_map:
-        raise RuntimeError(f"workflow {RUN_WORKFLOW} is not registered")
+    for workflow in (RUN_WORKFLOW, NOTICE_WORKFLOW):
+        if workflow not in registry.workflow_info_map:
+            raise RuntimeError(f"workflow {workflow} is not registered")
 
 
 def shutdown() -> None:

@@ -25,10 +25,12 @@ from dbos._error import DBOSMaxStepRetriesExceeded
 
 from trigger.errors import BauplanFailure, BranchError, FileGoneError, RunFailed, WorkspaceError
 from trigger.matching import RunRequest
+from trigger.secrets import redact
 from workflows import after, coalesce, crashpoint, runtime, submission, workspace
 from workflows.bauplan_adapter import is_retryable
 from workflows.branch import user_branch
-from workflows.notify import delivery as notify
+from workflows.notify import outbox
+from workflows.notify.delivery import final_notice, started_notice
 from workflows.queue import RUN_WORKFLOW
 from workflows.result import RunResult
 
@@ -175,7 +177,8 @@ def wait(request: dict[str, Any], job_id: str, delay: float, watch_cancel: bool)
             return {
                 "state": status.state,
                 "raw": status.raw,
-                "error": status.error,
+                # Bauplan's words, recorded as they are checkpointed: a known secret goes.
+                "error": None if status.error is None else redact(status.error),
                 "delay": delay,
                 "cancel_for": cancel_for,
                 "log_tail": log_tail(request, job_id) if status.final else [],
@@ -214,7 +217,8 @@ def _fill_from_queue(outcome: RunResult) -> RunResult:
 def log_tail(request: dict[str, Any], job_id: str) -> list[str]:
     lines = runtime.current().settings.bauplan.log_tail_lines
     try:
-        return runtime.current().bauplan(RunRequest.from_dict(request)).log_tail(job_id, lines)
+        tail = runtime.current().bauplan(RunRequest.from_dict(request)).log_tail(job_id, lines)
+        return [redact(line) for line in tail]
     except BauplanFailure as exc:
         # Logs are a courtesy: their absence must not change the run's outcome.
         return [f"(log tail unavailable: {exc})"]
@@ -251,7 +255,7 @@ def run_workflow(request: dict[str, Any]) -> dict[str, Any]:
         else:
             branch, job_id = begun["branch"], begun["job_id"]
         log.info("submitted run %s job=%s branch=%s", req.run_id, job_id, branch)
-        notify.notify(req, notify.started_notice(req, branch, job_id, started))
+        outbox.enqueue(req, started_notice(req, branch, job_id, started))
         delay = runtime.current().settings.bauplan.poll_interval
         while True:
             watch = req.on_burst == "cancel" and cancelled_for is None
@@ -322,8 +326,8 @@ def finish(req: RunRequest, result: RunResult) -> dict[str, Any]:
         result.branch,
         result.duration,
     )
-    # After the outcome is recorded; a delivery failure never changes it.
-    notify.notify(req, notify.final_notice(req, result))
+    # After the outcome is recorded; the run does not wait for the delivery.
+    outbox.enqueue(req, final_notice(req, result))
     if result.status not in ("success", "superseded"):
         raise RunFailed(
             f"run {req.run_id} of trigger {req.trigger!r} on branch {result.branch or '?'!r} "

@@ -4,9 +4,9 @@ and each one submitted exactly one Bauplan job.
 One real ``serve`` per database. Each phase arms rehearsed crashes (``rehearsal
 fault step:NAME EXIT_AFTER``, and ``EXIT_AFTER`` on ``run`` itself) for one kind of
 run, starts that run, and restarts the worker after every death until the run is
-final; the deaths are counted and each armed crash is found in the log. Runs of
-every kind meet their boundaries: plain (``launch``, ``wait``, ``finish``, the
-notices), a cancelling trigger (``cancel``), a file drop (``start``, ``check_file``,
+final (its notice workflows included); the deaths are counted and each armed crash
+is found in the log. Runs of every kind meet their boundaries: plain (``launch``,
+``wait``, ``finish``, and the steps of its two notice workflows), a cancelling trigger (``cancel``), a file drop (``start``, ``check_file``,
 ``prepare_branch``, ``submit``, between its marker and the file, ``move_file``) and a
 pushed commit (``start``, ``prepare_branch``, ``prepare_code``, ``submit``,
 ``remove_code``). 200 jobs of the same user sit in the reconcile window.
@@ -29,6 +29,7 @@ from trigger.event import manual_event
 from trigger.matching import match
 from trigger.settings import build_settings
 from workflows import workspace
+from workflows.notify.outbox import NOTICE_WORKFLOW
 from workflows.queue import Enqueuer
 from workflows.records import list_runs, show_run
 from workflows.rehearsal import Ledger, RehearsalClient
@@ -59,8 +60,15 @@ class Worker:
         return self.serve.proc is not None and self.serve.proc.poll() is not None
 
     def final(self, run_ids: list[str]) -> bool:
+        """The runs ended, and so did the notice workflows they started."""
         runs = [show_run(self.enqueuer.client, run_id) for run_id in run_ids]
-        return all(run["status"] in FINAL_STATUSES for run in runs)
+        if not all(run["status"] in FINAL_STATUSES for run in runs):
+            return False
+        notices = self.enqueuer.client.list_workflows(
+            name=NOTICE_WORKFLOW, load_input=False, load_output=False
+        )
+        mine = [n for n in notices if (n.attributes or {}).get("run_id") in run_ids]
+        return all(str(n.status) in ("SUCCESS", "ERROR", "CANCELLED") for n in mine)
 
     def recover(self, run_ids: list[str], deaths: int) -> None:
         """Restart after each death until the runs are final; exactly ``deaths`` deaths."""

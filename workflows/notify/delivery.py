@@ -1,11 +1,11 @@
-"""Durable delivery: every notification attempt is a DBOS step of the run workflow.
+"""Durable delivery of one notice through one notifier: the body of the notice workflow.
 
-The workflow loops over attempts itself so that waiting between them (backoff,
-or as long as a 429's ``Retry-After`` says) is a durable ``DBOS.sleep``, not a
-thread blocked inside a step. An attempt that finished is checkpointed and never
-sent again; one cut short by a crash is sent again on recovery with the same
-``webhook-id``. Delivery never raises into the run: the outcome goes into the
-run's workflow attributes (``notification:<kind>:<name>:<status>``), which
+The workflow (``outbox``) loops over attempts itself so that waiting between them
+(backoff, or as long as a 429's ``Retry-After`` says) is a durable ``DBOS.sleep``,
+not a thread blocked inside a step. An attempt that finished is checkpointed and
+never sent again; one cut short by a crash is sent again on recovery with the same
+``webhook-id``. Delivery never raises: the outcome goes into the *run's* workflow
+attributes (``notification:<kind>:<name>:<status>``, written by the run's id), which
 ``runs show`` lists, and the run's own status stays what it was.
 """
 
@@ -115,14 +115,17 @@ def wanted(settings: Settings, names: list[str], status: str) -> list[str]:
     return [n for n in names if n in settings.notifiers and status in settings.notifiers[n].on]
 
 
-def notify(req: RunRequest, notice: Notice) -> list[dict[str, Any]]:
-    """Deliver ``notice`` through each of the run's notifiers that wants this status."""
-    settings = runtime.current().settings
-    return [deliver(name, notice) for name in wanted(settings, req.notify, notice.status)]
-
-
 def deliver(name: str, notice: Notice) -> dict[str, Any]:
-    notifier = runtime.current().settings.notifiers[name]
+    notifier = runtime.current().settings.notifiers.get(name)
+    if notifier is None:
+        # The config changed between the enqueue and now: there is nothing to send with.
+        log.warning(
+            "notification %s of run %s %s: not sent, the notifier is no longer configured",
+            name,
+            notice.run_id,
+            notice.status,
+        )
+        return {"name": name, "on": notice.status, "status": "skipped"}
     display = display_name(name, notifier)
     key = f"{ATTRIBUTE_PREFIX}{display}:{notice.status}"
     payload = notice.as_dict()
@@ -140,7 +143,7 @@ def deliver(name: str, notice: Notice) -> dict[str, Any]:
         wait = answer["retry_after"]
         wait = min(wait, notifier.retry_after_cap) if wait is not None else delay
         delay = min(delay * 2, notifier.retry_max_interval)
-        _record(key, _entry(display, notice.status, "retrying", attempts, answer))
+        _record(notice.run_id, key, _entry(display, notice.status, "retrying", attempts, answer))
         log.info(
             "notification %s of run %s %s: attempt %d %s; retrying in %.1fs",
             display,
@@ -153,7 +156,7 @@ def deliver(name: str, notice: Notice) -> dict[str, Any]:
         DBOS.sleep(wait)
     state = "skipped" if answer["skipped"] else "delivered" if answer["delivered"] else "failed"
     entry = _entry(display, notice.status, state, attempts, answer)
-    _record(key, entry)
+    _record(notice.run_id, key, entry)
     if state == "failed":
         log.warning("run %s: %s", notice.run_id, entry["message"])
     else:
@@ -187,8 +190,9 @@ def _entry(
     return entry
 
 
-def _record(key: str, entry: dict[str, Any]) -> None:
-    DBOS.update_workflow_attributes(DBOS.workflow_id or "", {key: entry}, merge=True)
+def _record(run_id: str, key: str, entry: dict[str, Any]) -> None:
+    """Into the run's record, where ``runs show``, ``explain`` and the page read it."""
+    DBOS.update_workflow_attributes(run_id, {key: entry}, merge=True)
 
 
 def records(attributes: Mapping[str, Any] | None) -> list[dict[str, Any]]:

@@ -10,8 +10,6 @@ is a credential.
 
 from __future__ import annotations
 
-import logging
-import os
 import re
 import threading
 from collections.abc import Mapping
@@ -22,10 +20,13 @@ from typing import Any
 
 import httpx
 
+from trigger import secrets
 from trigger.errors import NotifierError
 
 USER_AGENT = "bauplan-trigger-notify/1"
-_BODY_SNIPPET = 200
+# What is read of a receiver's answer, and the most of it that is kept (UTF-8 bytes).
+_ANSWER_READ = 4096
+_ANSWER_KEPT = 200
 
 _client: httpx.Client | None = None
 _client_lock = threading.Lock()
@@ -85,9 +86,8 @@ def close_client() -> None:
 
 def read_env(display: str, key: str, variable: str, environ: Mapping[str, str] | None) -> str:
     """The secret held by ``variable``, read now; the error names only the variable."""
-    env = os.environ if environ is None else environ
-    value = env.get(variable, "").strip()
-    if not value:
+    value = secrets.read(variable, environ, url=key == "url_env", strip=True)
+    if value is None:
         raise NotifierError(
             f"notifier {display}: environment variable {variable} ({key}) is not set or empty; "
             "set it in the environment of the process that runs the workflows"
@@ -111,26 +111,45 @@ def check_url(display: str, variable: str, url: str) -> str:
 def send(out: Outbound, timeout: float) -> Answer:
     """Send once. Never raises for network or HTTP trouble; never returns a secret."""
     try:
-        response = client().request(
+        with client().stream(
             out.method,
             out.url,
             content=out.body,
             headers=out.headers,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-        )
+        ) as response:
+            code, headers = response.status_code, response.headers
+            said = _head(response, out.secrets)
     except httpx.TimeoutException as exc:
         return Answer(False, True, None, f"no answer within {timeout:g}s ({type(exc).__name__})")
     except httpx.TransportError as exc:
         return Answer(False, True, None, f"could not reach the receiver ({type(exc).__name__})")
     except (httpx.HTTPError, httpx.InvalidURL, ValueError, TypeError) as exc:
         return Answer(False, False, None, f"request could not be built ({type(exc).__name__})")
-    return classify(response.status_code, response.headers, response.text, out.secrets)
+    return classify(code, headers, said, out.secrets)
+
+
+def _head(response: httpx.Response, extra: tuple[str, ...]) -> str:
+    """The start of the answer: a receiver may send megabytes, we keep a few hundred
+    bytes. When the read stops mid-body, a secret may be cut in two at the end, where
+    no redaction could recognise it: that tail is dropped."""
+    data = bytearray()
+    for chunk in response.iter_bytes():
+        data += chunk
+        if len(data) > _ANSWER_READ:
+            break
+    text = bytes(data[:_ANSWER_READ]).decode(response.encoding or "utf-8", errors="replace")
+    if len(data) > _ANSWER_READ:
+        cut = max([secrets.longest(), *(len(value) for value in extra)])
+        text = text[: max(0, len(text) - cut)]
+    return text
 
 
 def classify(
-    code: int, headers: Mapping[str, str], text: str, secrets: tuple[str, ...] = ()
+    code: int, headers: Mapping[str, str], text: str, extra: tuple[str, ...] = ()
 ) -> Answer:
-    snippet = _snippet(text, secrets)
+    """What an answer means. The text is redacted (known secrets and ``extra``) and cut."""
+    snippet = _snippet(text, extra)
     said = f": {snippet}" if snippet else ""
     if 200 <= code < 300:
         return Answer(True, False, code, f"HTTP {code}")
@@ -161,38 +180,16 @@ def retry_after(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-def _snippet(text: str, secrets: tuple[str, ...]) -> str:
-    cleaned = scrub(text, secrets)
+def _snippet(text: str, extra: tuple[str, ...]) -> str:
+    cleaned = secrets.redact(text, extra)
     cleaned = "".join(ch if ch.isprintable() else " " for ch in cleaned)
     cleaned = re.sub(r"\s+", " ", cleaned).strip()
-    return cleaned if len(cleaned) <= _BODY_SNIPPET else cleaned[: _BODY_SNIPPET - 1] + "…"
+    data = cleaned.encode()
+    if len(data) <= _ANSWER_KEPT:
+        return cleaned
+    return data[: _ANSWER_KEPT - 3].decode(errors="ignore") + "…"
 
 
-def scrub(text: str, secrets: tuple[str, ...]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
-
-
-class RedactURLs(logging.Filter):
-    """httpx logs each request's full URL at INFO; keep only scheme, host and port."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple) and any(isinstance(a, httpx.URL) for a in record.args):
-            record.args = tuple(_origin(a) if isinstance(a, httpx.URL) else a for a in record.args)
-        return True
-
-
-def _origin(url: httpx.URL) -> str:
-    port = f":{url.port}" if url.port else ""
-    return f"{url.scheme}://{url.host}{port}/***"
-
-
-def install_log_filter() -> None:
-    logger = logging.getLogger("httpx")
-    if not any(isinstance(f, RedactURLs) for f in logger.filters):
-        logger.addFilter(RedactURLs())
-
-
-install_log_filter()
+# httpx logs each request's full URL at INFO: the one log filter shows URLs as their
+# origin and removes every known secret (trigger.secrets).
+secrets.install_log_filter()

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests.support import wait_until
 from tests.workflows.notify.receiver import Receiver
 
 # Distinctive values, so the secret-grep test finds any copy of them anywhere.
@@ -23,8 +24,8 @@ SHA = "0123456789abcdef0123456789abcdef01234567"
 def receiver() -> Iterator[Any]:
     made: list[Receiver] = []
 
-    def make() -> Receiver:
-        item = Receiver()
+    def make(port: int = 0) -> Receiver:
+        item = Receiver(port)
         made.append(item)
         return item
 
@@ -81,3 +82,35 @@ def ci_trigger(project_dir: Any, notify: list[str], **extra: Any) -> dict[str, A
         "notify": notify,
         **extra,
     }
+
+
+_ENDED = ("SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED")
+
+
+def notices_of(client: Any, run_id: str) -> list[Any]:
+    """The notice workflows a run enqueued (their DBOS statuses)."""
+    from workflows.notify.outbox import notice_ids
+
+    ids = notice_ids(client.list_workflow_steps(run_id, load_output=False))
+    return list(client.list_workflows(workflow_ids=ids, load_input=False)) if ids else []
+
+
+def notified(enqueuer: Any, run_id: str, timeout: float = 90) -> dict[str, Any]:
+    """Wait for a run and every notice it enqueued to end; the run's record."""
+    from workflows.records import show_run
+
+    def ended(rows: list[Any]) -> bool:
+        return all(str(row.status) in _ENDED for row in rows)
+
+    client = enqueuer.client
+    wait_until(
+        lambda: ended(client.list_workflows(workflow_ids=[run_id], load_input=False)),
+        timeout=timeout,
+        what=f"run {run_id} to end",
+    )
+    wait_until(
+        lambda: ended(notices_of(client, run_id)),
+        timeout=timeout,
+        what=f"the notices of run {run_id} to end",
+    )
+    return show_run(client, run_id)

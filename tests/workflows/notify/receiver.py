@@ -1,7 +1,8 @@
 """A real HTTP receiver on loopback standing in for Slack, a webhook consumer or GitHub.
 
 It records every request and answers from a script: a status (with headers,
-e.g. ``Retry-After``), or ``hang`` (hold the request unanswered until released).
+e.g. ``Retry-After``, and a body, which may echo the request as careless
+receivers do), or ``hang`` (hold the request unanswered until released).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -36,10 +38,20 @@ class Reply:
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     body: str = "ok"
+    echo: Callable[[Recorded], str] | None = None  # the body, made from the request
+
+
+def echo_path(request: Recorded) -> str:
+    return f"no_service for {request.path}"
+
+
+def echo_authorization(request: Recorded) -> str:
+    sent = request.headers.get("Authorization", "")
+    return f'{{"message": "Bad credentials", "authorization": "{sent}"}}'
 
 
 class Receiver:
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.requests: list[Recorded] = []
         self.script: list[Reply] = []
         self.default = Reply(200)
@@ -61,7 +73,7 @@ class Receiver:
                     owner.release.wait(120)
                     self.close_connection = True
                     return
-                data = reply.body.encode()
+                data = (reply.echo(item) if reply.echo else reply.body).encode()
                 self.send_response(reply.status)
                 for key, value in reply.headers.items():
                     self.send_header(key, value)
@@ -73,7 +85,7 @@ class Receiver:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()

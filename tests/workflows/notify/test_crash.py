@@ -61,9 +61,14 @@ def test_kill_9_during_delivery_delivers_once_after_restart(
         serve.kill9()
         serve.start()
         run = wait_until(
-            lambda: (r := show_run(enqueuer.client, run_id))["status"] == "succeeded" and r,
+            lambda: (
+                (r := show_run(enqueuer.client, run_id))["notifications"]
+                and all(n["status"] == "delivered" for n in r["notifications"])
+                and len(r["notifications"]) == 2
+                and r
+            ),
             timeout=90,
-            what=f"run {run_id} to finish after the restart (log: {serve.log()[-2000:]})",
+            what=f"the notices of run {run_id} after the restart (log: {serve.log()[-2000:]})",
         )
     finally:
         enqueuer.close()
@@ -74,6 +79,7 @@ def test_kill_9_during_delivery_delivers_once_after_restart(
     assert [d["type"] for d in docs] == ["run.started", "run.succeeded", "run.succeeded"]
     assert [r.answered for r in received] == [200, None, 200]
     assert received[1].headers["webhook-id"] == received[2].headers["webhook-id"]
+    assert run["status"] == "succeeded"
     entry = {(n["name"], n["on"]): n for n in run["notifications"]}[("webhook:ops", "succeeded")]
     assert entry["status"] == "delivered" and entry["code"] == 200
     assert len(Ledger(ledger_path(settings)).jobs()) == 1

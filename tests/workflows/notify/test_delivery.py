@@ -1,4 +1,4 @@
-"""Durable delivery inside the run workflow, on real DBOS (SQLite and PostgreSQL)."""
+"""Durable delivery of a run's notices, on real DBOS (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ from typing import Any
 
 import pytest
 
-from tests.support import final_run as final
 from tests.workflows.notify.conftest import (
     HOOK_PATH,
     SHA,
     SLACK_PATH,
     WEBHOOK_SECRET,
     ci_trigger,
+    notified,
     notifier_config,
     notify_env,
 )
@@ -73,7 +73,7 @@ def test_a_successful_push_run_notifies_every_kind(
     settings, enqueuer = launch(
         launched, project_dir, monkeypatch, notify_env(sink.url, sink.url), notifiers
     )
-    run = final(enqueuer, start_run(settings, enqueuer))
+    run = notified(enqueuer, start_run(settings, enqueuer))
     assert run["status"] == "succeeded"
 
     statuses = [r.json() for r in github.received("/statuses/")]
@@ -117,7 +117,7 @@ def test_a_failed_run_reports_its_error_and_log_and_marks_the_commit_failed(
         notifiers,
         rehearse_outcome="fail",
     )
-    run = final(enqueuer, start_run(settings, enqueuer))
+    run = notified(enqueuer, start_run(settings, enqueuer))
     assert run["status"] == "failed"
     assert [r.json()["state"] for r in sink.received("/statuses/")] == ["pending", "failure"]
     [message] = sink.received(SLACK_PATH)
@@ -138,7 +138,7 @@ def test_retry_after_is_waited_out_and_5xx_retried_until_delivered(
     settings, enqueuer = launch(
         launched, project_dir, monkeypatch, notify_env(slack_sink.url, hook_sink.url), notifiers
     )
-    run = final(enqueuer, start_run(settings, enqueuer))
+    run = notified(enqueuer, start_run(settings, enqueuer))
     assert run["status"] == "succeeded"
     first, second = slack_sink.received()
     assert second.at - first.at >= 0.95  # the wait Retry-After asked for (a lower bound)
@@ -157,7 +157,7 @@ def test_a_retry_after_longer_than_the_cap_is_capped(
     sink = receiver().answer(Reply(429, {"Retry-After": "3600"}), 200)
     notifiers = notifier_config(slack=sink.url, retry_after_cap=0.2)
     settings, enqueuer = launch(launched, project_dir, monkeypatch, notify_env(sink.url), notifiers)
-    run = final(enqueuer, start_run(settings, enqueuer))
+    run = notified(enqueuer, start_run(settings, enqueuer))
     assert by_name(run)[("slack:alerts", "succeeded")]["status"] == "delivered"
     assert len(sink.received()) == 2
 
@@ -168,7 +168,7 @@ def test_a_permanent_4xx_is_not_retried_and_the_run_stays_succeeded(
     sink = receiver().answer(Reply(404, body="no_service"))
     notifiers = notifier_config(slack=sink.url)
     settings, enqueuer = launch(launched, project_dir, monkeypatch, notify_env(sink.url), notifiers)
-    run = final(enqueuer, start_run(settings, enqueuer))
+    run = notified(enqueuer, start_run(settings, enqueuer))
     assert run["status"] == "succeeded"
     assert len(sink.received()) == 1
     [entry] = run["notifications"]
@@ -192,7 +192,7 @@ def test_a_down_receiver_never_changes_the_runs_status(
         notifiers,
         rehearse_outcome=outcome,
     )
-    run = final(enqueuer, start_run(settings, enqueuer))
+    run = notified(enqueuer, start_run(settings, enqueuer))
     assert run["status"] == ("succeeded" if outcome == "success" else "failed")
     assert len(flaky.received()) == 3  # max_attempts, counting the first
     final_status = "succeeded" if outcome == "success" else "failed"
@@ -213,7 +213,7 @@ def test_a_manual_run_skips_the_commit_status(
     notifiers = notifier_config(github=sink.url)
     settings, enqueuer = launch(launched, project_dir, monkeypatch, notify_env(), notifiers)
     manual = Event(kind="manual", id="m-1", attributes={"trigger": "ci", "fired_by": "bob"})
-    run = final(enqueuer, start_run(settings, enqueuer, manual))
+    run = notified(enqueuer, start_run(settings, enqueuer, manual))
     assert run["status"] == "succeeded"
     assert sink.received() == []
     assert {n["status"] for n in run["notifications"]} == {"skipped"}

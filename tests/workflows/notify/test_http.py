@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.workflows.notify.receiver import HANG, Reply, closed_port_url
+from trigger import secrets
 from workflows.notify import http
 
 
@@ -71,3 +73,21 @@ def test_httpx_request_logs_keep_only_the_origin(receiver: Any, caplog: Any) -> 
     http.send(_out(hook.url + "/services/T0/B0/SECRETpath"), timeout=5)
     assert any("HTTP Request" in r.getMessage() for r in caplog.records)
     assert "SECRETpath" not in caplog.text
+
+
+def test_only_the_start_of_a_long_answer_is_read_and_kept(receiver: Any) -> None:
+    sink = receiver()
+    sink.default = Reply(500, body="é" * 50_000)  # 100 kB of two-byte characters
+    answer = http.send(_out(sink.url), timeout=5)
+    assert answer.reason.startswith("HTTP 500: éééé") and answer.reason.endswith("…")
+    assert len(answer.reason.encode()) <= len("HTTP 500: ") + 200
+
+
+def test_a_secret_cut_in_two_where_reading_stops_is_not_kept(receiver: Any) -> None:
+    token = f"tok-{uuid.uuid4().hex}"
+    secrets.read("RECEIVER_TOKEN", {"RECEIVER_TOKEN": token})
+    sink = receiver()
+    sink.default = Reply(500, body=" " * 4090 + token + " is not valid")
+    answer = http.send(_out(sink.url), timeout=5)
+    assert answer.reason == "HTTP 500"
+    assert token[:6] not in answer.reason
