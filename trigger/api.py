@@ -27,6 +27,7 @@ from trigger.errors import (
     UnknownTriggerError,
 )
 from trigger.eventlog import EventLog, event_log
+from trigger.eventlog_store import SEQ_MAX
 from trigger.http import register_router, state
 from trigger.service import ServiceContext, register_component
 from trigger.settings import Settings
@@ -133,6 +134,9 @@ def close_api(app: FastAPI) -> None:
         res.pop("owned_client").destroy()
 
 
+# An offset goes into SQL as a BIGINT: a larger one overflows SQLite and PostgreSQL.
+INT64_MAX = 2**63 - 1
+
 router = APIRouter(prefix="/api", tags=["operator"], dependencies=[Depends(authorize)])
 
 RunStatus = Literal["waiting", "running", "succeeded", "failed", "cancelled"]
@@ -144,14 +148,14 @@ def get_runs(
     trigger: str | None = None,
     status: RunStatus | None = None,
     limit: int = Query(50, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=INT64_MAX),
 ) -> dict[str, Any]:
     from workflows.records import list_runs
 
     rows = list_runs(
         client_of(request), trigger=trigger, status=status, limit=limit, offset=offset or None
     )
-    following = offset + limit if len(rows) == limit else None
+    following = offset + limit if len(rows) == limit and offset + limit <= INT64_MAX else None
     return {"runs": rows, "offset": offset, "limit": limit, "next_offset": following}
 
 
@@ -214,7 +218,9 @@ def get_events(
     source: str | None = None,
     outcome: Literal["accepted", "duplicate", "ignored", "rejected"] | None = None,
     limit: int = Query(50, ge=1, le=1000),
-    before: int | None = Query(None, description="seq of the last event of the previous page"),
+    before: int | None = Query(
+        None, ge=1, le=SEQ_MAX, description="seq of the last event of the previous page"
+    ),
 ) -> dict[str, Any]:
     rows = log_of(request).recent(source=source, outcome=outcome, limit=limit, before=before)
     following = rows[-1]["seq"] if len(rows) == limit else None

@@ -180,3 +180,20 @@ def test_a_named_but_unset_token_variable_turns_the_api_off(
         assert response.status_code == 403
         assert "BT_TEST_NOT_SET, which is not set" in response.json()["detail"]
     app.state.bauplan_trigger.engine.dispose()
+
+
+def test_paging_values_out_of_the_databases_range_are_refused_naming_the_bound(api: Any) -> None:
+    _, client = api
+    for path, name, bound in (
+        ("/api/runs", "offset", 2**63 - 1),  # SQL OFFSET is a BIGINT
+        ("/api/events", "before", 2**31 - 1),  # the event log's seq is an INTEGER
+    ):
+        for too_big in (2**63, bound + 1):
+            refused = client.get(path, params={name: too_big})
+            assert refused.status_code == 422, refused.text
+            error = refused.json()["detail"][0]
+            assert error["loc"] == ["query", name]
+            assert error["msg"] == f"Input should be less than or equal to {bound}"
+        at_the_bound = client.get(path, params={name: bound})
+        assert at_the_bound.status_code == 200, at_the_bound.text
+    assert client.get("/api/events", params={"before": 0}).status_code == 422
