@@ -29,6 +29,8 @@ from trigger.errors import (
 from trigger.eventlog import EventLog, event_log
 from trigger.eventlog_store import SEQ_MAX
 from trigger.http import register_router, state
+from trigger.ingest import header_parameters
+from trigger.sameorigin import REQUESTED_BY, check_request
 from trigger.service import ServiceContext, register_component
 from trigger.settings import Settings
 from workflows.queue import Enqueuer
@@ -75,7 +77,8 @@ def _resources(request: Request) -> dict[str, Any]:
 
 
 def authorize(request: Request) -> None:
-    """The guard for /api, the page and /metrics."""
+    """The guard for /api, the page and /metrics: a name of ours, no cross-site change."""
+    check_request(request, state(request).settings.service)
     res = _resources(request)
     if res["mode"] == "loopback":
         return
@@ -134,10 +137,24 @@ def close_api(app: FastAPI) -> None:
         res.pop("owned_client").destroy()
 
 
+# What the guard can answer on any guarded route (the API, /metrics).
+GUARD_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "missing or wrong bearer token, or a ?token= in the URL"},
+    403: {"description": "the API is off (no token, not on loopback), or a cross-site request"},
+    421: {"description": "the Host header is not a name of this service ([service] allowed_hosts)"},
+}
+# A state change takes a JSON body, or none and the X-Requested-By header.
+_CHANGE: dict[int | str, dict[str, Any]] = {
+    400: {"description": "the body cannot be read as JSON text"},
+    415: {"description": "a body that is not application/json"},
+}
+_CHANGE_HEADERS = {"parameters": header_parameters(REQUESTED_BY.lower())}
 # An offset goes into SQL as a BIGINT: a larger one overflows SQLite and PostgreSQL.
 INT64_MAX = 2**63 - 1
 
-router = APIRouter(prefix="/api", tags=["operator"], dependencies=[Depends(authorize)])
+router = APIRouter(
+    prefix="/api", tags=["operator"], dependencies=[Depends(authorize)], responses=GUARD_RESPONSES
+)
 
 RunStatus = Literal["waiting", "running", "succeeded", "failed", "cancelled"]
 
@@ -174,7 +191,12 @@ class ActionBody(BaseModel):
     actor: str | None = Field(default=None, max_length=100, description="who asks, for the log")
 
 
-@router.post("/runs/{run_id}/retry", summary="A new run of the same request, linked to it")
+@router.post(
+    "/runs/{run_id}/retry",
+    summary="A new run of the same request, linked to it",
+    responses=_CHANGE,
+    openapi_extra=_CHANGE_HEADERS,
+)
 def post_retry(request: Request, run_id: str, body: ActionBody | None = None) -> dict[str, Any]:
     from trigger.control import retry
 
@@ -185,7 +207,12 @@ def post_retry(request: Request, run_id: str, body: ActionBody | None = None) ->
     )
 
 
-@router.post("/runs/{run_id}/cancel", summary="Dequeue or stop a run and cancel its job")
+@router.post(
+    "/runs/{run_id}/cancel",
+    summary="Dequeue or stop a run and cancel its job",
+    responses=_CHANGE,
+    openapi_extra=_CHANGE_HEADERS,
+)
 def post_cancel(request: Request, run_id: str, body: ActionBody | None = None) -> dict[str, Any]:
     from trigger.control import cancel
 
@@ -244,7 +271,12 @@ class FireBody(BaseModel):
     fired_by: str | None = Field(default=None, max_length=100)
 
 
-@router.post("/triggers/{name}/fire", summary="Enqueue a run of a trigger, like `fire`")
+@router.post(
+    "/triggers/{name}/fire",
+    summary="Enqueue a run of a trigger, like `fire`",
+    responses=_CHANGE,
+    openapi_extra=_CHANGE_HEADERS,
+)
 def post_fire(request: Request, name: str, body: FireBody | None = None) -> dict[str, Any]:
     from trigger.dispatch import fire_event
     from trigger.event import manual_event

@@ -128,3 +128,42 @@ class WatchDirError(TriggerError):
 
 class FileGoneError(TriggerError):
     """The dropped file a run was for is no longer there (or was replaced) when it starts."""
+
+
+class UnknownHostError(TriggerError):
+    """A request to the operator surface under a name that is not this service's (421)."""
+
+    def __init__(self, host: str, listen: str) -> None:
+        self.host = host
+        super().__init__(
+            f"Host {_short(host)} is not a name of this service (it listens on {listen}); "
+            "if you reach it by that name, add the name to [service] allowed_hosts"
+        )
+
+
+class CrossSiteRequestError(TriggerError):
+    """A state change sent by another site's web page (403)."""
+
+    def __init__(self, evidence: str) -> None:
+        self.evidence = evidence
+        super().__init__(
+            f"refused a request from another site's web page ({_short(evidence)}): "
+            "runs are fired, retried and cancelled only by this service's own origin, "
+            "scripts and the CLI"
+        )
+
+
+class UnsafeStateChangeError(TriggerError):
+    """A state change a cross-site form could have sent (415 with a body, 403 without)."""
+
+    def __init__(self, method: str, content_type: str | None) -> None:
+        self.content_type = content_type
+        if content_type is not None:
+            problem = f"has a body of type {content_type or 'none'!r}"
+        else:
+            problem = "has no body and no X-Requested-By header"
+        super().__init__(
+            f"this {method} {problem}; send a JSON body with Content-Type: application/json, "
+            "or, without a body, the header X-Requested-By: <your tool's name> "
+            "(a cross-site form can send neither)"
+        )

@@ -32,7 +32,8 @@ def shared_branch_triggers(project_dir: Any) -> list[dict[str, Any]]:
 def api(launched: Any, project_dir: Any) -> Iterator[tuple[Any, httpx.Client]]:
     settings, _ = launched(triggers=shared_branch_triggers(project_dir))
     app = create_app(settings)
-    with client_for(app) as client:
+    # A script, as the API expects one: bodyless POSTs say who sends them.
+    with client_for(app, headers={"X-Requested-By": "tests"}) as client:
         yield settings, client
     close_api(app)
     app.state.bauplan_trigger.engine.dispose()
