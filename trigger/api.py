@@ -3,13 +3,14 @@
 Protected by a bearer token read from the variable ``[api] token_env`` names,
 compared in constant time. Without a configured token the API (and the page and
 metrics) answer only when the service listens on loopback; elsewhere they refuse
-with 403 and ``serve`` says so at start-up.
+with 403 and ``serve`` says so at start-up. Before the token, the guard refuses
+what a web page could send (``trigger.sameorigin``); how the token is shown is
+``trigger.credentials``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import ipaddress
 import logging
 import os
@@ -19,10 +20,19 @@ from dbos import DBOSClient
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from trigger.credentials import (
+    CHALLENGE,
+    arrived_cross_site,
+    bearer_matches,
+    cookie_matches,
+    page_login,
+    refusal,
+)
 from trigger.errors import (
     BadParameterError,
     RunControlError,
     RunNotFoundError,
+    TokenInUrlError,
     TriggerError,
     UnknownTriggerError,
 )
@@ -36,8 +46,6 @@ from trigger.settings import Settings
 from workflows.queue import Enqueuer
 
 log = logging.getLogger(__name__)
-
-TOKEN_COOKIE = "bauplan_trigger_token"  # noqa: S105  (a cookie name)
 
 
 def is_loopback(host: str) -> bool:
@@ -77,26 +85,33 @@ def _resources(request: Request) -> dict[str, Any]:
 
 
 def authorize(request: Request) -> None:
-    """The guard for /api, the page and /metrics: a name of ours, no cross-site change."""
+    """The guard for /api and /metrics: a name of ours, no cross-site change, the token."""
     check_request(request, state(request).settings.service)
-    res = _resources(request)
-    if res["mode"] == "loopback":
+    if "token" in request.query_params:
+        raise HTTPException(401, detail=str(TokenInUrlError(request.url.path)), headers=CHALLENGE)
+    token = _token(request)
+    if token is not None and not bearer_matches(request, token):
+        raise refusal()
+
+
+def authorize_page(request: Request) -> None:
+    """The guard for the page: like the API's, plus the cookie a ``?token=`` visit sets."""
+    check_request(request, state(request).settings.service)
+    token = _token(request)
+    if "token" in request.query_params:
+        raise page_login(request, token)
+    if token is None or cookie_matches(request, token) or bearer_matches(request, token):
         return
+    raise refusal(arrived_cross_site(request))
+
+
+def _token(request: Request) -> str | None:
+    """The configured token; None on loopback without one; 403 when the API is off."""
+    res = _resources(request)
     if res["mode"] == "refused":
         raise HTTPException(403, detail=f"the operator API is off: {res['value']}")
-    presented = ""
-    header = request.headers.get("authorization", "")
-    if header.lower().startswith("bearer "):
-        presented = header[7:].strip()
-    presented = (
-        presented or request.cookies.get(TOKEN_COOKIE, "") or request.query_params.get("token", "")
-    )
-    if not presented or not hmac.compare_digest(presented.encode(), res["value"].encode()):
-        raise HTTPException(
-            401,
-            detail="missing or wrong bearer token (send Authorization: Bearer <token>)",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+    token: str | None = res["value"]
+    return token
 
 
 def client_of(request: Request) -> DBOSClient:

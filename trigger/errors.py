@@ -167,3 +167,21 @@ class UnsafeStateChangeError(TriggerError):
             "or, without a body, the header X-Requested-By: <your tool's name> "
             "(a cross-site form can send neither)"
         )
+
+
+class TokenInUrlError(TriggerError):
+    """The API token given in a URL where only the header is accepted (401)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(
+            f"{_short(path)} does not take ?token= (URLs end up in proxy and access logs); "
+            "send the token as the header Authorization: Bearer <token>"
+        )
+
+
+class TokenMismatchError(TriggerError):
+    """No API token, or not the configured one (401). Never echoes what was sent."""
+
+    def __init__(self) -> None:
+        super().__init__("missing or wrong bearer token (send Authorization: Bearer <token>)")

@@ -165,9 +165,9 @@ def test_with_a_token_every_request_must_carry_it(
         assert wrong.status_code == 401 and "s3cret" not in wrong.text
         right = client.get("/api/events", headers={"Authorization": "Bearer s3cret-token"})
         assert right.status_code == 200 and right.json()["events"] == []
-        assert client.get("/?token=s3cret-token").status_code == 200
-        assert client.get("/").status_code == 200  # the cookie set by the first visit
-        assert client.get("/metrics").status_code == 200
+        assert client.get("/metrics").status_code == 401
+        scrape = client.get("/metrics", headers={"Authorization": "Bearer s3cret-token"})
+        assert scrape.status_code == 200
     close_api(app)
     app.state.bauplan_trigger.engine.dispose()
 
