@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from dbos import DBOSClient
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from trigger.credentials import (
@@ -161,9 +162,12 @@ GUARD_RESPONSES: dict[int | str, dict[str, Any]] = {
 # A state change takes a JSON body, or none and the X-Requested-By header.
 _CHANGE: dict[int | str, dict[str, Any]] = {
     400: {"description": "the body cannot be read as JSON text"},
+    404: {"description": "no run (or trigger) with that id"},
+    409: {"description": "refused in the run's (or trigger's) present state"},
     415: {"description": "a body that is not application/json"},
 }
 _CHANGE_HEADERS = {"parameters": header_parameters(REQUESTED_BY.lower())}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: _CHANGE[404]}
 # An offset goes into SQL as a BIGINT: a larger one overflows SQLite and PostgreSQL.
 INT64_MAX = 2**63 - 1
 
@@ -191,7 +195,11 @@ def get_runs(
     return {"runs": rows, "offset": offset, "limit": limit, "next_offset": following}
 
 
-@router.get("/runs/{run_id}", summary="One run with its steps, timeline and notifications")
+@router.get(
+    "/runs/{run_id}",
+    summary="One run with its steps, timeline and notifications",
+    responses=_NOT_FOUND,
+)
 def get_run(request: Request, run_id: str) -> dict[str, Any]:
     from trigger.explain import run_story
 
@@ -269,7 +277,11 @@ def get_events(
     return {"events": rows, "next_before": following}
 
 
-@router.get("/events/{ident:path}", summary="The explain story for an id")
+@router.get(
+    "/events/{ident:path}",
+    summary="The explain story for an id",
+    responses={404: {"description": "nothing is known about that id"}},
+)
 def get_event(request: Request, ident: str) -> dict[str, Any]:
     from trigger.explain import NothingToExplainError, explain
 
@@ -305,13 +317,14 @@ def post_fire(request: Request, name: str, body: FireBody | None = None) -> dict
     except UnknownTriggerError as exc:
         raise HTTPException(404, detail=str(exc)) from None
     except BadParameterError as exc:
-        raise HTTPException(422, detail=str(exc)) from None
+        raise _unprocessable(("body", "params"), str(exc)) from None
     try:
         event = manual_event(
             trig.name, inputs, event_id=body.event_id, fired_by=body.fired_by or "api"
         )
-    except ValidationError:
-        raise HTTPException(422, detail=f"event_id {body.event_id!r} is not valid") from None
+    except ValidationError as exc:
+        why = exc.errors()[0]["msg"].removeprefix("Value error, ")
+        raise _unprocessable(("body", "event_id"), f"event_id is not valid: {why}") from None
     host = request.client.host if request.client else None
     try:
         enqueued = fire_event(settings, enqueuer_of(request), event, source_addr=host)
@@ -323,6 +336,12 @@ def post_fire(request: Request, name: str, body: FireBody | None = None) -> dict
         "branch": enqueued.branch,
         "duplicate": enqueued.duplicate,
     }
+
+
+def _unprocessable(loc: tuple[str, ...], message: str) -> RequestValidationError:
+    """A value the document cannot rule out (a trigger's own inputs, an event id's
+    characters), answered in the one shape of every 422: FastAPI's own."""
+    return RequestValidationError([{"type": "value_error", "loc": loc, "msg": message}])
 
 
 async def announce(ctx: ServiceContext) -> None:

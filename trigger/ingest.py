@@ -46,6 +46,7 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     202: {"description": "runs durably enqueued (`runs`), or nothing to do (`ignored`)"},
     400: {"description": "malformed JSON or missing required fields"},
     401: {"description": "missing or wrong signature / token"},
+    404: {"description": "no trigger has a section for this source"},
     413: {"description": "body over service.max_body_bytes"},
     415: {"description": "content type other than application/json"},
     503: {"description": "the system database cannot take the enqueue; retry"},

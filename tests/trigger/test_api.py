@@ -113,7 +113,12 @@ def test_fire_refuses_unknown_triggers_and_undeclared_params(api: Any) -> None:
     _, client = api
     assert client.post("/api/triggers/nope/fire").status_code == 404
     bad = client.post("/api/triggers/quick/fire", json={"params": {"x": "1"}})
-    assert bad.status_code == 422 and "does not declare" in bad.json()["detail"]
+    assert bad.status_code == 422, bad.text
+    assert bad.json()["detail"][0]["loc"] == ["body", "params"]
+    assert "does not declare it in inputs" in bad.json()["detail"][0]["msg"]
+    odd = client.post("/api/triggers/quick/fire", json={"event_id": "-no spaces-"})
+    assert odd.status_code == 422, odd.text
+    assert odd.json()["detail"][0]["msg"].startswith("event_id is not valid: event ids are")
     assert client.get("/api/events/nothing-at-all").status_code == 404
 
 
