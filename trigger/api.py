@@ -3,38 +3,50 @@
 Protected by a bearer token read from the variable ``[api] token_env`` names,
 compared in constant time. Without a configured token the API (and the page and
 metrics) answer only when the service listens on loopback; elsewhere they refuse
-with 403 and ``serve`` says so at start-up.
+with 403 and ``serve`` says so at start-up. Before the token, the guard refuses
+what a web page could send (``trigger.sameorigin``); how the token is shown is
+``trigger.credentials``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import ipaddress
 import logging
 from typing import Any, Literal
 
 from dbos import DBOSClient
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from trigger import secrets
+from trigger.credentials import (
+    CHALLENGE,
+    arrived_cross_site,
+    bearer_matches,
+    cookie_matches,
+    page_login,
+    refusal,
+)
 from trigger.errors import (
     BadParameterError,
     RunControlError,
     RunNotFoundError,
+    TokenInUrlError,
     TriggerError,
     UnknownTriggerError,
 )
 from trigger.eventlog import EventLog, event_log
+from trigger.eventlog_store import SEQ_MAX
 from trigger.http import register_router, state
+from trigger.ingest import header_parameters
+from trigger.sameorigin import REQUESTED_BY, check_request
 from trigger.service import ServiceContext, register_component
 from trigger.settings import Settings
 from workflows.queue import Enqueuer
 
 log = logging.getLogger(__name__)
-
-TOKEN_COOKIE = "bauplan_trigger_token"  # noqa: S105  (a cookie name)
 
 
 def is_loopback(host: str) -> bool:
@@ -73,25 +85,33 @@ def _resources(request: Request) -> dict[str, Any]:
 
 
 def authorize(request: Request) -> None:
-    """The guard for /api, the page and /metrics."""
-    res = _resources(request)
-    if res["mode"] == "loopback":
+    """The guard for /api and /metrics: a name of ours, no cross-site change, the token."""
+    check_request(request, state(request).settings.service)
+    if "token" in request.query_params:
+        raise HTTPException(401, detail=str(TokenInUrlError(request.url.path)), headers=CHALLENGE)
+    token = _token(request)
+    if token is not None and not bearer_matches(request, token):
+        raise refusal()
+
+
+def authorize_page(request: Request) -> None:
+    """The guard for the page: like the API's, plus the cookie a ``?token=`` visit sets."""
+    check_request(request, state(request).settings.service)
+    token = _token(request)
+    if "token" in request.query_params:
+        raise page_login(request, token)
+    if token is None or cookie_matches(request, token) or bearer_matches(request, token):
         return
+    raise refusal(arrived_cross_site(request))
+
+
+def _token(request: Request) -> str | None:
+    """The configured token; None on loopback without one; 403 when the API is off."""
+    res = _resources(request)
     if res["mode"] == "refused":
         raise HTTPException(403, detail=f"the operator API is off: {res['value']}")
-    presented = ""
-    header = request.headers.get("authorization", "")
-    if header.lower().startswith("bearer "):
-        presented = header[7:].strip()
-    presented = (
-        presented or request.cookies.get(TOKEN_COOKIE, "") or request.query_params.get("token", "")
-    )
-    if not presented or not hmac.compare_digest(presented.encode(), res["value"].encode()):
-        raise HTTPException(
-            401,
-            detail="missing or wrong bearer token (send Authorization: Bearer <token>)",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+    token: str | None = res["value"]
+    return token
 
 
 def client_of(request: Request) -> DBOSClient:
@@ -132,7 +152,27 @@ def close_api(app: FastAPI) -> None:
         res.pop("owned_client").destroy()
 
 
-router = APIRouter(prefix="/api", tags=["operator"], dependencies=[Depends(authorize)])
+# What the guard can answer on any guarded route (the API, /metrics).
+GUARD_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "missing or wrong bearer token, or a ?token= in the URL"},
+    403: {"description": "the API is off (no token, not on loopback), or a cross-site request"},
+    421: {"description": "the Host header is not a name of this service ([service] allowed_hosts)"},
+}
+# A state change takes a JSON body, or none and the X-Requested-By header.
+_CHANGE: dict[int | str, dict[str, Any]] = {
+    400: {"description": "the body cannot be read as JSON text"},
+    404: {"description": "no run (or trigger) with that id"},
+    409: {"description": "refused in the run's (or trigger's) present state"},
+    415: {"description": "a body that is not application/json"},
+}
+_CHANGE_HEADERS = {"parameters": header_parameters(REQUESTED_BY.lower())}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: _CHANGE[404]}
+# An offset goes into SQL as a BIGINT: a larger one overflows SQLite and PostgreSQL.
+INT64_MAX = 2**63 - 1
+
+router = APIRouter(
+    prefix="/api", tags=["operator"], dependencies=[Depends(authorize)], responses=GUARD_RESPONSES
+)
 
 RunStatus = Literal["waiting", "running", "succeeded", "failed", "cancelled"]
 
@@ -143,18 +183,22 @@ def get_runs(
     trigger: str | None = None,
     status: RunStatus | None = None,
     limit: int = Query(50, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=INT64_MAX),
 ) -> dict[str, Any]:
     from workflows.records import list_runs
 
     rows = list_runs(
         client_of(request), trigger=trigger, status=status, limit=limit, offset=offset or None
     )
-    following = offset + limit if len(rows) == limit else None
+    following = offset + limit if len(rows) == limit and offset + limit <= INT64_MAX else None
     return {"runs": rows, "offset": offset, "limit": limit, "next_offset": following}
 
 
-@router.get("/runs/{run_id}", summary="One run with its steps, timeline and notifications")
+@router.get(
+    "/runs/{run_id}",
+    summary="One run with its steps, timeline and notifications",
+    responses=_NOT_FOUND,
+)
 def get_run(request: Request, run_id: str) -> dict[str, Any]:
     from trigger.explain import run_story
 
@@ -169,7 +213,12 @@ class ActionBody(BaseModel):
     actor: str | None = Field(default=None, max_length=100, description="who asks, for the log")
 
 
-@router.post("/runs/{run_id}/retry", summary="A new run of the same request, linked to it")
+@router.post(
+    "/runs/{run_id}/retry",
+    summary="A new run of the same request, linked to it",
+    responses=_CHANGE,
+    openapi_extra=_CHANGE_HEADERS,
+)
 def post_retry(request: Request, run_id: str, body: ActionBody | None = None) -> dict[str, Any]:
     from trigger.control import retry
 
@@ -180,7 +229,12 @@ def post_retry(request: Request, run_id: str, body: ActionBody | None = None) ->
     )
 
 
-@router.post("/runs/{run_id}/cancel", summary="Dequeue or stop a run and cancel its job")
+@router.post(
+    "/runs/{run_id}/cancel",
+    summary="Dequeue or stop a run and cancel its job",
+    responses=_CHANGE,
+    openapi_extra=_CHANGE_HEADERS,
+)
 def post_cancel(request: Request, run_id: str, body: ActionBody | None = None) -> dict[str, Any]:
     from trigger.control import cancel
 
@@ -213,14 +267,20 @@ def get_events(
     source: str | None = None,
     outcome: Literal["accepted", "duplicate", "ignored", "rejected"] | None = None,
     limit: int = Query(50, ge=1, le=1000),
-    before: int | None = Query(None, description="seq of the last event of the previous page"),
+    before: int | None = Query(
+        None, ge=1, le=SEQ_MAX, description="seq of the last event of the previous page"
+    ),
 ) -> dict[str, Any]:
     rows = log_of(request).recent(source=source, outcome=outcome, limit=limit, before=before)
     following = rows[-1]["seq"] if len(rows) == limit else None
     return {"events": rows, "next_before": following}
 
 
-@router.get("/events/{ident:path}", summary="The explain story for an id")
+@router.get(
+    "/events/{ident:path}",
+    summary="The explain story for an id",
+    responses={404: {"description": "nothing is known about that id"}},
+)
 def get_event(request: Request, ident: str) -> dict[str, Any]:
     from trigger.explain import NothingToExplainError, explain
 
@@ -237,7 +297,12 @@ class FireBody(BaseModel):
     fired_by: str | None = Field(default=None, max_length=100)
 
 
-@router.post("/triggers/{name}/fire", summary="Enqueue a run of a trigger, like `fire`")
+@router.post(
+    "/triggers/{name}/fire",
+    summary="Enqueue a run of a trigger, like `fire`",
+    responses=_CHANGE,
+    openapi_extra=_CHANGE_HEADERS,
+)
 def post_fire(request: Request, name: str, body: FireBody | None = None) -> dict[str, Any]:
     from trigger.dispatch import fire_event
     from trigger.event import manual_event
@@ -251,13 +316,14 @@ def post_fire(request: Request, name: str, body: FireBody | None = None) -> dict
     except UnknownTriggerError as exc:
         raise HTTPException(404, detail=str(exc)) from None
     except BadParameterError as exc:
-        raise HTTPException(422, detail=str(exc)) from None
+        raise _unprocessable(("body", "params"), str(exc)) from None
     try:
         event = manual_event(
             trig.name, inputs, event_id=body.event_id, fired_by=body.fired_by or "api"
         )
-    except ValidationError:
-        raise HTTPException(422, detail=f"event_id {body.event_id!r} is not valid") from None
+    except ValidationError as exc:
+        why = exc.errors()[0]["msg"].removeprefix("Value error, ")
+        raise _unprocessable(("body", "event_id"), f"event_id is not valid: {why}") from None
     host = request.client.host if request.client else None
     try:
         enqueued = fire_event(settings, enqueuer_of(request), event, source_addr=host)
@@ -269,6 +335,12 @@ def post_fire(request: Request, name: str, body: FireBody | None = None) -> dict
         "branch": enqueued.branch,
         "duplicate": enqueued.duplicate,
     }
+
+
+def _unprocessable(loc: tuple[str, ...], message: str) -> RequestValidationError:
+    """A value the document cannot rule out (a trigger's own inputs, an event id's
+    characters), answered in the one shape of every 422: FastAPI's own."""
+    return RequestValidationError([{"type": "value_error", "loc": loc, "msg": message}])
 
 
 async def announce(ctx: ServiceContext) -> None:

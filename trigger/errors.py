@@ -162,3 +162,60 @@ class SubmissionUnclear(BauplanFailure):
 
 class RehearsalFaultError(TriggerError):
     """A ``rehearsal fault`` that names no rehearsed method, step or SDK error."""
+
+
+class UnknownHostError(TriggerError):
+    """A request to the operator surface under a name that is not this service's (421)."""
+
+    def __init__(self, host: str, listen: str) -> None:
+        self.host = host
+        super().__init__(
+            f"Host {_short(host)} is not a name of this service (it listens on {listen}); "
+            "if you reach it by that name, add the name to [service] allowed_hosts"
+        )
+
+
+class CrossSiteRequestError(TriggerError):
+    """A state change sent by another site's web page (403)."""
+
+    def __init__(self, evidence: str) -> None:
+        self.evidence = evidence
+        super().__init__(
+            f"refused a request from another site's web page ({_short(evidence)}): "
+            "runs are fired, retried and cancelled only by this service's own origin, "
+            "scripts and the CLI"
+        )
+
+
+class UnsafeStateChangeError(TriggerError):
+    """A state change a cross-site form could have sent (415 with a body, 403 without)."""
+
+    def __init__(self, method: str, content_type: str | None) -> None:
+        self.content_type = content_type
+        if content_type is not None:
+            problem = f"has a body of type {content_type or 'none'!r}"
+        else:
+            problem = "has no body and no X-Requested-By header"
+        super().__init__(
+            f"this {method} {problem}; send a JSON body with Content-Type: application/json, "
+            "or, without a body, the header X-Requested-By: <your tool's name> "
+            "(a cross-site form can send neither)"
+        )
+
+
+class TokenInUrlError(TriggerError):
+    """The API token given in a URL where only the header is accepted (401)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(
+            f"{_short(path)} does not take ?token= (URLs end up in proxy and access logs); "
+            "send the token as the header Authorization: Bearer <token>"
+        )
+
+
+class TokenMismatchError(TriggerError):
+    """No API token, or not the configured one (401). Never echoes what was sent."""
+
+    def __init__(self) -> None:
+        super().__init__("missing or wrong bearer token (send Authorization: Bearer <token>)")

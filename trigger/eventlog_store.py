@@ -24,6 +24,8 @@ import sqlalchemy as sa
 log = logging.getLogger(__name__)
 
 KEY_MAX = 300
+# ``seq`` is an sa.Integer: 32 bits on PostgreSQL, so no seq (and no paging bound) is larger.
+SEQ_MAX = 2**31 - 1
 _BATCH_MAX = 256
 _IDLE_SECONDS = 5.0
 

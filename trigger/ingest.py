@@ -15,7 +15,9 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -44,6 +46,7 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     202: {"description": "runs durably enqueued (`runs`), or nothing to do (`ignored`)"},
     400: {"description": "malformed JSON or missing required fields"},
     401: {"description": "missing or wrong signature / token"},
+    404: {"description": "no trigger has a section for this source"},
     413: {"description": "body over service.max_body_bytes"},
     415: {"description": "content type other than application/json"},
     503: {"description": "the system database cannot take the enqueue; retry"},
@@ -188,13 +191,46 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def parse_object(body: bytes | str) -> dict[str, Any]:
+    """Every hook's body parser: a JSON object whose numbers we can hold and answer."""
     try:
-        data = json.loads(body)
+        data = json.loads(
+            body, parse_int=_integer, parse_float=_finite, parse_constant=_no_constant
+        )
     except (ValueError, RecursionError):
         raise Rejected(400, "the body is not valid JSON") from None
     if not isinstance(data, dict):
         raise Rejected(400, "the body must be a JSON object")
     return data
+
+
+def _integer(text: str) -> int:
+    """Python reads at most ``sys.get_int_max_str_digits()`` digits (4300 by default)."""
+    digits = len(text.lstrip("-"))
+    limit = sys.get_int_max_str_digits()
+    if limit and digits > limit:
+        raise Rejected(
+            400,
+            f"a number in the body has {digits} digits, more than the {limit} this service "
+            "reads; send such a value as a string",
+        )
+    return int(text)
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        shown = text if len(text) <= 24 else f"{text[:21]}..."
+        raise Rejected(
+            400,
+            f"a number in the body ({shown}) is beyond the range of a 64-bit float; "
+            "send such a value as a string",
+        )
+    return value
+
+
+def _no_constant(name: str) -> float:
+    """``json`` reads NaN and Infinity, which are not JSON and which no answer can carry."""
+    raise Rejected(400, f"the body is not valid JSON ({name} is not a JSON number)")
 
 
 def secret_of(env_name: str) -> bytes | None:

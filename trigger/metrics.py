@@ -25,7 +25,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from trigger.api import authorize
+from trigger.api import GUARD_RESPONSES, authorize
 from trigger.eventlog import EventLog, event_log
 from trigger.http import register_router, state
 from workflows.queue import RUN_QUEUE, RUN_WORKFLOW
@@ -193,7 +193,7 @@ def _registry(request: Request) -> CollectorRegistry:
     return found
 
 
-router = APIRouter(dependencies=[Depends(authorize)])
+router = APIRouter(dependencies=[Depends(authorize)], responses=GUARD_RESPONSES)
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

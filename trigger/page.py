@@ -1,8 +1,8 @@
 """The status page: recent runs and events at ``/``, one run's story at ``/runs/{id}``.
 
 Plain server-rendered HTML with a meta refresh: no build step, no script, small.
-Guarded like the API; a ``?token=`` on the first visit becomes a cookie so the
-refreshes keep working.
+Guarded like the API; a ``?token=`` on the first visit becomes a cookie (see
+``trigger.credentials``) so the refreshes keep working.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from html import escape
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse
 
-from trigger.api import TOKEN_COOKIE, authorize, client_of, log_of
+from trigger.api import authorize_page, client_of, log_of
 from trigger.errors import RunNotFoundError
 from trigger.http import register_router
 
 REFRESH_SECONDS = 5
 
-router = APIRouter(include_in_schema=False, dependencies=[Depends(authorize)])
+router = APIRouter(include_in_schema=False, dependencies=[Depends(authorize_page)])
 
 _CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,sans-serif;margin:0;
@@ -85,14 +85,6 @@ def _page(title: str, body: str, refresh: bool = True) -> str:
     )
 
 
-def _respond(request: Request, html: str) -> HTMLResponse:
-    response = HTMLResponse(html)
-    token = request.query_params.get("token")
-    if token:
-        response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
-    return response
-
-
 @router.get("/", response_class=HTMLResponse)
 def index(request: Request) -> HTMLResponse:
     from workflows.records import list_runs
@@ -136,7 +128,7 @@ def index(request: Request) -> HTMLResponse:
         else "<p class=muted>No events received yet.</p>"
     )
     body = f"<h2>Recent runs</h2>{runs_html}<h2>Recent events</h2>{events_html}"
-    return _respond(request, _page("runs and events", body))
+    return HTMLResponse(_page("runs and events", body))
 
 
 @router.get("/runs/{run_id}", response_class=HTMLResponse)
@@ -209,7 +201,7 @@ def run_page(request: Request, run_id: str) -> HTMLResponse:
         f"&middot; cancel: <code>bauplan-trigger runs cancel {escape(run_id)}</code></p>"
     )
     finished = run["status"] in ("succeeded", "failed", "cancelled")
-    return _respond(request, _page(f"run {run_id}", body, refresh=not finished))
+    return HTMLResponse(_page(f"run {run_id}", body, refresh=not finished))
 
 
 register_router(router)

@@ -32,6 +32,7 @@ _SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}\Z")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _INPUT = re.compile(r"[a-z][a-z0-9_]*\Z")
 _LISTEN = re.compile(r"(?P<host>\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(?P<port>\d{1,5})\Z")
+_HOST_NAME = re.compile(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?)\Z")
 
 
 class _Section(BaseModel):
@@ -55,6 +56,21 @@ class ServiceSettings(_Section):
         description="let several serve processes listen on the same address (SO_REUSEPORT); "
         "the kernel spreads connections across them",
     )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="more names (Host header) the API, page and metrics answer to; '*' for any",
+    )
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _allowed_hosts(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if name != "*" and not _HOST_NAME.match(name):
+                raise ValueError(
+                    f"{name[:80]!r} must be a host name or address without scheme or port, "
+                    "like trigger.example.com, or '*' for any name"
+                )
+        return value
 
     @field_validator("listen")
     @classmethod

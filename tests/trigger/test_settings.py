@@ -48,6 +48,12 @@ def test_environment_overrides_the_file(tmp_path: Path, project_dir: Path) -> No
     assert settings.bauplan.mode == "live"
 
 
+def test_allowed_hosts_are_a_list_in_the_environment_too(tmp_path: Path, project_dir: Path) -> None:
+    env = {"BAUPLAN_TRIGGER_SERVICE__ALLOWED_HOSTS": '["trigger.example.com", "[::1]"]'}
+    settings = _build(tmp_path, project_dir, env=env)
+    assert settings.service.allowed_hosts == ["trigger.example.com", "[::1]"]
+
+
 def test_the_config_is_found_by_flag_then_variable_then_default(tmp_path: Path) -> None:
     assert (
         find_config(tmp_path / "a.toml", {"BAUPLAN_TRIGGER_CONFIG": "b.toml"})
@@ -86,6 +92,11 @@ def test_bad_toml_is_one_line(tmp_path: Path) -> None:
             "not a known key",
         ),
         (lambda c: c["service"].update(listen="8080"), "service.listen", "HOST:PORT"),
+        (
+            lambda c: c["service"].update(allowed_hosts=["https://trigger.example.com"]),
+            "service.allowed_hosts",
+            "'https://trigger.example.com' must be a host name or address without scheme or port",
+        ),
         (lambda c: c["bauplan"].update(mode="prod"), "bauplan.mode", "'live' or 'rehearse'"),
         (
             lambda c: c["queue"].update(polling_interval=0),
