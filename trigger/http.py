@@ -26,6 +26,8 @@ from trigger.settings import Settings
 
 log = logging.getLogger(__name__)
 
+_BACKLOG = 2048  # uvicorn's default, which it sets again when it starts serving
+
 _ROUTERS: list[APIRouter] = []
 HealthProvider = Callable[[], dict[str, Any]]
 _HEALTH: dict[str, HealthProvider] = {}
@@ -103,7 +105,7 @@ async def serve_http(ctx: ServiceContext) -> None:
         lifespan="off",
     )
     server = _Server(config)
-    sock = _bind(settings)
+    sock = ctx.sockets.get("http") or _bind(settings)
     log.info("listening on http://%s", settings.service.listen)
     try:
         await server.serve(sockets=[sock])
@@ -123,6 +125,8 @@ class _Server(uvicorn.Server):
 
 
 def _bind(settings: Settings) -> socket.socket:
+    """Bound and listening, so the port is ours from here on: a socket that is only
+    bound does not stop another SO_REUSEADDR socket from binding the same port."""
     family = socket.AF_INET6 if ":" in settings.service.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -134,6 +138,7 @@ def _bind(settings: Settings) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((settings.service.host, settings.service.port))
+        sock.listen(_BACKLOG)
     except OSError as exc:
         sock.close()
         raise TriggerError(
@@ -144,4 +149,4 @@ def _bind(settings: Settings) -> socket.socket:
     return sock
 
 
-register_component("http", ("all", "ingress"), serve_http)
+register_component("http", ("all", "ingress"), serve_http, bind=_bind)

@@ -3,7 +3,8 @@
 Only ``serve`` (and tests standing in for it) launch DBOS. Two live processes
 with the same executor id and version re-run each other's in-flight steps, so
 the id is derived from host + role + the configured process name: stable across
-restarts of that process, different for every other one.
+restarts of that process, different for every other one, and held exclusively
+(``workflows.hold``) from before DBOS launches until the process ends.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ from __future__ import annotations
 import logging
 import re
 import socket
+from collections.abc import Callable
 
 from dbos import DBOS, DBOSConfig
 
 from trigger.settings import Settings
+from workflows import hold as holds
 from workflows import run as _run  # noqa: F401  (registers the run workflow)
 from workflows import runtime
 from workflows.queue import RUN_QUEUE, RUN_WORKFLOW, queue_names, register_run_queue
@@ -26,6 +29,7 @@ log = logging.getLogger(__name__)
 
 APP_NAME = "bauplan-trigger"
 _heartbeat: list[Heartbeat] = []
+_held: list[holds.Hold] = []
 
 
 def executor_id(settings: Settings, role: str, host: str | None = None) -> str:
@@ -44,14 +48,25 @@ def dbos_config(settings: Settings, role: str = "all") -> DBOSConfig:
     }
 
 
+def hold_executor(settings: Settings, role: str = "all") -> holds.Hold:
+    """This process's exclusive hold on its executor id, or ExecutorHeldError."""
+    settings.state_path.mkdir(parents=True, exist_ok=True)
+    return holds.take(settings, executor_id(settings, role))
+
+
 def launch(
     settings: Settings,
     *,
     role: str = "all",
     client_factory: ClientFactory | None = None,
+    hold: holds.Hold | None = None,
+    on_hold_lost: Callable[[], None] | None = None,
 ) -> Runtime:
-    """Install the runtime, launch DBOS, register the run queue and check it."""
-    settings.state_path.mkdir(parents=True, exist_ok=True)
+    """Hold the executor id (unless ``hold`` is that already), install the runtime,
+    launch DBOS, register the run queue and check it. ``on_hold_lost`` is called if
+    another process takes the executor id while this one runs."""
+    held = hold or hold_executor(settings, role)
+    _held.append(held)
     DBOS(config=dbos_config(settings, role))
     # Our tables live in the system database, which DBOS creates on its first launch.
     # Recovery starts about a second after launch, after the runtime is installed.
@@ -62,7 +77,9 @@ def launch(
     )
     runtime.install(rt)
     # Beat before DBOS recovers anything, so a restarted worker is not taken over.
-    heartbeat = Heartbeat(settings, rt.store.engine, executor_id(settings, role))
+    heartbeat = Heartbeat(
+        settings, rt.store.engine, executor_id(settings, role), hold=held, on_lost=on_hold_lost
+    )
     heartbeat.start()
     _heartbeat.append(heartbeat)
     DBOS.launch()
@@ -106,3 +123,5 @@ def shutdown() -> None:
     DBOS.destroy(destroy_registry=False)
     if rt is not None:
         rt.store.close()
+    while _held:
+        _held.pop().release()
