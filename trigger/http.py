@@ -20,6 +20,7 @@ import uvicorn
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from trigger import connections
 from trigger.errors import TriggerError
 from trigger.service import ServiceContext, register_component
 from trigger.settings import Settings
@@ -96,23 +97,29 @@ def _database_check(engine: sa.Engine) -> dict[str, Any]:
 async def serve_http(ctx: ServiceContext) -> None:
     settings = ctx.settings
     app = create_app(settings, ctx)
+    service = settings.service
     config = uvicorn.Config(
         app,
-        host=settings.service.host,
-        port=settings.service.port,
+        host=service.host,
+        port=service.port,
+        http=connections.protocol(service.body_timeout, service.max_connections),
         log_config=None,
         access_log=False,
         lifespan="off",
     )
     server = _Server(config)
     sock = ctx.sockets.get("http") or _bind(settings)
-    log.info("listening on http://%s", settings.service.listen)
+    restore = connections.throttle_accept_errors(
+        asyncio.get_running_loop(), service.max_connections
+    )
+    log.info("listening on http://%s", service.listen)
     try:
         await server.serve(sockets=[sock])
     except asyncio.CancelledError:
         server.should_exit = True
         raise
     finally:
+        restore()
         app.state.bauplan_trigger.engine.dispose()
 
 
