@@ -95,9 +95,12 @@ def serve_process(tmp_path: Path) -> Iterator[Any]:
     """Start ``bauplan-trigger serve`` subprocesses; all are killed at teardown."""
     started: list[ServeProcess] = []
 
-    def start(config: Path, env: dict[str, str] | None = None, role: str = "all") -> ServeProcess:
+    def start(
+        config: Path, env: dict[str, str] | None = None, role: str = "all", wait: bool = True
+    ) -> ServeProcess:
+        """``wait=False`` for a serve expected to refuse to start."""
         proc = ServeProcess(config, tmp_path, env or {}, role=role)
-        proc.start()
+        proc.start(wait=wait)
         started.append(proc)
         return proc
 

@@ -244,16 +244,7 @@ class ServeProcess:
         self.starts += 1
         handle = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "trigger.cli",
-                "serve",
-                "--config",
-                str(self.config),
-                "--role",
-                self.role,
-            ],
+            self.command(),
             stdout=handle,
             stderr=subprocess.STDOUT,
             env=cli_env(self.env),
@@ -265,6 +256,18 @@ class ServeProcess:
                 timeout=60,
                 what=f"serve to start (log: {self.log()[-2000:]})",
             )
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "trigger.cli",
+            "serve",
+            "--config",
+            str(self.config),
+            "--role",
+            self.role,
+        ]
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

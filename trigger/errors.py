@@ -219,3 +219,20 @@ class TokenMismatchError(TriggerError):
 
     def __init__(self) -> None:
         super().__init__("missing or wrong bearer token (send Authorization: Bearer <token>)")
+
+
+class ExecutorHeldError(TriggerError):
+    """Another live process holds this executor id; launching would re-run its steps."""
+
+    def __init__(self, executor_id: str, holder: str) -> None:
+        self.executor_id = executor_id
+        self.holder = holder
+        super().__init__(
+            f"executor id {executor_id!r} is held by a live process ({holder}); a second "
+            "process with the same host, --role and [service] name would re-run its "
+            "in-flight runs: stop that process first, or give this one its own "
+            "[service] name (BAUPLAN_TRIGGER_SERVICE__NAME) or --role"
+        )
+
+    def __reduce__(self) -> tuple[type[ExecutorHeldError], tuple[str, str]]:
+        return (type(self), (self.executor_id, self.holder))

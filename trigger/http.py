@@ -20,11 +20,14 @@ import uvicorn
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from trigger import connections
 from trigger.errors import TriggerError
 from trigger.service import ServiceContext, register_component
 from trigger.settings import Settings
 
 log = logging.getLogger(__name__)
+
+_BACKLOG = 2048  # uvicorn's default, which it sets again when it starts serving
 
 _ROUTERS: list[APIRouter] = []
 HealthProvider = Callable[[], dict[str, Any]]
@@ -94,23 +97,29 @@ def _database_check(engine: sa.Engine) -> dict[str, Any]:
 async def serve_http(ctx: ServiceContext) -> None:
     settings = ctx.settings
     app = create_app(settings, ctx)
+    service = settings.service
     config = uvicorn.Config(
         app,
-        host=settings.service.host,
-        port=settings.service.port,
+        host=service.host,
+        port=service.port,
+        http=connections.protocol(service.body_timeout, service.max_connections),
         log_config=None,
         access_log=False,
         lifespan="off",
     )
     server = _Server(config)
-    sock = _bind(settings)
-    log.info("listening on http://%s", settings.service.listen)
+    sock = ctx.sockets.get("http") or _bind(settings)
+    restore = connections.throttle_accept_errors(
+        asyncio.get_running_loop(), service.max_connections
+    )
+    log.info("listening on http://%s", service.listen)
     try:
         await server.serve(sockets=[sock])
     except asyncio.CancelledError:
         server.should_exit = True
         raise
     finally:
+        restore()
         app.state.bauplan_trigger.engine.dispose()
 
 
@@ -123,6 +132,8 @@ class _Server(uvicorn.Server):
 
 
 def _bind(settings: Settings) -> socket.socket:
+    """Bound and listening, so the port is ours from here on: a socket that is only
+    bound does not stop another SO_REUSEADDR socket from binding the same port."""
     family = socket.AF_INET6 if ":" in settings.service.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -134,6 +145,7 @@ def _bind(settings: Settings) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((settings.service.host, settings.service.port))
+        sock.listen(_BACKLOG)
     except OSError as exc:
         sock.close()
         raise TriggerError(
@@ -144,4 +156,4 @@ def _bind(settings: Settings) -> socket.socket:
     return sock
 
 
-register_component("http", ("all", "ingress"), serve_http)
+register_component("http", ("all", "ingress"), serve_http, bind=_bind)

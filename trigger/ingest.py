@@ -27,6 +27,7 @@ from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
 
 from trigger import secrets
+from trigger.connections import TIMED_OUT, timeout_message
 from trigger.errors import EnqueueUnavailableError, HookPayloadError
 from trigger.event import AttributeValue, Event, EventKind
 from trigger.eventlog import Outcome, dispatch_entry, event_log, make_entry
@@ -47,6 +48,7 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"description": "malformed JSON or missing required fields"},
     401: {"description": "missing or wrong signature / token"},
     404: {"description": "no trigger has a section for this source"},
+    408: {"description": "the body did not arrive within service.body_timeout"},
     413: {"description": "body over service.max_body_bytes"},
     415: {"description": "content type other than application/json"},
     503: {"description": "the system database cannot take the enqueue; retry"},
@@ -186,6 +188,9 @@ async def read_body(request: Request, limit: int) -> bytes:
                 raise Rejected(413, f"the body is over the {limit}-byte limit")
             chunks.append(chunk)
     except ClientDisconnect:
+        timed_out = (request.scope.get("state") or {}).get(TIMED_OUT)
+        if timed_out is not None:
+            raise Rejected(408, timeout_message(timed_out)) from None
         raise Rejected(400, "the sender disconnected before the body ended") from None
     return b"".join(chunks)
 

@@ -4,6 +4,12 @@ A component is an async function that runs until cancelled (the HTTP ingress,
 a folder watcher, ...). ``--role`` picks which ones a process runs: ``worker``
 processes only execute the queue, ``ingress`` processes only accept events,
 ``all`` (the default) does both in one process.
+
+Start-up refuses a mistake before it can do harm. A process that launches DBOS
+first takes the exclusive hold on its executor id, then every component's
+listening socket is bound, and only then is DBOS launched: a second ``serve``
+with the same executor id, or one whose port is taken, exits before DBOS could
+recover (and re-run) anything.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,15 +39,22 @@ class ServiceContext:
     role: str
     enqueuer: Enqueuer
     ready: asyncio.Event = field(default_factory=asyncio.Event)
+    # The listening sockets bound before DBOS launched, by component name.
+    sockets: dict[str, socket.socket] = field(default_factory=dict)
 
 
 Component = Callable[[ServiceContext], Coroutine[Any, Any, None]]
-# (name, roles that run it, component). Sources append themselves here.
-COMPONENTS: list[tuple[str, tuple[str, ...], Component]] = []
+Binder = Callable[[Settings], socket.socket]
+# (name, roles that run it, component, binder). Sources append themselves here.
+COMPONENTS: list[tuple[str, tuple[str, ...], Component, Binder | None]] = []
 
 
-def register_component(name: str, roles: tuple[str, ...], component: Component) -> None:
-    COMPONENTS.append((name, roles, component))
+def register_component(
+    name: str, roles: tuple[str, ...], component: Component, *, bind: Binder | None = None
+) -> None:
+    """``bind`` makes the listening socket a component serves on; ``serve`` calls it
+    before DBOS launches and hands the socket over in ``ServiceContext.sockets``."""
+    COMPONENTS.append((name, roles, component, bind))
 
 
 def serve(
@@ -54,19 +68,19 @@ async def _serve(settings: Settings, role: str, client_factory: ClientFactory | 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    # An ingress-only process never launches DBOS: it only enqueues through
-    # DBOSClient, so it can neither dequeue runs nor "recover" anyone's steps.
+    hold_lost = asyncio.Event()
+
+    def on_hold_lost() -> None:  # called from the heartbeat thread
+        loop.call_soon_threadsafe(hold_lost.set)
+        loop.call_soon_threadsafe(stop.set)
+
+    sockets = await _start(settings, role, client_factory, on_hold_lost)
     launched = role in ("all", "worker")
-    if launched:
-        await asyncio.to_thread(app.launch, settings, role=role, client_factory=client_factory)
-    else:
-        # On a new database an ingress may start before any worker ever did.
-        await asyncio.to_thread(app.prepare_database, settings)
     enqueuer = Enqueuer(settings)
-    ctx = ServiceContext(settings=settings, role=role, enqueuer=enqueuer)
+    ctx = ServiceContext(settings=settings, role=role, enqueuer=enqueuer, sockets=sockets)
     tasks = [
         asyncio.create_task(component(ctx), name=name)
-        for name, roles, component in COMPONENTS
+        for name, roles, component, _ in COMPONENTS
         if role in roles
     ]
     log.info(
@@ -95,6 +109,50 @@ async def _serve(settings: Settings, role: str, client_factory: ClientFactory | 
         if isinstance(failure, TriggerError):
             raise failure
         raise TriggerError(f"serve stopped because a component failed: {failure}") from failure
+    if hold_lost.is_set():
+        raise TriggerError(
+            f"serve stopped: another process took executor id {app.executor_id(settings, role)!r} "
+            "while this one ran (see the log); give each process its own [service] name"
+        )
+
+
+async def _start(
+    settings: Settings,
+    role: str,
+    client_factory: ClientFactory | None,
+    on_hold_lost: Callable[[], None],
+) -> dict[str, socket.socket]:
+    """Hold the executor id, bind the listeners, then launch DBOS, in that order; the
+    listening sockets by component name."""
+    # An ingress-only process never launches DBOS: it only enqueues through
+    # DBOSClient, so it can neither dequeue runs nor "recover" anyone's steps, and
+    # needs no hold (a second one can only enqueue what is enqueued already).
+    launched = role in ("all", "worker")
+    hold = await asyncio.to_thread(app.hold_executor, settings, role) if launched else None
+    sockets: dict[str, socket.socket] = {}
+    try:
+        for name, roles, _, bind in COMPONENTS:
+            if bind is not None and role in roles:
+                sockets[name] = bind(settings)
+        if hold is not None:
+            await asyncio.to_thread(
+                app.launch,
+                settings,
+                role=role,
+                client_factory=client_factory,
+                hold=hold,
+                on_hold_lost=on_hold_lost,
+            )
+        else:
+            # On a new database an ingress may start before any worker ever did.
+            await asyncio.to_thread(app.prepare_database, settings)
+    except BaseException:
+        for sock in sockets.values():
+            sock.close()
+        if hold is not None:
+            hold.release()
+        raise
+    return sockets
 
 
 def _hint(settings: Settings) -> None:

@@ -48,6 +48,18 @@ class ServiceSettings(_Section):
         description="pinned DBOS application version: change it only with an empty queue",
     )
     max_body_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
+    body_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="seconds a request's headers and body may take to arrive before 408",
+    )
+    max_connections: int = Field(
+        default=512,
+        ge=1,
+        le=1_000_000,
+        description="open HTTP connections at most; a new one beyond it gets 503",
+    )
     enqueue_timeout: float = Field(
         default=5.0, gt=0, description="seconds a webhook waits for its enqueue before 503"
     )

@@ -3,7 +3,8 @@
 Only ``serve`` (and tests standing in for it) launch DBOS. Two live processes
 with the same executor id and version re-run each other's in-flight steps, so
 the id is derived from host + role + the configured process name: stable across
-restarts of that process, different for every other one.
+restarts of that process, different for every other one, and held exclusively
+(``workflows.hold``) from before DBOS launches until the process ends.
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ from __future__ import annotations
 import logging
 import re
 import socket
+from collections.abc import Callable
 
 from dbos import DBOS, DBOSConfig
 
 from trigger import secrets
 from trigger.settings import Settings
+from workflows import hold as holds
 from workflows import run as _run  # noqa: F401  (registers the run workflow)
 from workflows import runtime
 from workflows.notify.outbox import NOTICE_QUEUE, NOTICE_WORKFLOW, register_notice_queue
@@ -28,6 +31,7 @@ log = logging.getLogger(__name__)
 
 APP_NAME = "bauplan-trigger"
 _heartbeat: list[Heartbeat] = []
+_held: list[holds.Hold] = []
 
 
 def executor_id(settings: Settings, role: str, host: str | None = None) -> str:
@@ -46,15 +50,27 @@ def dbos_config(settings: Settings, role: str = "all") -> DBOSConfig:
     }
 
 
+def hold_executor(settings: Settings, role: str = "all") -> holds.Hold:
+    """This process's exclusive hold on its executor id, or ExecutorHeldError."""
+    settings.state_path.mkdir(parents=True, exist_ok=True)
+    return holds.take(settings, executor_id(settings, role))
+
+
 def launch(
     settings: Settings,
     *,
     role: str = "all",
     client_factory: ClientFactory | None = None,
+    hold: holds.Hold | None = None,
+    on_hold_lost: Callable[[], None] | None = None,
 ) -> Runtime:
-    """Install the runtime, launch DBOS, register the run and notice queues and check them."""
+    """Hold the executor id (unless ``hold`` is that already), install the runtime,
+    launch DBOS, register the run and notice queues and check them. ``on_hold_lost`` is
+    called if another process takes the executor id while this one runs."""
     secrets.install(settings)
     settings.state_path.mkdir(parents=True, exist_ok=True)
+    held = hold or hold_executor(settings, role)
+    _held.append(held)
     DBOS(config=dbos_config(settings, role))
     # Our tables live in the system database, which DBOS creates on its first launch.
     # Recovery starts about a second after launch, after the runtime is installed.
@@ -66,7 +82,9 @@ def launch(
     )
     runtime.install(rt)
     # Beat before DBOS recovers anything, so a restarted worker is not taken over.
-    heartbeat = Heartbeat(settings, rt.store.engine, executor_id(settings, role))
+    heartbeat = Heartbeat(
+        settings, rt.store.engine, executor_id(settings, role), hold=held, on_lost=on_hold_lost
+    )
     heartbeat.start()
     _heartbeat.append(heartbeat)
     DBOS.launch()
@@ -112,3 +130,5 @@ def shutdown() -> None:
     DBOS.destroy(destroy_registry=False)
     if rt is not None:
         rt.store.close()
+    while _held:
+        _held.pop().release()

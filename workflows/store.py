@@ -10,6 +10,7 @@ Bauplan instead of submitting blindly (``workflows.submission``).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from dataclasses import dataclass
@@ -72,7 +73,7 @@ class Store:
             self.engine = sa.create_engine(url, connect_args={"timeout": 30})
         else:
             self.engine = sa.create_engine(url, pool_pre_ping=True, pool_size=5)
-        metadata.create_all(self.engine, checkfirst=True)
+        _create_tables(self.engine)
         _migrate(self.engine)
 
     def close(self) -> None:
@@ -181,6 +182,22 @@ def _migrate(engine: sa.Engine) -> None:
         )
 
 
+# Serialises our CREATE TABLEs on PostgreSQL: two processes starting at once on a new
+# database would otherwise both see a table missing and one would fail creating it.
+_DDL_LOCK_KEY = int.from_bytes(
+    hashlib.sha256(b"bauplan-trigger.ddl").digest()[:8], "big", signed=True
+)
+
+
+def _create_tables(engine: sa.Engine) -> None:
+    if engine.dialect.name != "postgresql":
+        metadata.create_all(engine, checkfirst=True)
+        return
+    with engine.begin() as conn:
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _DDL_LOCK_KEY})
+        metadata.create_all(conn, checkfirst=True)
+
+
 def _create_postgres_database(url: str) -> None:
     """DBOS creates the system database on launch; we need it a moment earlier."""
     target = sa.make_url(url)
@@ -195,7 +212,7 @@ def _create_postgres_database(url: str) -> None:
             ).first()
             if not exists:
                 conn.execute(sa.text(f'CREATE DATABASE "{target.database}"'))
-    except sa.exc.ProgrammingError:
-        pass  # created concurrently by another process
+    except (sa.exc.ProgrammingError, sa.exc.IntegrityError):
+        pass  # created concurrently by another process (DuplicateDatabase or UniqueViolation)
     finally:
         admin.dispose()

@@ -14,10 +14,12 @@ apply, and whichever worker dequeues it continues from its last checkpoint (a
 re-executed submit reconciles with Bauplan instead of submitting again).
 
 Only one survivor takes over a given silence of an executor: the claim is a
-conditional update of its heartbeat row. The one thing this cannot know is
-whether a silent process is really dead: a process that is merely stalled for
-longer than the margin, and then wakes up mid-step, would run that step while
-its run also runs elsewhere. Pick a margin far above any pause you expect.
+conditional update of its heartbeat row. A silent executor whose hold
+(``workflows.hold``) is still taken is alive, only stalled, and is never taken
+over, by a survivor or by ``recover``, ``--force`` or not. What remains unknowable
+is a process whose host vanished: its hold ends when the database notices (about
+a minute), and if it then wakes up mid-step, that step runs twice. Pick a margin
+far above any pause you expect.
 """
 
 from __future__ import annotations
@@ -25,12 +27,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 import sqlalchemy as sa
 from dbos import DBOSClient
 
 from trigger.errors import TriggerError
 from trigger.settings import Settings
+from workflows.hold import Hold, held_by
 from workflows.store import Store, metadata
 
 log = logging.getLogger(__name__)
@@ -123,10 +127,17 @@ def resume_runs(client: DBOSClient, executor_id: str) -> list[str]:
 def recover_executor(
     settings: Settings, executor_id: str, *, force: bool = False, by: str = "cli"
 ) -> list[str]:
-    """``bauplan-trigger recover``: refuse an executor that looks alive unless forced."""
+    """``bauplan-trigger recover``: refuse a live executor (its hold is taken) always,
+    and one whose heartbeat is recent unless forced."""
     store = Store(settings.database_url(), create_database=True)
-    client = DBOSClient(system_database_url=settings.database_url())
     try:
+        holder = held_by(settings, store.engine, executor_id)
+        if holder is not None:
+            raise TriggerError(
+                f"executor {executor_id!r} is alive: its executor id is held by "
+                f"{holder.describe()}, so taking over its runs would run their steps twice; "
+                "stop that process first (--force does not override a live hold)"
+            )
         window = alive_within(settings)
         seen = last_beat(store.engine, executor_id)
         if seen is not None and not force and seen > time.time() - window:
@@ -140,20 +151,35 @@ def recover_executor(
             claim(
                 store.engine, executor_id, by, stale_before=time.time() + (1 if force else -window)
             )
-        return resume_runs(client, executor_id)
+        client = DBOSClient(system_database_url=settings.database_url())
+        try:
+            return resume_runs(client, executor_id)
+        finally:
+            client.destroy()
     finally:
-        client.destroy()
         store.close()
 
 
 class Heartbeat:
     """A daemon thread: beat every interval; optionally take over silent executors."""
 
-    def __init__(self, settings: Settings, engine: sa.Engine, executor_id: str) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: sa.Engine,
+        executor_id: str,
+        *,
+        hold: Hold | None = None,
+        on_lost: Callable[[], None] | None = None,
+    ) -> None:
         self.settings = settings
         self.engine = engine
         self.executor_id = executor_id
+        self.hold = hold
+        self.on_lost = on_lost
         self.interval = beat_interval(settings)
+        self._spared: set[str] = set()
+        self._lost = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="bt-heartbeat", daemon=True)
         self._client: DBOSClient | None = None
@@ -164,18 +190,34 @@ class Heartbeat:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=10)
+        if self._thread.ident is not None:  # started
+            self._thread.join(timeout=10)
         if self._client is not None:
             self._client.destroy()
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
             try:
+                self.check_hold()
                 beat(self.engine, self.executor_id)
                 if self.settings.queue.takeover_after_seconds is not None:
                     self.take_over()
             except Exception as exc:  # a missed beat must not kill the worker
                 log.warning("heartbeat of %s failed: %s", self.executor_id, exc)
+
+    def check_hold(self) -> None:
+        if self.hold is None or self._lost or self.hold.check():
+            return
+        self._lost = True
+        holder = held_by(self.settings, self.engine, self.executor_id)
+        log.error(
+            "another process (%s) took executor id %s while this one ran; stopping, so that "
+            "its runs do not run twice",
+            holder.describe() if holder else "gone again",
+            self.executor_id,
+        )
+        if self.on_lost is not None:
+            self.on_lost()
 
     def take_over(self) -> list[str]:
         after = self.settings.queue.takeover_after_seconds
@@ -183,10 +225,12 @@ class Heartbeat:
             return []
         stale_before = time.time() - after
         taken: list[str] = []
-        for other in stale_executors(self.engine, stale_before):
-            if other == self.executor_id or not claim(
-                self.engine, other, self.executor_id, stale_before
-            ):
+        stale = stale_executors(self.engine, stale_before)
+        self._spared &= set(stale)
+        for other in stale:
+            if other == self.executor_id or self._alive(other, after):
+                continue
+            if not claim(self.engine, other, self.executor_id, stale_before):
                 continue
             if self._client is None:
                 self._client = DBOSClient(system_database_url=self.settings.database_url())
@@ -196,3 +240,19 @@ class Heartbeat:
             )
             taken += runs
         return taken
+
+    def _alive(self, other: str, after: float) -> bool:
+        """A silent executor that still holds its id is stalled, not dead: say so once."""
+        holder = held_by(self.settings, self.engine, other)
+        if holder is None:
+            return False
+        if other not in self._spared:
+            self._spared.add(other)
+            log.warning(
+                "executor %s silent for over %gs but alive (its id is held by %s): "
+                "not taking over its runs",
+                other,
+                after,
+                holder.describe(),
+            )
+        return True

@@ -1,18 +1,28 @@
 """Several ``serve --role worker`` processes on one PostgreSQL, and taking over a
-dead one's runs. PostgreSQL only: SQLite is one process by design."""
+dead one's runs (several processes: PostgreSQL only, SQLite is one process by
+design); and never taking over a live one's, on either database."""
 
 from __future__ import annotations
 
+import logging
+import os
+import signal
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from tests.support import base_config, make_settings, run_cli, wait_until, write_config
 from tests.workflows.flow_support import intervals_by_ref, ledger, max_overlap, release
 from trigger.event import manual_event
 from trigger.matching import match
+from trigger.settings import build_settings
+from workflows import app
 from workflows.queue import Enqueuer
+from workflows.store import Store
+from workflows.takeover import Heartbeat, heartbeats, last_beat
 
 
 @pytest.fixture
@@ -145,3 +155,53 @@ def test_recover_cli_takes_over_a_dead_workers_run_once(
     jobs = ledger(settings).jobs()
     assert len(jobs) == 2  # the stranded run kept its job: submitted once
     assert max_overlap([(j["started_ts"], j["finished_ts"]) for j in jobs]) == 1
+
+
+@pytest.mark.slow
+def test_a_stalled_worker_is_alive_to_survivors_and_to_recover_even_forced(
+    tmp_path: Path,
+    project_dir: Path,
+    backend: str | None,
+    serve_process: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    data = base_config(tmp_path, project_dir, queue={"takeover_after_seconds": 1.0})
+    config = write_config(tmp_path / "bauplan-trigger.toml", data)
+    env = {"DBOS_SYSTEM_DATABASE_URL": backend} if backend else {}
+    settings = build_settings(data, config_path=config, environ=env)
+    stalled = serve_process(config, env, role="worker")
+    executor = app.executor_id(settings, "worker")
+    store = Store(settings.database_url())
+    survivor = Heartbeat(settings, store.engine, "elsewhere-worker-w2")
+    os.kill(stalled.proc.pid, signal.SIGSTOP)  # a debugger, a frozen VM: silent, not dead
+    try:
+        wait_until(
+            lambda: (last_beat(store.engine, executor) or 0) < time.time() - 1.5,
+            what="the stopped worker's heartbeat to go stale",
+        )
+        with caplog.at_level(logging.WARNING, logger="workflows.takeover"):
+            assert survivor.take_over() == []
+            assert survivor.take_over() == []
+        assert _taken_over_by(store, executor) is None
+        [warning] = [r.getMessage() for r in caplog.records if executor in r.getMessage()]
+        assert f"executor {executor} silent for over 1s but alive" in warning
+        assert f"pid {stalled.proc.pid} on host" in warning
+
+        refused = run_cli("recover", executor, "--force", "--config", str(config), env=env)
+        assert refused.returncode == 1
+        [line] = refused.stderr.splitlines()
+        assert line.startswith(f"error: executor {executor!r} is alive: its executor id is held")
+        assert "--force does not override a live hold" in line
+        assert _taken_over_by(store, executor) is None
+    finally:
+        os.kill(stalled.proc.pid, signal.SIGCONT)
+        survivor.stop()
+        store.close()
+
+
+def _taken_over_by(store: Store, executor: str) -> str | None:
+    with store.engine.connect() as conn:
+        by = conn.execute(
+            sa.select(heartbeats.c.taken_over_by).where(heartbeats.c.executor_id == executor)
+        ).scalar()
+    return None if by is None else str(by)
