@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from trigger.errors import (
     BadParameterError,
+    EnqueueUnavailableError,
     RunControlError,
     RunNotFoundError,
     TriggerError,
@@ -133,7 +134,12 @@ def close_api(app: FastAPI) -> None:
         res.pop("owned_client").destroy()
 
 
-router = APIRouter(prefix="/api", tags=["operator"], dependencies=[Depends(authorize)])
+router = APIRouter(
+    prefix="/api",
+    tags=["operator"],
+    dependencies=[Depends(authorize)],
+    responses={503: {"description": "the system database is unreachable; retry"}},
+)
 
 RunStatus = Literal["waiting", "running", "succeeded", "failed", "cancelled"]
 
@@ -262,6 +268,8 @@ def post_fire(request: Request, name: str, body: FireBody | None = None) -> dict
     host = request.client.host if request.client else None
     try:
         enqueued = fire_event(settings, enqueuer_of(request), event, source_addr=host)
+    except EnqueueUnavailableError:
+        raise  # the app answers 503, as for every database outage
     except TriggerError as exc:
         raise HTTPException(409, detail=str(exc)) from None
     return {

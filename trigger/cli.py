@@ -19,13 +19,21 @@ TERMINAL = ("succeeded", "failed", "cancelled", "superseded")
 
 
 class _Group(click.Group):
-    """Turns our errors into one line on stderr and exit code 1, never a traceback."""
+    """Turns our errors, and a system database that cannot be reached, into one line on
+    stderr and exit code 1, never a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except TriggerError as exc:
             click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+        except Exception as exc:
+            from trigger import outage
+
+            if not outage.is_unreachable(exc):
+                raise
+            click.echo(f"error: {outage.unreachable(exc)}", err=True)
             sys.exit(1)
 
 
@@ -57,13 +65,7 @@ def _client(settings: Any, *, create: bool = False) -> Any:
                 f"no system database at {path} yet: start `bauplan-trigger serve` with this "
                 "config first (or point DBOS_SYSTEM_DATABASE_URL at the shared PostgreSQL)"
             )
-    try:
-        return DBOSClient(system_database_url=settings.database_url())
-    except Exception as exc:
-        raise TriggerError(
-            f"cannot reach the system database ({type(exc).__name__}); "
-            "check DBOS_SYSTEM_DATABASE_URL or [service] state_dir"
-        ) from None
+    return DBOSClient(system_database_url=settings.database_url())
 
 
 def _settings(config: Path | None) -> Any:
@@ -74,8 +76,17 @@ def _settings(config: Path | None) -> Any:
 
 @click.group(cls=_Group)
 @click.version_option(package_name="bauplan-trigger")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """Durable run triggers for Bauplan pipelines."""
+    if ctx.invoked_subcommand != "serve":  # serve logs an outage its own way
+        import logging
+
+        from trigger.outage import DropUnreachable
+
+        # A command's one error line says the database cannot be reached; DBOS's
+        # logger would say it first, in three lines.
+        logging.getLogger("dbos").addFilter(DropUnreachable())
 
 
 @main.command()
@@ -97,12 +108,17 @@ def main() -> None:
 def serve(config: Path | None, role: str, log_format: str) -> None:
     """Run the service until SIGINT/SIGTERM."""
     from trigger.logs import setup_logging
+    from trigger.outage import OutageLog
     from trigger.service import serve as run_service
 
     settings = _settings(config)
     setup_logging(fmt=log_format)
     _load_sources()
-    run_service(settings, role)
+    outages = OutageLog(settings.database_url()).install()
+    try:
+        run_service(settings, role)
+    finally:
+        outages.close()
 
 
 def _load_sources() -> None:

@@ -46,6 +46,24 @@ class BranchError(TriggerError):
     """A Bauplan branch name that we refuse to write to."""
 
 
+class SystemDatabaseError(TriggerError):
+    """The system database cannot be used: not set up yet, unreachable, or not ours."""
+
+
+class SystemDatabaseUnreachableError(SystemDatabaseError):
+    """``reason`` is the driver's first line (host and port, never a password)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(
+            f"cannot reach the system database ({reason}); check that it is up and that "
+            "DBOS_SYSTEM_DATABASE_URL (or, for SQLite, [service] state_dir) points at it"
+        )
+
+    def __reduce__(self) -> tuple[type[SystemDatabaseUnreachableError], tuple[str]]:
+        return (type(self), (self.reason,))
+
+
 class EnqueueUnavailableError(TriggerError):
     """The system database could not take the enqueue; the sender should retry."""
 
