@@ -52,20 +52,17 @@ def json_option(fn: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(fn)
 
 
-def _client(settings: Any, *, create: bool = False) -> Any:
-    """A DBOSClient on the shared system database, or one line saying why not."""
+def _client(settings: Any) -> Any:
+    """A DBOSClient on the shared system database, or one line saying why not: on a
+    state folder or database ``serve`` never ran on, there is nothing to read yet, and
+    nothing is left behind (only ``fire`` sets one up, with ``sysdb.ensure``)."""
     from dbos import DBOSClient
 
-    if not settings.is_postgres:
-        path = settings.state_path / "dbos.sqlite"
-        if create:
-            settings.state_path.mkdir(parents=True, exist_ok=True)
-        elif not path.exists():
-            raise TriggerError(
-                f"no system database at {path} yet: start `bauplan-trigger serve` with this "
-                "config first (or point DBOS_SYSTEM_DATABASE_URL at the shared PostgreSQL)"
-            )
-    return DBOSClient(system_database_url=settings.database_url())
+    from workflows import sysdb
+
+    sysdb.require(settings)
+    # Fail at once when the database goes away mid-command, instead of blocking.
+    return DBOSClient(system_database_url=settings.database_url(), retry_connection_errors=False)
 
 
 def _settings(config: Path | None) -> Any:
@@ -149,6 +146,7 @@ def fire(
     from trigger.dispatch import fire_event
     from trigger.event import manual_event
     from trigger.matching import parse_params
+    from workflows import sysdb
     from workflows.queue import Enqueuer
 
     settings = _settings(config)
@@ -161,7 +159,10 @@ def fire(
             f"--event-id {event_id!r} is not a valid event id: use 1-200 letters, digits "
             "and ._:@/+=- starting with a letter or digit"
         ) from None
-    enqueuer = Enqueuer(settings, _client(settings, create=True))
+    # On a state folder serve never ran on, set the database up: the run waits for a worker.
+    if sysdb.ensure(settings):
+        click.echo(f"note: set up the system database at {sysdb.where(settings)}", err=True)
+    enqueuer = Enqueuer(settings, _client(settings))
     try:
         enqueued = fire_event(settings, enqueuer, event, source_addr="cli")
         if not as_json:
@@ -318,7 +319,7 @@ def runs_retry(config: Path | None, as_json: bool, run_id: str) -> None:
     from workflows.queue import Enqueuer
 
     settings = _settings(config)
-    enqueuer = Enqueuer(settings)
+    enqueuer = Enqueuer(settings, _client(settings))
     try:
         result = retry(settings, enqueuer, run_id)
     finally:
@@ -345,12 +346,10 @@ def runs_resume(config: Path | None, as_json: bool, run_id: str) -> None:
 
 
 def _control(action: str, config: Path | None, as_json: bool, run_id: str) -> None:
-    from dbos import DBOSClient
-
     from trigger import control
 
     settings = _settings(config)
-    client = DBOSClient(system_database_url=settings.database_url())
+    client = _client(settings)
     try:
         result = getattr(control, action)(settings, client, run_id)
     finally:
@@ -367,14 +366,12 @@ def _control(action: str, config: Path | None, as_json: bool, run_id: str) -> No
 @click.argument("ident", metavar="ID")
 def explain(config: Path | None, as_json: bool, ident: str) -> None:
     """The story of an event or run: event id, delivery id, run id, file path or git sha."""
-    from dbos import DBOSClient
-
     from trigger.eventlog import event_log
     from trigger.explain import explain as build
     from trigger.explain import render
 
     settings = _settings(config)
-    client = DBOSClient(system_database_url=settings.database_url())
+    client = _client(settings)
     try:
         story = build(ident, event_log(settings), client)
     finally:
@@ -445,9 +442,11 @@ def notify_test(
 )
 def recover(config: Path | None, as_json: bool, executor_id: str, force: bool) -> None:
     """Put a dead worker's in-flight runs back on their queues for live workers."""
+    from workflows import sysdb
     from workflows.takeover import recover_executor
 
     settings = _settings(config)
+    sysdb.require(settings)
     taken = recover_executor(settings, executor_id, force=force, by="cli")
     if as_json:
         click.echo(json.dumps({"executor_id": executor_id, "recovered": taken}, indent=2))

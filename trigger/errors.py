@@ -50,6 +50,18 @@ class SystemDatabaseError(TriggerError):
     """The system database cannot be used: not set up yet, unreachable, or not ours."""
 
 
+class SystemDatabaseMissingError(SystemDatabaseError):
+    def __init__(self, where: str) -> None:
+        self.where = where
+        super().__init__(
+            f"no system database at {where} yet: start `bauplan-trigger serve` with this "
+            "config first (or point DBOS_SYSTEM_DATABASE_URL at the shared PostgreSQL)"
+        )
+
+    def __reduce__(self) -> tuple[type[SystemDatabaseMissingError], tuple[str]]:
+        return (type(self), (self.where,))
+
+
 class SystemDatabaseUnreachableError(SystemDatabaseError):
     """``reason`` is the driver's first line (host and port, never a password)."""
 
