@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -12,10 +11,9 @@ from typing import Any, TypeVar
 import click
 
 from trigger.errors import TriggerError
+from trigger.follow import DEFAULT_TIMEOUT
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-TERMINAL = ("succeeded", "failed", "cancelled", "superseded")
 
 
 class _Group(click.Group):
@@ -27,7 +25,7 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except TriggerError as exc:
             click.echo(f"error: {exc}", err=True)
-            sys.exit(1)
+            sys.exit(getattr(exc, "exit_code", 1))
         except Exception as exc:
             from trigger import outage
 
@@ -129,7 +127,13 @@ def _load_sources() -> None:
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="A declared input.")
 @click.option("--event-id", default=None, help="Idempotency key: the same id runs once.")
 @click.option("--wait", is_flag=True, help="Block until the run ends; exit 1 if it failed.")
-@click.option("--timeout", type=float, default=None, help="With --wait: give up after N seconds.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    default=DEFAULT_TIMEOUT,
+    show_default=True,
+    help="With --wait: give up after N seconds (exit 3; the run goes on). 0: never.",
+)
 @json_option
 def fire(
     config: Path | None,
@@ -137,7 +141,7 @@ def fire(
     params: Sequence[str],
     event_id: str | None,
     wait: bool,
-    timeout: float | None,
+    timeout: float,
     as_json: bool,
 ) -> None:
     """Enqueue a run of TRIGGER into the running service's queue."""
@@ -145,8 +149,9 @@ def fire(
 
     from trigger.dispatch import fire_event
     from trigger.event import manual_event
+    from trigger.follow import follow
     from trigger.matching import parse_params
-    from workflows import sysdb
+    from workflows import sysdb, workers
     from workflows.queue import Enqueuer
 
     settings = _settings(config)
@@ -168,11 +173,27 @@ def fire(
         if not as_json:
             note = " (already exists: this event id was fired before)" if enqueued.duplicate else ""
             click.echo(f"{enqueued.run_id}{note}")
+        gone = None if enqueued.duplicate else workers.absent(settings)
+        if gone is not None:
+            click.echo(
+                f"warning: {gone}; run {enqueued.run_id} waits in the queue until one starts "
+                "(`bauplan-trigger serve`, role all or worker, with this config)",
+                err=True,
+            )
         if not wait:
             if as_json:
                 click.echo(json.dumps({"id": enqueued.run_id, "duplicate": enqueued.duplicate}))
             return
-        final = _wait_for(enqueuer, enqueued.run_id, timeout)
+        on_phase = _say if sys.stderr.isatty() else None
+        try:
+            final = follow(enqueuer.client, enqueued.run_id, settings, timeout, on_phase)
+        except KeyboardInterrupt:
+            click.echo(
+                f"\ninterrupted: run {enqueued.run_id} goes on; follow it with "
+                f"`bauplan-trigger runs show {enqueued.run_id}`",
+                err=True,
+            )
+            sys.exit(130)
     finally:
         enqueuer.close()
     if as_json:
@@ -183,22 +204,8 @@ def fire(
         sys.exit(1)
 
 
-def _wait_for(enqueuer: Any, run_id: str, timeout: float | None) -> dict[str, Any]:
-    from workflows.records import show_run
-
-    deadline = None if timeout is None else time.monotonic() + timeout
-    delay = 0.1
-    while True:
-        current: dict[str, Any] = show_run(enqueuer.client, run_id)
-        if current["status"] in TERMINAL:
-            return current
-        if deadline is not None and time.monotonic() > deadline:
-            raise TriggerError(
-                f"run {run_id} is still {current['status']} after {timeout:g}s; "
-                f"follow it with `bauplan-trigger runs show {run_id}`"
-            )
-        time.sleep(delay)
-        delay = min(delay * 1.5, 1.0)
+def _say(line: str) -> None:
+    click.echo(f"  {line}", err=True)
 
 
 def _describe(run: dict[str, Any]) -> str:

@@ -100,6 +100,20 @@ class RunFailed(TriggerError):
     """A Bauplan job that did not end in success: the run workflow ends in ERROR."""
 
 
+class RunStillGoingError(TriggerError):
+    """``fire --wait`` ran out of time; the run itself goes on. Exit code 3, so a script
+    can tell "not over yet" from "failed"."""
+
+    exit_code = 3
+
+    def __init__(self, run_id: str, status: str, timeout: float) -> None:
+        self.run_id = run_id
+        super().__init__(
+            f"run {run_id} is still {status} after {timeout:g}s (--timeout); it goes on: "
+            f"follow it with `bauplan-trigger runs show {run_id}`"
+        )
+
+
 class RunNotFoundError(TriggerError):
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id

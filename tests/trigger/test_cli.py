@@ -147,8 +147,10 @@ def test_a_state_folder_serve_never_ran_on(
     assert fired.returncode == 0, fired.stderr
     assert fired.stdout.strip() == "run:orders:fresh-1"
     assert "note: set up the system database at " in fired.stderr
+    assert "warning: no worker has ever run on this system database" in fired.stderr
     waiting = json.loads(cli("runs", "show", "run:orders:fresh-1", "--json").stdout)
     assert waiting["status"] == "waiting"
+    assert "no worker has ever run on this system database" in waiting["waiting_reason"]
 
     serve_process(config, env)
     ended = cli("fire", "orders", "--param", "run_date=d", "--event-id", "fresh-1", "--wait")
