@@ -187,7 +187,10 @@ class OutageLog(logging.Filter):
             self._prober.join(timeout=10)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.name == __name__ or not about_unreachable(record):
+        # DBOS's lines are chatter whatever their level; an error of ours is a
+        # consequence (a component that stopped) and is always shown.
+        ours_and_grave = record.name != "dbos" and record.levelno >= logging.ERROR
+        if record.name == __name__ or ours_and_grave or not about_unreachable(record):
             return True
         exc = record.exc_info[1] if record.exc_info else None
         with self._lock:

@@ -32,6 +32,14 @@ def test_an_outage_answers_503_and_logs_two_lines(
         config = write_config(tmp_path / "bauplan-trigger.toml", config_data)
         serve = serve_process(config, env)
         api = f"http://{config_data['service']['listen']}"
+        # Quiet: the last start-up lines are out and the database answers.
+        wait_until(
+            lambda: (
+                all(line in serve.log() for line in ("Started server process", "operator API on"))
+                and httpx.get(f"{api}/healthz").status_code == 200
+            ),
+            what="serve to finish starting",
+        )
         quiet_until = len(serve.log().splitlines())
 
         database.cut()
