@@ -31,6 +31,7 @@ from trigger.credentials import (
 )
 from trigger.errors import (
     BadParameterError,
+    EnqueueUnavailableError,
     RunControlError,
     RunNotFoundError,
     TokenInUrlError,
@@ -171,7 +172,13 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: _CHANGE[404]}
 INT64_MAX = 2**63 - 1
 
 router = APIRouter(
-    prefix="/api", tags=["operator"], dependencies=[Depends(authorize)], responses=GUARD_RESPONSES
+    prefix="/api",
+    tags=["operator"],
+    dependencies=[Depends(authorize)],
+    responses={
+        **GUARD_RESPONSES,
+        503: {"description": "the system database is unreachable; retry"},
+    },
 )
 
 RunStatus = Literal["waiting", "running", "succeeded", "failed", "cancelled"]
@@ -327,6 +334,8 @@ def post_fire(request: Request, name: str, body: FireBody | None = None) -> dict
     host = request.client.host if request.client else None
     try:
         enqueued = fire_event(settings, enqueuer_of(request), event, source_addr=host)
+    except EnqueueUnavailableError:
+        raise  # the app answers 503, as for every database outage
     except TriggerError as exc:
         raise HTTPException(409, detail=str(exc)) from None
     return {

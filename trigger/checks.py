@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
-from trigger.errors import BauplanFailure
+from trigger.errors import BauplanFailure, TriggerError
 from trigger.settings import Settings
 
 
@@ -58,24 +60,41 @@ def _secrets(trig: Any) -> list[dict[str, Any]]:
 
 
 def _database(settings: Settings) -> dict[str, Any]:
-    import sqlalchemy as sa
+    """The truth about the system database, found out without creating it."""
+    from trigger import outage
+    from workflows import sysdb
 
     kind = "postgresql" if settings.is_postgres else "sqlite"
+    where = sysdb.where(settings)
+    row = {"check": "system database", "result": "ok"}
     try:
-        settings.state_path.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(settings.database_url())
-        try:
-            with engine.connect() as conn:
-                conn.execute(sa.text("SELECT 1"))
-        finally:
-            engine.dispose()
+        ready = sysdb.is_ready(settings)
+    except TriggerError as exc:
+        return {**row, "result": "FAIL", "detail": str(exc)}
     except Exception as exc:
+        if not outage.is_unreachable(exc):
+            raise
+        return {**row, "result": "FAIL", "detail": str(outage.unreachable(exc))}
+    if ready:
+        return {**row, "detail": f"{kind} at {where} is set up and answers"}
+    if not settings.is_postgres and not _creatable(settings.state_path):
         return {
-            "check": "system database",
+            **row,
             "result": "FAIL",
-            "detail": f"{kind} unreachable ({type(exc).__name__}); check DBOS_SYSTEM_DATABASE_URL",
+            "detail": f"sqlite at {where} cannot be created: no write access to its folder; "
+            "fix [service] state_dir",
         }
-    return {"check": "system database", "result": "ok", "detail": f"{kind} reachable"}
+    return {
+        **row,
+        "detail": f"{kind} at {where} is not set up yet; `serve` (or the first `fire`) sets it up",
+    }
+
+
+def _creatable(folder: Path) -> bool:
+    """Whether ``folder`` exists writable, or could be made in its nearest existing parent."""
+    while not folder.exists():
+        folder = folder.parent
+    return folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)
 
 
 def _bauplan_user(settings: Settings) -> dict[str, Any]:

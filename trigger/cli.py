@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -12,20 +11,27 @@ from typing import Any, TypeVar
 import click
 
 from trigger.errors import TriggerError
+from trigger.follow import DEFAULT_TIMEOUT
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-TERMINAL = ("succeeded", "failed", "cancelled", "superseded")
-
 
 class _Group(click.Group):
-    """Turns our errors into one line on stderr and exit code 1, never a traceback."""
+    """Turns our errors, and a system database that cannot be reached, into one line on
+    stderr and exit code 1, never a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except TriggerError as exc:
             click.echo(f"error: {exc}", err=True)
+            sys.exit(getattr(exc, "exit_code", 1))
+        except Exception as exc:
+            from trigger import outage
+
+            if not outage.is_unreachable(exc):
+                raise
+            click.echo(f"error: {outage.unreachable(exc)}", err=True)
             sys.exit(1)
 
 
@@ -44,26 +50,17 @@ def json_option(fn: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(fn)
 
 
-def _client(settings: Any, *, create: bool = False) -> Any:
-    """A DBOSClient on the shared system database, or one line saying why not."""
+def _client(settings: Any) -> Any:
+    """A DBOSClient on the shared system database, or one line saying why not: on a
+    state folder or database ``serve`` never ran on, there is nothing to read yet, and
+    nothing is left behind (only ``fire`` sets one up, with ``sysdb.ensure``)."""
     from dbos import DBOSClient
 
-    if not settings.is_postgres:
-        path = settings.state_path / "dbos.sqlite"
-        if create:
-            settings.state_path.mkdir(parents=True, exist_ok=True)
-        elif not path.exists():
-            raise TriggerError(
-                f"no system database at {path} yet: start `bauplan-trigger serve` with this "
-                "config first (or point DBOS_SYSTEM_DATABASE_URL at the shared PostgreSQL)"
-            )
-    try:
-        return DBOSClient(system_database_url=settings.database_url())
-    except Exception as exc:
-        raise TriggerError(
-            f"cannot reach the system database ({type(exc).__name__}); "
-            "check DBOS_SYSTEM_DATABASE_URL or [service] state_dir"
-        ) from None
+    from workflows import sysdb
+
+    sysdb.require(settings)
+    # Fail at once when the database goes away mid-command, instead of blocking.
+    return DBOSClient(system_database_url=settings.database_url(), retry_connection_errors=False)
 
 
 def _settings(config: Path | None) -> Any:
@@ -77,8 +74,17 @@ def _settings(config: Path | None) -> Any:
 
 @click.group(cls=_Group)
 @click.version_option(package_name="bauplan-trigger")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """Durable run triggers for Bauplan pipelines."""
+    if ctx.invoked_subcommand != "serve":  # serve logs an outage its own way
+        import logging
+
+        from trigger.outage import DropUnreachable
+
+        # A command's one error line says the database cannot be reached; DBOS's
+        # logger would say it first, in three lines.
+        logging.getLogger("dbos").addFilter(DropUnreachable())
 
 
 @main.command()
@@ -100,12 +106,17 @@ def main() -> None:
 def serve(config: Path | None, role: str, log_format: str) -> None:
     """Run the service until SIGINT/SIGTERM."""
     from trigger.logs import setup_logging
+    from trigger.outage import OutageLog
     from trigger.service import serve as run_service
 
     settings = _settings(config)
     setup_logging(fmt=log_format)
     _load_sources()
-    run_service(settings, role)
+    outages = OutageLog(settings.database_url()).install()
+    try:
+        run_service(settings, role)
+    finally:
+        outages.close()
 
 
 def _load_sources() -> None:
@@ -119,7 +130,13 @@ def _load_sources() -> None:
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="A declared input.")
 @click.option("--event-id", default=None, help="Idempotency key: the same id runs once.")
 @click.option("--wait", is_flag=True, help="Block until the run ends; exit 1 if it failed.")
-@click.option("--timeout", type=float, default=None, help="With --wait: give up after N seconds.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    default=DEFAULT_TIMEOUT,
+    show_default=True,
+    help="With --wait: give up after N seconds (exit 3; the run goes on). 0: never.",
+)
 @json_option
 def fire(
     config: Path | None,
@@ -127,7 +144,7 @@ def fire(
     params: Sequence[str],
     event_id: str | None,
     wait: bool,
-    timeout: float | None,
+    timeout: float,
     as_json: bool,
 ) -> None:
     """Enqueue a run of TRIGGER into the running service's queue."""
@@ -135,7 +152,9 @@ def fire(
 
     from trigger.dispatch import fire_event
     from trigger.event import manual_event
+    from trigger.follow import follow
     from trigger.matching import parse_params
+    from workflows import sysdb, workers
     from workflows.queue import Enqueuer
 
     settings = _settings(config)
@@ -148,17 +167,36 @@ def fire(
             f"--event-id {event_id!r} is not a valid event id: use 1-200 letters, digits "
             "and ._:@/+=- starting with a letter or digit"
         ) from None
-    enqueuer = Enqueuer(settings, _client(settings, create=True))
+    # On a state folder serve never ran on, set the database up: the run waits for a worker.
+    if sysdb.ensure(settings):
+        click.echo(f"note: set up the system database at {sysdb.where(settings)}", err=True)
+    enqueuer = Enqueuer(settings, _client(settings))
     try:
         enqueued = fire_event(settings, enqueuer, event, source_addr="cli")
         if not as_json:
             note = " (already exists: this event id was fired before)" if enqueued.duplicate else ""
             click.echo(f"{enqueued.run_id}{note}")
+        gone = None if enqueued.duplicate else workers.absent(settings)
+        if gone is not None:
+            click.echo(
+                f"warning: {gone}; run {enqueued.run_id} waits in the queue until one starts "
+                "(`bauplan-trigger serve`, role all or worker, with this config)",
+                err=True,
+            )
         if not wait:
             if as_json:
                 click.echo(json.dumps({"id": enqueued.run_id, "duplicate": enqueued.duplicate}))
             return
-        final = _wait_for(enqueuer, enqueued.run_id, timeout)
+        on_phase = _say if sys.stderr.isatty() else None
+        try:
+            final = follow(enqueuer.client, enqueued.run_id, settings, timeout, on_phase)
+        except KeyboardInterrupt:
+            click.echo(
+                f"\ninterrupted: run {enqueued.run_id} goes on; follow it with "
+                f"`bauplan-trigger runs show {enqueued.run_id}`",
+                err=True,
+            )
+            sys.exit(130)
     finally:
         enqueuer.close()
     if as_json:
@@ -169,22 +207,8 @@ def fire(
         sys.exit(1)
 
 
-def _wait_for(enqueuer: Any, run_id: str, timeout: float | None) -> dict[str, Any]:
-    from workflows.records import show_run
-
-    deadline = None if timeout is None else time.monotonic() + timeout
-    delay = 0.1
-    while True:
-        current: dict[str, Any] = show_run(enqueuer.client, run_id)
-        if current["status"] in TERMINAL:
-            return current
-        if deadline is not None and time.monotonic() > deadline:
-            raise TriggerError(
-                f"run {run_id} is still {current['status']} after {timeout:g}s; "
-                f"follow it with `bauplan-trigger runs show {run_id}`"
-            )
-        time.sleep(delay)
-        delay = min(delay * 1.5, 1.0)
+def _say(line: str) -> None:
+    click.echo(f"  {line}", err=True)
 
 
 def _describe(run: dict[str, Any]) -> str:
@@ -305,7 +329,7 @@ def runs_retry(config: Path | None, as_json: bool, run_id: str) -> None:
     from workflows.queue import Enqueuer
 
     settings = _settings(config)
-    enqueuer = Enqueuer(settings)
+    enqueuer = Enqueuer(settings, _client(settings))
     try:
         result = retry(settings, enqueuer, run_id)
     finally:
@@ -332,12 +356,10 @@ def runs_resume(config: Path | None, as_json: bool, run_id: str) -> None:
 
 
 def _control(action: str, config: Path | None, as_json: bool, run_id: str) -> None:
-    from dbos import DBOSClient
-
     from trigger import control
 
     settings = _settings(config)
-    client = DBOSClient(system_database_url=settings.database_url())
+    client = _client(settings)
     try:
         result = getattr(control, action)(settings, client, run_id)
     finally:
@@ -354,14 +376,12 @@ def _control(action: str, config: Path | None, as_json: bool, run_id: str) -> No
 @click.argument("ident", metavar="ID")
 def explain(config: Path | None, as_json: bool, ident: str) -> None:
     """The story of an event or run: event id, delivery id, run id, file path or git sha."""
-    from dbos import DBOSClient
-
     from trigger.eventlog import event_log
     from trigger.explain import explain as build
     from trigger.explain import render
 
     settings = _settings(config)
-    client = DBOSClient(system_database_url=settings.database_url())
+    client = _client(settings)
     try:
         story = build(ident, event_log(settings), client)
     finally:
@@ -432,9 +452,11 @@ def notify_test(
 )
 def recover(config: Path | None, as_json: bool, executor_id: str, force: bool) -> None:
     """Put a dead worker's in-flight runs back on their queues for live workers."""
+    from workflows import sysdb
     from workflows.takeover import recover_executor
 
     settings = _settings(config)
+    sysdb.require(settings)
     taken = recover_executor(settings, executor_id, force=force, by="cli")
     if as_json:
         click.echo(json.dumps({"executor_id": executor_id, "recovered": taken}, indent=2))

@@ -53,6 +53,36 @@ class BranchError(TriggerError):
     """A Bauplan branch name that we refuse to write to."""
 
 
+class SystemDatabaseError(TriggerError):
+    """The system database cannot be used: not set up yet, unreachable, or not ours."""
+
+
+class SystemDatabaseMissingError(SystemDatabaseError):
+    def __init__(self, where: str) -> None:
+        self.where = where
+        super().__init__(
+            f"no system database at {where} yet: start `bauplan-trigger serve` with this "
+            "config first (or point DBOS_SYSTEM_DATABASE_URL at the shared PostgreSQL)"
+        )
+
+    def __reduce__(self) -> tuple[type[SystemDatabaseMissingError], tuple[str]]:
+        return (type(self), (self.where,))
+
+
+class SystemDatabaseUnreachableError(SystemDatabaseError):
+    """``reason`` is the driver's first line (host and port, never a password)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(
+            f"cannot reach the system database ({reason}); check that it is up and that "
+            "DBOS_SYSTEM_DATABASE_URL (or, for SQLite, [service] state_dir) points at it"
+        )
+
+    def __reduce__(self) -> tuple[type[SystemDatabaseUnreachableError], tuple[str]]:
+        return (type(self), (self.reason,))
+
+
 class EnqueueUnavailableError(TriggerError):
     """The system database could not take the enqueue; the sender should retry."""
 
@@ -75,6 +105,20 @@ def _make_failure(message: str, retryable: bool) -> BauplanFailure:
 
 class RunFailed(TriggerError):
     """A Bauplan job that did not end in success: the run workflow ends in ERROR."""
+
+
+class RunStillGoingError(TriggerError):
+    """``fire --wait`` ran out of time; the run itself goes on. Exit code 3, so a script
+    can tell "not over yet" from "failed"."""
+
+    exit_code = 3
+
+    def __init__(self, run_id: str, status: str, timeout: float) -> None:
+        self.run_id = run_id
+        super().__init__(
+            f"run {run_id} is still {status} after {timeout:g}s (--timeout); it goes on: "
+            f"follow it with `bauplan-trigger runs show {run_id}`"
+        )
 
 
 class RunNotFoundError(TriggerError):

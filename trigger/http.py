@@ -20,7 +20,7 @@ import uvicorn
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from trigger import connections
+from trigger import connections, outage
 from trigger.errors import TriggerError
 from trigger.service import ServiceContext, register_component
 from trigger.settings import Settings
@@ -82,6 +82,9 @@ def create_app(settings: Settings, context: ServiceContext | None = None) -> Fas
 
     for router in _ROUTERS:
         app.include_router(router)
+    # One answer for the whole app while the system database is unreachable: 503.
+    for kind in outage.DATABASE_ERRORS:
+        app.add_exception_handler(kind, outage.answer_unavailable)
     return app
 
 

@@ -46,12 +46,7 @@ def _first(pattern: re.Pattern[str], text: str) -> str | None:
 
 
 def _workflow_id() -> str | None:
-    try:
-        from dbos import DBOS
-
-        current = DBOS.workflow_id
-    except Exception:
-        return None
+    current = _dbos_workflow_id()
     return current if current and current.startswith("run:") else None
 
 
@@ -62,6 +57,40 @@ class _DropExpectedFailures(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
         return type(exc).__name__ not in ("RunFailed",)
+
+
+class _NameRetriedSteps(logging.Filter):
+    """DBOS logs ``Step being automatically retried (attempt N of M)`` with the error
+    only as a traceback and without the run: put the run id and the error on the line
+    itself, and drop the traceback (the retry is expected; the error says why)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith("Step being automatically retried"):
+            return True
+        exc = record.exc_info[1] if record.exc_info else None
+        error = f"{type(exc).__name__}: {exc}" if exc is not None else "-"
+        record.msg = f"{record.getMessage()} run={_dbos_workflow_id() or '-'} error={error}"
+        record.args = None
+        record.exc_info = None
+        record.exc_text = None
+        return True
+
+
+def _dbos_workflow_id() -> str | None:
+    try:
+        from dbos import DBOS
+
+        return DBOS.workflow_id
+    except Exception:
+        return None
+
+
+def tame_dbos_logger() -> None:
+    """The filters our log set-up puts on DBOS's own logger; installing twice is a no-op."""
+    dbos_logger = logging.getLogger("dbos")
+    for kind in (_DropExpectedFailures, _NameRetriedSteps):
+        if not any(isinstance(f, kind) for f in dbos_logger.filters):
+            dbos_logger.addFilter(kind())
 
 
 def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
@@ -82,7 +111,7 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     root._bauplan_trigger = True  # type: ignore[attr-defined]
     dbos_logger = logging.getLogger("dbos")
     dbos_logger.setLevel(logging.WARNING)
-    dbos_logger.addFilter(_DropExpectedFailures())
+    tame_dbos_logger()
     if fmt == "json" and not dbos_logger.handlers:
         # DBOS adds its own plain console handler only when the logger has none.
         dbos_logger.addHandler(handler)

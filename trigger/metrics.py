@@ -25,6 +25,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from trigger import outage
 from trigger.api import GUARD_RESPONSES, authorize
 from trigger.eventlog import EventLog, event_log
 from trigger.http import register_router, state
@@ -57,7 +58,8 @@ class StateCollector(Collector):
         try:
             yield from self._collect()
         except sa.exc.SQLAlchemyError as exc:
-            log.warning("metrics scrape could not read the database: %s", type(exc).__name__)
+            # The driver's words, so that an outage's line is held back with the others.
+            log.warning("metrics scrape could not read the database: %s", outage.reason(exc))
             up = GaugeMetricFamily("bauplan_trigger_database_up", "Whether the scrape read it")
             up.add_metric([], 0)
             yield up

@@ -24,6 +24,7 @@ from typing import Any
 
 from dbos import DBOS, DBOSClient
 
+from trigger import outage
 from trigger.event import Event
 from trigger.matching import register_filter
 from trigger.service import ServiceContext, register_component
@@ -36,6 +37,7 @@ TICK_WORKFLOW = "bauplan_trigger.schedule_tick"
 SCHEDULE_PREFIX = "bauplan-trigger."
 MAX_CATCH_UP = 1000
 _EPSILON = timedelta(milliseconds=1)
+_SETUP_RETRY_SECONDS = 2.0
 
 
 def schedule_name(trigger: str) -> str:
@@ -272,8 +274,22 @@ def schedule_rows(settings: Settings, client: DBOSClient | None = None) -> list[
 
 
 async def run_schedules(ctx: ServiceContext) -> None:
-    """The ``serve`` component: set the schedules up once DBOS is launched, then idle."""
-    report = await asyncio.to_thread(setup, ctx.settings, ctx.enqueuer)
+    """The ``serve`` component: set the schedules up once DBOS is launched, then idle. An
+    outage of the system database delays the set-up; it must not stop ``serve``."""
+    while True:
+        try:
+            report = await asyncio.to_thread(setup, ctx.settings, ctx.enqueuer)
+            break
+        except Exception as exc:
+            if not outage.is_unreachable(exc):
+                raise
+            # The driver's words, so that the outage log holds this line back too.
+            log.warning(
+                "schedules not applied yet, trying again in %gs: %s",
+                _SETUP_RETRY_SECONDS,
+                outage.reason(exc),
+            )
+            await asyncio.sleep(_SETUP_RETRY_SECONDS)
     if report.applied or report.removed:
         log.info(
             "schedules applied=%s removed=%s",

@@ -102,12 +102,11 @@ def launch(
 
 def prepare_database(settings: Settings) -> None:
     """Create or migrate the system database without launching an executor: what an
-    ingress-only process needs before its first enqueue."""
-    from dbos import run_dbos_database_migrations
-
+    ingress-only process (or a ``fire`` on a fresh state folder) needs before its first
+    enqueue. Failures raise (DBOS's CLI helper would print and exit instead)."""
     settings.state_path.mkdir(parents=True, exist_ok=True)
     Store(settings.database_url(), create_database=True).close()  # the database and our tables
-    run_dbos_database_migrations(settings.database_url())
+    DBOS.migrate(settings.database_url())
 
 
 def check_registration(queue_names: list[str] | None = None) -> None:

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from dbos import DBOSClient, WorkflowStatus
 
 from trigger.settings import Settings
+from workflows import workers
 from workflows.flow_queues import QueueSpec, all_specs
 
 
@@ -63,6 +64,7 @@ def reasons(
     specs = all_specs(settings, base)
     views: dict[str, _QueueView] = {}
     out: dict[str, str] = {}
+    idle: list[str] = []  # why nothing picks up a run next in line; asked at most once
     for row in rows:
         status = str(row.status)
         if status == "DELAYED":
@@ -82,11 +84,26 @@ def reasons(
             continue
         if spec.name not in views:
             views[spec.name] = _QueueView(client, spec, workflow)
-        out[row.workflow_id] = _reason(views[spec.name], settings, row)
+        held = _reason(views[spec.name], settings, row)
+        if held is None and not idle:
+            idle.append(_next_in_line(settings))
+        out[row.workflow_id] = held or idle[0]
     return out
 
 
-def _reason(view: _QueueView, settings: Settings, row: WorkflowStatus) -> str:
+def _next_in_line(settings: Settings) -> str:
+    """Nothing holds the run back, so it waits for a worker: say so if none is alive."""
+    gone = workers.absent(settings)
+    if gone is None:
+        return "next in line: waiting for a worker to pick it up"
+    return (
+        f"next in line, but {gone}: start `bauplan-trigger serve` (role all or worker) "
+        "with this config to run it"
+    )
+
+
+def _reason(view: _QueueView, settings: Settings, row: WorkflowStatus) -> str | None:
+    """The limit that holds the run back, or None when none does."""
     branch = row.queue_partition_key or ""
     busy = view.running_by_branch.get(branch, [])
     if len(busy) >= view.spec.per_branch_concurrency:
@@ -102,4 +119,4 @@ def _reason(view: _QueueView, settings: Settings, row: WorkflowStatus) -> str:
     cap = settings.queue.global_concurrency
     if cap is not None and view.running >= cap:
         return f"the global cap is reached ({view.running} of {cap} runs running)"
-    return "next in line: waiting for a worker to pick it up"
+    return None

@@ -63,11 +63,19 @@ def _git(*args: str, cwd: Path | None = None, timeout: float = _GIT_TIMEOUT) -> 
             check=False,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise WorkspaceError(f"git {args[0]} did not complete ({exc})", retryable=True) from None
+        raise WorkspaceError(
+            f"git {_command(args)} did not complete ({exc})", retryable=True
+        ) from None
     if result.returncode != 0:
-        detail = (result.stderr.strip().splitlines() or ["no output"])[-1][:300]
-        raise WorkspaceError(f"git {args[0]} failed: {detail}", retryable=True)
+        lines = result.stderr.strip().splitlines() or ["no output"]
+        detail = next((line for line in lines if line.startswith("fatal:")), lines[-1])[:300]
+        raise WorkspaceError(f"git {_command(args)} failed: {detail}", retryable=True)
     return result.stdout
+
+
+def _command(args: tuple[str, ...]) -> str:
+    """The git subcommand, past a leading ``-C <folder>``."""
+    return args[2] if args[:1] == ("-C",) and len(args) > 2 else args[0]
 
 
 def check_inputs(source: str, sha: str, subdir: str) -> None:
@@ -101,6 +109,9 @@ def _has_commit(mirror: Path, sha: str) -> bool:
 
 
 def _fetch(mirror: Path, source: str, sha: str) -> None:
+    """Make ``sha`` present in the mirror. The retry decision is made here: a clone or
+    fetch that fails (network, server) is transient, so ``_git`` marks it retryable; a
+    commit still missing after a fetch that worked is permanent."""
     if not (mirror / "HEAD").is_file():
         if mirror.exists():
             shutil.rmtree(mirror)
@@ -115,10 +126,10 @@ def _fetch(mirror: Path, source: str, sha: str) -> None:
     with suppress(WorkspaceError):
         _git("-C", str(mirror), "fetch", "--quiet", "origin", "--", sha)
     if not _has_commit(mirror, sha):
+        # The fetch worked, so asking again will not make the commit appear: permanent.
         raise WorkspaceError(
-            f"commit {sha} is not in {_display(source)} (fetched just now); "
-            "was it force-pushed away?",
-            retryable=True,
+            f"commit {sha} is not in {_display(source)} after a fresh fetch (was it "
+            "force-pushed away, or pushed to another repository?); the run is not retried"
         )
 
 

@@ -167,3 +167,34 @@ def test_rehearsal_faults_are_armed_listed_and_cleared_from_the_command_line(
     cleared = run_cli(rehearse[0], "faults", *rehearse[1:], "--clear")
     assert cleared.stdout.strip() == "cleared 2 fault(s)"
     assert run_cli(rehearse[0], "faults", *rehearse[1:]).stdout.strip() == "(none)"
+
+
+def test_a_state_folder_serve_never_ran_on(
+    tmp_path: Path, project_dir: Path, backend: str | None, serve_process: Any
+) -> None:
+    config = _config(tmp_path, project_dir)
+    env = _env(backend)
+
+    def cli(*args: str) -> Any:
+        return run_cli(*args, "--config", str(config), env=env)
+
+    for args in (("runs",), ("explain", "x")):
+        result = cli(*args)
+        assert result.returncode == 1, (args, result)
+        assert result.stderr.startswith("error: no system database at "), (args, result.stderr)
+        assert len(result.stderr.splitlines()) == 1, (args, result.stderr)
+    assert not (tmp_path / "state").exists()  # reading left nothing behind, not even a file
+
+    fired = cli("fire", "orders", "--param", "run_date=d", "--event-id", "fresh-1")
+    assert fired.returncode == 0, fired.stderr
+    assert fired.stdout.strip() == "run:orders:fresh-1"
+    assert "note: set up the system database at " in fired.stderr
+    assert "warning: no worker has ever run on this system database" in fired.stderr
+    waiting = json.loads(cli("runs", "show", "run:orders:fresh-1", "--json").stdout)
+    assert waiting["status"] == "waiting"
+    assert "no worker has ever run on this system database" in waiting["waiting_reason"]
+
+    serve_process(config, env)
+    ended = cli("fire", "orders", "--param", "run_date=d", "--event-id", "fresh-1", "--wait")
+    assert ended.returncode == 0, ended.stderr
+    assert "already exists" in ended.stdout and "succeeded" in ended.stdout

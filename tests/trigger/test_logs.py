@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
 
-from tests.support import base_config, run_cli, wait_until, write_config
-from trigger.logs import JsonFormatter
+from tests.support import base_config, final_run, make_settings, run_cli, wait_until, write_config
+from trigger.logs import JsonFormatter, tame_dbos_logger
 
 
 def test_a_record_names_its_run_trigger_and_event() -> None:
-    import logging
-
     record = logging.LogRecord(
         "workflows.queue",
         logging.INFO,
@@ -89,3 +88,50 @@ def test_serve_logs_json_lines(tmp_path: Path, project_dir: Path) -> None:
     guard = [line for line in lines if line["logger"] == "trigger.api"]
     assert "without a token: serving it only because" in guard[0]["message"]
     assert guard[0]["level"] == "WARNING"
+
+
+class _Lines(logging.Handler):
+    """What a text handler on DBOS's logger would print, traceback included."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter("%(message)s"))
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+def test_a_retried_step_names_its_run_and_the_error(tmp_path: Path, project_dir: Path) -> None:
+    from trigger.dispatch import fire_event
+    from trigger.event import manual_event
+    from workflows import app
+    from workflows.queue import Enqueuer
+    from workflows.rehearsal import Ledger
+    from workflows.runtime import ledger_path
+
+    settings = make_settings(tmp_path, None, project_dir)
+    dbos_logger = logging.getLogger("dbos")
+    before = list(dbos_logger.filters)
+    tame_dbos_logger()
+    seen = _Lines()
+    dbos_logger.addHandler(seen)
+    app.launch(settings)
+    enqueuer = Enqueuer(settings)
+    try:
+        Ledger(ledger_path(settings)).inject_fault("run", "TooManyRequestsError", "slow down")
+        event = manual_event("orders", {"run_date": "r"}, event_id="retry-1")
+        fire_event(settings, enqueuer, event, source_addr="test")
+        assert final_run(enqueuer, "run:orders:retry-1")["status"] == "succeeded"
+    finally:
+        enqueuer.close()
+        app.shutdown()
+        dbos_logger.removeHandler(seen)
+        for added in [f for f in dbos_logger.filters if f not in before]:
+            dbos_logger.removeFilter(added)
+    retried = [line for line in seen.lines if "automatically retried" in line]
+    assert retried == [
+        "Step being automatically retried (attempt 1 of 6) run=run:orders:retry-1 "
+        "error=BauplanFailure: Bauplan run failed, will retry: TooManyRequestsError: "
+        "(429, 'TooManyRequestsError', 'slow down')"
+    ]

@@ -89,6 +89,27 @@ def test_an_unknown_commit_or_folder_is_a_clear_error(tmp_path: Path) -> None:
         workspace.prepare(state, str(upstream), first, "run:x:2", "nope")
 
 
+def test_a_commit_missing_after_a_fresh_fetch_is_permanent(tmp_path: Path) -> None:
+    upstream = tmp_path / "upstream"
+    make_repo(upstream)
+    with pytest.raises(WorkspaceError) as caught:
+        workspace.prepare(tmp_path / "state", str(upstream), "f" * 40, "run:x:1", ".")
+    assert caught.value.retryable is False
+    assert "after a fresh fetch" in str(caught.value)
+
+
+def test_a_fetch_that_fails_is_transient(tmp_path: Path) -> None:
+    upstream = tmp_path / "upstream"
+    first, _ = make_repo(upstream)
+    state = tmp_path / "state"
+    workspace.prepare(state, str(upstream), first, "run:x:1", ".")  # the mirror exists now
+    shutil.rmtree(upstream)  # the source goes away: the next fetch fails
+    with pytest.raises(WorkspaceError) as caught:
+        workspace.prepare(state, str(upstream), "f" * 40, "run:x:2", ".")
+    assert caught.value.retryable is True
+    assert "git fetch failed" in str(caught.value)
+
+
 def test_credentials_in_a_source_url_stay_out_of_errors(tmp_path: Path) -> None:
     source = "http://user:hunter2@127.0.0.1:9/acme/lakehouse.git"
     with pytest.raises(WorkspaceError) as caught:
