@@ -30,6 +30,7 @@ from trigger.eventlog import EventLog, event_log
 from trigger.http import register_router, state
 from trigger.service import ServiceContext, register_component
 from trigger.settings import Settings
+from trigger.text import Identifier
 from workflows.queue import Enqueuer
 
 log = logging.getLogger(__name__)
@@ -167,7 +168,9 @@ def get_run(request: Request, run_id: str) -> dict[str, Any]:
 
 class ActionBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    actor: str | None = Field(default=None, max_length=100, description="who asks, for the log")
+    actor: Identifier | None = Field(
+        default=None, max_length=100, description="who asks, for the log"
+    )
 
 
 @router.post("/runs/{run_id}/retry", summary="A new run of the same request, linked to it")
@@ -235,7 +238,7 @@ class FireBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     params: dict[str, str] = Field(default_factory=dict)
     event_id: str | None = None
-    fired_by: str | None = Field(default=None, max_length=100)
+    fired_by: Identifier | None = Field(default=None, max_length=100)
 
 
 @router.post("/triggers/{name}/fire", summary="Enqueue a run of a trigger, like `fire`")

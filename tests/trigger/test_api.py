@@ -116,6 +116,35 @@ def test_fire_refuses_unknown_triggers_and_undeclared_params(api: Any) -> None:
     assert client.get("/api/events/nothing-at-all").status_code == 404
 
 
+def _post_json(client: httpx.Client, path: str, data: Any) -> httpx.Response:
+    """JSON as any sender may write it: lone surrogates as \\u escapes (httpx refuses)."""
+    import json
+
+    body = json.dumps(data).encode()
+    return client.post(path, content=body, headers={"Content-Type": "application/json"})
+
+
+def test_fire_and_actions_refuse_strings_by_the_rule_of_every_source(
+    tmp_path: Any, project_dir: Any
+) -> None:
+    app = _app_for(tmp_path, project_dir, triggers=shared_branch_triggers(project_dir))
+    fire = "/api/triggers/quick/fire"
+    with client_for(app) as client:
+        lone = _post_json(client, fire, {"fired_by": "oct\ud800cat"})
+        control = _post_json(client, fire, {"fired_by": "a\n2026 INFO forged"})
+        actor = _post_json(client, "/api/runs/run:quick:none/retry", {"actor": "\x1b[2J"})
+        key = _post_json(client, fire, {"params": {"\udcff": "1"}})
+        nan = _post_json(client, fire, {"fired_by": float("nan")})  # Python's JSON admits NaN
+    app.state.bauplan_trigger.engine.dispose()
+    assert [r.status_code for r in (lone, control, actor, key, nan)] == [422] * 5
+    assert nan.json()["detail"][0]["input"] is None
+    assert lone.json()["detail"][0]["loc"] == ["body", "fired_by"]
+    assert lone.json()["detail"][0]["input"] == "oct\\ud800cat"
+    assert "control character (U+000A)" in control.json()["detail"][0]["msg"]
+    assert actor.json()["detail"][0]["loc"] == ["body", "actor"]
+    assert "--param '\\udcff'" in key.json()["detail"]
+
+
 def test_the_api_is_in_the_openapi_document(api: Any) -> None:
     _, client = api
     paths = client.get("/openapi.json").json()["paths"]

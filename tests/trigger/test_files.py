@@ -221,7 +221,7 @@ def test_new_content_is_a_second_offer_and_a_touch_with_content_identity_none(
     assert shas[0] != shas[1] and all(isinstance(s, str) and len(s) == 64 for s in shas)
 
 
-def test_a_symlink_out_of_the_dir_is_skipped_and_names_with_newlines_work(
+def test_symlinks_out_of_the_dir_and_names_that_cannot_be_values_are_skipped_saying_why(
     watch: Any, landing: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     secret = tmp_path / "secret.csv"
@@ -230,13 +230,22 @@ def test_a_symlink_out_of_the_dir_is_skipped_and_names_with_newlines_work(
     (landing / "inside.csv").symlink_to(landing / "real.dat")
     (landing / "real.dat").write_text("inside")
     (landing / "bad\nname.csv").write_text("x")
+    (landing / "tab\x1b[31m.csv").write_text("x")
+    Path(os.fsdecode(os.fsencode(landing) + b"/latin1-\xe9.csv")).write_bytes(b"x")
     thread, recorder = watch(patterns=["*.csv"])
-    wait_until(lambda: len(recorder.requests) == 2, what="two offers")
-    assert recorder.rels() == ["bad\nname.csv", "inside.csv"]
-    assert thread.watcher.counts["skipped"] == 1
-    lines = [r.getMessage() for r in caplog.records if "escape.csv" in r.getMessage()]
-    assert lines and "outside the watched dir" in lines[0]
-    assert all("\n" not in r.getMessage() for r in caplog.records)
+    wait_until(lambda: thread.watcher.counts["skipped"] == 4, what="four skips")
+    wait_until(lambda: len(recorder.requests) == 1, what="one offer")
+    assert recorder.rels() == ["inside.csv"]
+    skips = sorted(r.getMessage() for r in caplog.records if r.getMessage().startswith("skipping"))
+    assert [line.split(" in ", 1)[0] for line in skips] == [
+        "skipping bad\\nname.csv",
+        "skipping escape.csv",
+        "skipping latin1-\\udce9.csv",
+        "skipping tab\\x1b[31m.csv",
+    ]
+    assert skips[0].endswith("its name has a control character (U+000A) at position 3; rename it")
+    assert "outside the watched dir" in skips[1]
+    assert skips[2].endswith("its name is not valid UTF-8; rename it")
 
 
 def test_a_dir_removed_while_watching_is_reported_and_watched_again(

@@ -86,3 +86,16 @@ def test_the_body_is_checked_against_the_declared_fields(offline: Any) -> None:
     assert "'drop'" in unknown.json()["error"]
     assert [r.status_code for r in (unknown, wrong_type, missing, control, malformed)] == [400] * 5
     assert nobody.status_code == 404
+
+
+def test_string_values_follow_the_same_rule_as_git_pushes(offline: Any) -> None:
+    with offline() as server:
+        c1 = _post(server.url, {"table": "t\x85", "rows": 1}, msg_id="g")
+        bidi = _post(server.url, {"table": "t\u202eexe.", "rows": 1}, msg_id="h")
+        lone = _post(server.url, {"table": "t\ud800", "rows": 1}, msg_id="i")
+    assert [r.status_code for r in (c1, bidi, lone)] == [400] * 3
+    assert c1.json()["error"] == (
+        "body key 'table' = 't\\x85' has a control character (U+0085) at position 1; refused"
+    )
+    assert "(U+202E)" in bidi.json()["error"]
+    assert "field table is not valid Unicode" in lone.json()["error"]

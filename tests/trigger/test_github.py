@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -215,6 +216,33 @@ def test_hostile_refs_and_shas_are_400_and_start_nothing(offline: Any) -> None:
     assert "refused" in responses[0].json()["error"]
 
 
+def test_strings_follow_one_rule_and_a_refusal_names_the_field(offline: Any) -> None:
+    import json
+
+    head = {**github_push()["head_commit"], "message": "Fix \ud800 orders"}
+    repository = {**github_push()["repository"], "description": "\udcff"}
+    raw = body_of(github_push()).replace(b"octocat", b"oct\xed\xa0\x80cat", 1)
+    with offline() as server:
+        nul = _post(server.url, github_push(pusher={"name": "oct\x00cat"}), delivery="s-1")
+        csi = _post(server.url, github_push(pusher={"name": "oct\x9b2Jcat"}), delivery="s-2")
+        lone = _post(server.url, github_push(pusher={"name": "oct\ud800cat"}), delivery="s-3")
+        message = _post(server.url, github_push(head_commit=head), delivery="s-4")
+        unused = _post(server.url, github_push(repository=repository), delivery="s-5")
+        encoded = _post(server.url, raw, delivery="s-6")
+    answers = [r.json()["error"] for r in (nul, csi, lone, message, unused, encoded)]
+    assert [r.status_code for r in (nul, csi, lone, message, unused, encoded)] == [400] * 6
+    assert answers[0].startswith("pusher.name 'oct\\x00cat' has a control character (U+0000)")
+    assert answers[1].startswith("pusher.name 'oct\\x9b2Jcat' has a control character (U+009B)")
+    assert answers[2] == (
+        "the body's field pusher.name is not valid Unicode: it holds a lone surrogate "
+        "(U+D800) at position 3; send valid Unicode text"
+    )
+    assert "field head_commit.message is not valid Unicode" in answers[3]
+    assert "field repository.description is not valid Unicode" in answers[4]
+    assert answers[5].startswith("the body is not valid UTF-8 (byte 0xed at position")
+    assert json.dumps(answers).isascii()
+
+
 def test_malformed_bodies_are_400_and_wrong_content_types_415(offline: Any) -> None:
     with offline() as server:
         broken = _post(server.url, b"{not json")
@@ -276,7 +304,6 @@ def test_an_oversized_body_is_refused_while_streaming(offline: Any) -> None:
 
 @pytest.mark.postgres
 def test_a_system_database_gone_at_enqueue_time_is_503(tmp_path: Path, project_dir: Path) -> None:
-    import uuid
 
     import psycopg
 

@@ -113,3 +113,16 @@ def test_hostile_refs_are_400(offline: Any) -> None:
         response = _post(server.url, gitlab_push(ref="refs/heads/-oops"))
         sha = _post(server.url, gitlab_push(after="$(reboot)"))
     assert (response.status_code, sha.status_code) == (400, 400)
+
+
+def test_the_pusher_follows_the_same_rule_as_on_github(offline: Any) -> None:
+    with offline() as server:
+        nul = _post(server.url, gitlab_push(user_username="js\x00mith"), uuid="s-1")
+        named = _post(
+            server.url, gitlab_push(user_username="", user_name="John\x1b[8m"), uuid="s-2"
+        )
+        lone = _post(server.url, gitlab_push(user_name="J\ud800"), uuid="s-3")
+    assert [r.status_code for r in (nul, named, lone)] == [400] * 3
+    assert nul.json()["error"].startswith("user_username 'js\\x00mith' has a control character")
+    assert named.json()["error"].startswith("user_name 'John\\x1b[8m' has a control character")
+    assert "field user_name is not valid Unicode" in lone.json()["error"]
