@@ -10,6 +10,7 @@ import pytest
 
 import trigger.sources  # noqa: F401  (registers the routers)
 from tests.support import wait_until
+from tests.trigger.fuzzkit import Ingress
 from tests.trigger.server import client_for
 from trigger.api import close_api
 from trigger.http import create_app
@@ -116,6 +117,37 @@ def test_fire_refuses_unknown_triggers_and_undeclared_params(api: Any) -> None:
     assert client.get("/api/events/nothing-at-all").status_code == 404
 
 
+def test_strings_older_versions_stored_read_back_escaped_through_every_reader(api: Any) -> None:
+    from datetime import UTC, datetime
+
+    from trigger.dispatch import dispatch
+    from trigger.event import Event
+    from workflows.queue import Enqueuer
+
+    settings, client = api
+    enqueuer = Enqueuer(settings)
+    try:
+        for n in (1, 2):  # what the event model let through before it refused such strings
+            stored = Event.model_construct(
+                kind="manual",
+                id=f"old-{n}",
+                received_at=datetime.now(UTC),
+                attributes={"trigger": "quick", "fired_by": "oct\ud800cat"},
+            )
+            dispatch(settings, enqueuer, stored)
+    finally:
+        enqueuer.close()
+    run = _until(client, "run:quick:old-2", *FINAL)
+    assert run["event"]["fired_by"] == "oct\\ud800cat"
+    for path in ("/api/runs", "/api/events/old-1", "/api/events/run:quick:old-2", "/"):
+        assert client.get(path).status_code == 200, path
+    assert client.get("/runs/run:quick:old-2").status_code == 200
+    first = client.get("/api/events", params={"limit": 1}).json()
+    rest = client.get("/api/events", params={"limit": 20, "before": first["next_before"]}).json()
+    assert [e["event_id"] for e in first["events"] + rest["events"]] == ["old-2", "old-1"]
+    assert rest["events"][0]["attributes"]["fired_by"] == "oct\\ud800cat"
+
+
 def _post_json(client: httpx.Client, path: str, data: Any) -> httpx.Response:
     """JSON as any sender may write it: lone surrogates as \\u escapes (httpx refuses)."""
     import json
@@ -209,3 +241,13 @@ def test_a_named_but_unset_token_variable_turns_the_api_off(
         assert response.status_code == 403
         assert "BT_TEST_NOT_SET, which is not set" in response.json()["detail"]
     app.state.bauplan_trigger.engine.dispose()
+
+
+def test_a_lookup_by_a_string_no_id_can_hold_finds_nothing(ingress: Ingress) -> None:
+    # PostgreSQL cannot even compare a text holding NUL; no id or name holds one.
+    http = ingress.http
+    assert http.get("/api/runs", params={"trigger": "x\x00"}).json()["runs"] == []
+    assert http.get("/api/events", params={"source": "x\x00"}).json()["events"] == []
+    for path in ("/api/runs/x%00", "/api/events/x%00", "/runs/x%00", "/api/runs/x%0A"):
+        assert http.get(path).status_code == 404, path
+    assert http.post("/api/runs/x%00/cancel").status_code == 404
