@@ -7,6 +7,8 @@ message: callers pass the *name* of an environment variable, never its value.
 
 from __future__ import annotations
 
+from trigger.text import escaped
+
 
 class TriggerError(Exception):
     """Base class: a problem we can explain to the user in one line."""
@@ -20,7 +22,8 @@ class ConfigError(TriggerError):
         self.value = value
         self.fix = fix
         shown = _short(value)
-        super().__init__(f"config {key} = {shown}: {fix}")
+        # Keys come from the file too (a table's own keys): the CLI prints one line.
+        super().__init__(escaped(f"config {key} = {shown}: {fix}"))
 
     def __reduce__(self) -> tuple[type[ConfigError], tuple[str, object, str]]:
         return (type(self), (self.key, self.value, self.fix))
