@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 import trigger.sources  # noqa: F401  (registers the routers)
 from tests.support import wait_until
-from tests.trigger.fuzzkit import Ingress
+from tests.trigger.fuzzkit import API_STATUSES, JSON_VALUES, Ingress
+from tests.trigger.properties import OUTSIDE_TEXT, examples
 from tests.trigger.server import client_for
 from trigger.api import close_api
 from trigger.http import create_app
@@ -251,3 +255,64 @@ def test_a_lookup_by_a_string_no_id_can_hold_finds_nothing(ingress: Ingress) -> 
     for path in ("/api/runs/x%00", "/api/events/x%00", "/runs/x%00", "/api/runs/x%0A"):
         assert http.get(path).status_code == 404, path
     assert http.post("/api/runs/x%00/cancel").status_code == 404
+
+
+def _quoted(value: str) -> str:
+    """A value in a URL as any client may send it: its UTF-8 bytes percent-encoded (a lone
+    surrogate as the bytes a careless encoder writes for it)."""
+    return quote(value.encode("utf-8", "surrogatepass"), safe="")
+
+
+# A "/" in an id is routing (FastAPI redirects a trailing one), not a string rule.
+_IDS = OUTSIDE_TEXT.map(lambda t: "x" + t.replace("/", ""))
+_QUERY = st.lists(
+    st.tuples(
+        st.sampled_from(["trigger", "status", "limit", "offset", "source", "outcome", "before"])
+        | OUTSIDE_TEXT,
+        OUTSIDE_TEXT | st.integers(-(2**63), 2**63 - 1).map(str),  # wider ints: issue 12 item 10
+    ),
+    max_size=4,
+)
+
+
+@examples(150)
+@given(
+    route=st.sampled_from(
+        ["/api/runs", "/api/events", "/api/runs/", "/api/events/", "/runs/", "/"]
+    ),
+    ident=_IDS,
+    query=_QUERY,
+)
+@example(route="/api/runs", ident="x", query=[("trigger", "x\x00")])
+@example(route="/api/events/", ident="x\x00", query=[])
+def test_any_query_string_or_path_id_gets_a_documented_answer(
+    ingress: Ingress, route: str, ident: str, query: list[tuple[str, str]]
+) -> None:
+    path = route + _quoted(ident) if route.endswith("/") and route != "/" else route
+    pairs = "&".join(f"{_quoted(k)}={_quoted(v)}" for k, v in query)
+    answer = ingress.http.get(f"{path}?{pairs}" if pairs else path)
+    assert answer.status_code in API_STATUSES, answer.text
+
+
+@examples(100)
+@given(
+    action=st.sampled_from(["/api/triggers/{}/fire", "/api/runs/{}/retry", "/api/runs/{}/cancel"]),
+    ident=st.just("orders") | _IDS,
+    body=st.dictionaries(
+        st.sampled_from(["params", "event_id", "fired_by", "actor"]) | OUTSIDE_TEXT,
+        JSON_VALUES | st.dictionaries(OUTSIDE_TEXT, OUTSIDE_TEXT, max_size=2),
+        max_size=3,
+    ),
+)
+@example(action="/api/triggers/{}/fire", ident="orders", body={"fired_by": float("nan")})
+@example(action="/api/runs/{}/retry", ident="x\x00", body={})
+def test_any_action_body_gets_a_documented_answer(
+    ingress: Ingress, action: str, ident: str, body: dict[str, Any]
+) -> None:
+    import json
+
+    content = json.dumps(body).encode()
+    answer = ingress.http.post(
+        action.format(_quoted(ident)), content=content, headers={"Content-Type": "application/json"}
+    )
+    assert answer.status_code in API_STATUSES | {409}, answer.text

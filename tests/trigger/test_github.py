@@ -12,9 +12,19 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from tests.support import final_run as _final
 from tests.support import make_settings
+from tests.trigger.fuzzkit import (
+    HOOK_STATUSES,
+    JSON_VALUES,
+    Ingress,
+    header_values,
+    json_bytes,
+    reads_back,
+)
 from tests.trigger.hookkit import (
     OTHER_SECRET,
     LiveServer,
@@ -27,6 +37,7 @@ from tests.trigger.hookkit import (
     make_repo,
     payload,
 )
+from tests.trigger.properties import OUTSIDE_TEXT, examples
 from trigger.http import create_app
 from workflows.records import list_runs
 from workflows.rehearsal import Ledger
@@ -304,6 +315,7 @@ def test_an_oversized_body_is_refused_while_streaming(offline: Any) -> None:
 
 @pytest.mark.postgres
 def test_a_system_database_gone_at_enqueue_time_is_503(tmp_path: Path, project_dir: Path) -> None:
+    import uuid
 
     import psycopg
 
@@ -389,3 +401,39 @@ def test_every_hook_is_in_the_openapi_document(offline: Any) -> None:
     ):
         documented = {p["name"] for p in paths[path]["post"]["parameters"] if p["in"] == "header"}
         assert names <= documented, (path, documented)
+
+
+@st.composite
+def _deliveries(draw: st.DrawFn) -> tuple[bytes, dict[str, Any]]:
+    """A GitHub delivery, signed with the right secret so it reaches parsing: raw bytes,
+    or a push whose strings are hostile, with hostile headers."""
+    data = github_push()
+    data["ref"] = draw(st.sampled_from(["refs/heads/main", "refs/tags/v1"]) | OUTSIDE_TEXT)
+    data["pusher"] = {"name": draw(OUTSIDE_TEXT | st.none() | st.integers())}
+    data["head_commit"]["message"] = draw(OUTSIDE_TEXT)
+    data["commits"][0]["modified"] = draw(st.lists(OUTSIDE_TEXT, max_size=3))
+    data["repository"]["full_name"] = draw(st.just("acme/lakehouse") | OUTSIDE_TEXT)
+    data.update(draw(st.dictionaries(OUTSIDE_TEXT, JSON_VALUES, max_size=2)))
+    raw = st.binary(max_size=200)
+    body = draw(raw | st.builds(json_bytes, st.just(data), st.booleans()))
+    headers: dict[str, Any] = github_headers(body, delivery=f"fuzz-{uuid.uuid4().hex}")
+    headers["X-GitHub-Event"] = draw(st.sampled_from([b"push", b"ping"]) | header_values())
+    headers["X-GitHub-Delivery"] = headers["X-GitHub-Delivery"].encode() + draw(header_values())
+    return body, headers
+
+
+def _signed(data: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
+    body = body_of(data)
+    return body, github_headers(body, delivery="example-1")
+
+
+@examples(150)
+@given(delivery=_deliveries())
+@example(delivery=_signed(github_push(pusher={"name": "oct\ud800cat"})))
+def test_any_signed_body_gets_a_documented_answer_and_what_is_taken_reads_back(
+    ingress: Ingress, delivery: tuple[bytes, dict[str, Any]]
+) -> None:
+    body, headers = delivery
+    answer = ingress.http.post("/hooks/github", content=body, headers=headers)
+    assert answer.status_code in HOOK_STATUSES, answer.text
+    reads_back(ingress, answer)
