@@ -45,6 +45,7 @@ from trigger.ingest import header_parameters
 from trigger.sameorigin import REQUESTED_BY, check_request
 from trigger.service import ServiceContext, register_component
 from trigger.settings import Settings
+from trigger.text import Identifier
 from workflows.queue import Enqueuer
 
 log = logging.getLogger(__name__)
@@ -217,7 +218,9 @@ def get_run(request: Request, run_id: str) -> dict[str, Any]:
 
 class ActionBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    actor: str | None = Field(default=None, max_length=100, description="who asks, for the log")
+    actor: Identifier | None = Field(
+        default=None, max_length=100, description="who asks, for the log"
+    )
 
 
 @router.post(
@@ -301,7 +304,7 @@ class FireBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     params: dict[str, str] = Field(default_factory=dict)
     event_id: str | None = None
-    fired_by: str | None = Field(default=None, max_length=100)
+    fired_by: Identifier | None = Field(default=None, max_length=100)
 
 
 @router.post(

@@ -15,6 +15,7 @@ from typing import Any
 
 from dbos import DBOSClient
 
+from trigger import text
 from trigger.errors import RunControlError, RunNotFoundError
 from trigger.eventlog import event_log
 from trigger.eventlog_store import DecisionRecord
@@ -47,6 +48,8 @@ class ControlResult:
 
 
 def _status(client: DBOSClient, run_id: str, load_input: bool = False) -> Any:
+    if text.problem(run_id) is not None:  # no run id holds such a string (trigger.text)
+        raise RunNotFoundError(run_id)
     rows = client.list_workflows(workflow_ids=[run_id], name=RUN_WORKFLOW, load_input=load_input)
     if not rows:
         raise RunNotFoundError(run_id)

@@ -10,6 +10,7 @@ redacted when the error is made, before DBOS records it or anyone logs it.
 from __future__ import annotations
 
 from trigger.secrets import redact
+from trigger.text import escaped
 
 
 class TriggerError(Exception):
@@ -27,7 +28,8 @@ class ConfigError(TriggerError):
         self.value = value
         self.fix = fix
         shown = _short(value)
-        super().__init__(f"config {key} = {shown}: {fix}")
+        # Keys come from the file too (a table's own keys): the CLI prints one line.
+        super().__init__(escaped(f"config {key} = {shown}: {fix}"))
 
     def __reduce__(self) -> tuple[type[ConfigError], tuple[str, object, str]]:
         return (type(self), (self.key, self.value, self.fix))

@@ -15,6 +15,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from trigger import text
+
 EventKind = Literal["manual", "github", "gitlab", "generic", "files", "schedule"]
 AttributeValue = str | int | float | bool | None
 
@@ -37,6 +39,21 @@ class Event(BaseModel):
                 "event ids are 1-200 characters of letters, digits and ._:@/+=- "
                 "and start with a letter or digit"
             )
+        return value
+
+    @field_validator("attributes")
+    @classmethod
+    def _attributes(cls, value: dict[str, AttributeValue]) -> dict[str, AttributeValue]:
+        """The one rule for strings from outside (``trigger.text``), so no source can build
+        an event around it: sources check first, to name the field in their own terms."""
+        for key, item in value.items():
+            why = text.problem(key)
+            if why is not None:
+                raise ValueError(f"attribute name {text.quoted(key)} {why}")
+            if isinstance(item, str):
+                why = text.problem(item)
+                if why is not None:
+                    raise ValueError(f"attribute {key} = {text.quoted(item)} {why}")
         return value
 
     def fields(self) -> dict[str, AttributeValue]:

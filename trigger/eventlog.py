@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
+from trigger import text
 from trigger.eventlog_store import (
     KEY_MAX,
     DecisionRecord,
@@ -87,6 +88,8 @@ class EventLog:
 
     def find(self, value: str) -> list[dict[str, Any]]:
         """Events whose id, delivery id, sha, file path or run ids equal ``value``, oldest first."""
+        if text.problem(value) is not None:  # no key holds such a string (the one rule)
+            return []
         with self.engine.connect() as conn:
             seqs = sa.select(keys_table.c.event_seq).where(keys_table.c.value == value[:KEY_MAX])
             rows = conn.execute(
@@ -105,6 +108,8 @@ class EventLog:
         before: int | None = None,
     ) -> list[dict[str, Any]]:
         """Newest first; ``before`` is the ``seq`` of the last row of the previous page."""
+        if source and text.problem(source) is not None:  # no source is named so (and
+            return []  # PostgreSQL cannot even compare a text holding NUL)
         query = sa.select(events_table).order_by(events_table.c.seq.desc()).limit(limit)
         if source:
             query = query.where(events_table.c.source == source)
@@ -232,7 +237,8 @@ def _with_decisions(conn: sa.Connection, rows: Sequence[sa.Row[Any]]) -> list[di
             "outcome": r.outcome,
             "reason": r.reason,
             "source_addr": r.source_addr,
-            "attributes": json.loads(r.attributes or "{}"),
+            # Older versions stored strings that are not valid Unicode (escaped in JSON).
+            "attributes": text.readable(json.loads(r.attributes or "{}")),
             "decisions": by_event[r.seq],
         }
         for r in rows

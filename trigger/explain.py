@@ -16,6 +16,7 @@ from dbos import DBOSClient
 
 from trigger.errors import RunNotFoundError, TriggerError
 from trigger.eventlog import EventLog
+from trigger.text import escaped, problem, readable
 from workflows.notify.outbox import notice_ids
 from workflows.queue import RUN_QUEUE, RUN_WORKFLOW
 from workflows.records import show_run
@@ -32,6 +33,9 @@ class NothingToExplainError(TriggerError):
 
 def explain(query: str, log: EventLog, client: DBOSClient) -> dict[str, Any]:
     """The story as data: the matching events (oldest first) and every run they name."""
+    if problem(query) is not None:  # no id holds such a string; the database might not
+        # even take it (a lone surrogate, NUL on PostgreSQL)
+        raise NothingToExplainError(query)
     events = log.find(query)
     run_ids: list[str] = []
     for event in events:
@@ -145,7 +149,8 @@ def run_story(client: DBOSClient, run_id: str) -> dict[str, Any]:
     ]
     run["notifications"] = notifications(steps + notice_steps, attrs)
     run["timeline"] = timeline
-    return run
+    # Step outputs and attributes older versions stored may hold lone surrogates.
+    return readable(run)
 
 
 def waiting_reason(client: DBOSClient, status: Any) -> str:
@@ -280,7 +285,10 @@ def _clock(iso: str | None) -> str:
 
 
 def render(story: dict[str, Any]) -> str:
-    """The story for a terminal: one block per event, one per run, times in UTC."""
+    """The story for a terminal: one block per event, one per run, times in UTC.
+
+    Values from outside may hold control characters (older versions stored them):
+    each line is escaped, so none can move the cursor, recolour or add a line."""
     lines: list[str] = []
     for event in story["events"]:
         when = datetime.fromisoformat(event["received_at"]).strftime("%Y-%m-%d %H:%M:%S")
@@ -334,4 +342,4 @@ def render(story: dict[str, Any]) -> str:
             lines.append("  log tail")
             lines.extend(f"    {line}" for line in run["log_tail"][-10:])
         lines.append("")
-    return "\n".join(lines).rstrip() + "\n"
+    return "\n".join(escaped(line) for line in lines).rstrip() + "\n"

@@ -16,7 +16,10 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from standardwebhooks import Webhook
 
-from trigger import gitfilters  # noqa: F401  (registers the generic filter)
+from trigger import (
+    gitfilters,  # noqa: F401  (registers the generic filter)
+    text,
+)
 from trigger.errors import UnknownTriggerError
 from trigger.event import AttributeValue
 from trigger.hookconfig import BODY_PREFIX, GenericSource
@@ -111,12 +114,12 @@ def _values(data: dict[str, object], section: GenericSource) -> dict[str, Attrib
         value = data[key]
         if not _is(kind, value):
             raise Rejected(400, f"body key {key!r} must be a JSON {kind}")
-        if isinstance(value, str) and (
-            len(value) > _MAX_STRING or any(ord(ch) < 32 for ch in value)
-        ):
-            raise Rejected(
-                400, f"body key {key!r} is over {_MAX_STRING} characters or has control characters"
-            )
+        if isinstance(value, str):
+            if len(value) > _MAX_STRING:
+                raise Rejected(400, f"body key {key!r} is over {_MAX_STRING} characters")
+            why = text.problem(value)
+            if why is not None:
+                raise Rejected(400, f"body key {key!r} = {text.quoted(value)} {why}; refused")
         out[f"{BODY_PREFIX}{key}"] = value  # type: ignore[assignment]
     return out
 

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from trigger import gitfilters  # noqa: F401  (registers the github filter)
 from trigger.errors import HookPayloadError
-from trigger.gitpush import COMMIT_CAP, Push, commit_list, obj, text
+from trigger.gitpush import COMMIT_CAP, Push, commit_list, identifier, obj, text
 from trigger.gitref import SHA
 from trigger.http import register_router, state
 from trigger.ingest import (
@@ -142,6 +142,7 @@ def _push(payload: dict[str, object]) -> Push:
     data = dict(payload)
     repository = obj(data, "repository", where="payload")
     pusher = data.get("pusher")
+    name = pusher.get("name") if isinstance(pusher, dict) else None
     commits = commit_list(data)
     head_value = data.get("head_commit")
     head = head_value if isinstance(head_value, dict) else None
@@ -160,7 +161,7 @@ def _push(payload: dict[str, object]) -> Push:
         ref=text(data, "ref", where="payload"),
         before=text(data, "before", where="payload"),
         after=text(data, "after", where="payload"),
-        pusher=str(pusher.get("name") or "") if isinstance(pusher, dict) else "",
+        pusher=identifier(name, where="pusher.name") if isinstance(name, str) else "",
         commits=commits,
         head=head,
         commits_complete=complete,

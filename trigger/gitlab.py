@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from trigger import gitfilters  # noqa: F401  (registers the gitlab filter)
 from trigger.errors import HookPayloadError
-from trigger.gitpush import COMMIT_CAP, Push, commit_list, obj, text
+from trigger.gitpush import COMMIT_CAP, Push, commit_list, identifier, obj, text
 from trigger.gitref import SHA, ZERO_SHA
 from trigger.http import register_router, state
 from trigger.ingest import (
@@ -128,7 +128,8 @@ def _push(payload: dict[str, object]) -> Push:
         or (not commits and after != ZERO_SHA)
     )
     checkout = data.get("checkout_sha")
-    pusher = data.get("user_username") or data.get("user_name") or ""
+    field = "user_username" if data.get("user_username") else "user_name"
+    pusher = data.get(field)
     head = commits[-1] if commits else None
     for commit in commits:
         if commit.get("id") == after:
@@ -138,7 +139,7 @@ def _push(payload: dict[str, object]) -> Push:
         ref=text(data, "ref", where="payload"),
         before=before,
         after=after,
-        pusher=pusher if isinstance(pusher, str) else "",
+        pusher=identifier(pusher, where=field) if isinstance(pusher, str) else "",
         commits=commits,
         head=head,
         commits_complete=complete,

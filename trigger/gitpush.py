@@ -3,7 +3,9 @@
 Both senders describe a push the same way underneath (ref, before/after sha,
 a capped list of commits with added/modified/removed paths); this module turns
 those fields into the attributes matching and templates read, validating every
-ref and sha on the way in.
+ref and sha on the way in, and every other string by the one rule of
+``trigger.text``: identifiers with control characters are refused, the commit
+message's first line has them removed.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from trigger import text as texts
 from trigger.errors import HookPayloadError
 from trigger.event import AttributeValue
 from trigger.gitref import ZERO_SHA, check_ref, check_sha, split_ref
@@ -35,10 +38,18 @@ class Push:
     peeled: str | None = None
 
 
+def identifier(value: str, *, where: str) -> str:
+    """``value`` when it may be an identifier from outside; else the 400's reason."""
+    why = texts.problem(value)
+    if why is not None:
+        raise HookPayloadError(f"{where} {texts.quoted(value)} {why}; such values are refused")
+    return value
+
+
 def text(data: dict[str, Any], key: str, *, where: str, required: bool = True) -> str:
     value = data.get(key)
     if isinstance(value, str) and value:
-        return value
+        return identifier(value, where=f"{where}.{key}")
     if required or value is not None:
         raise HookPayloadError(f"{where}.{key} is missing or not a string")
     return ""
@@ -69,6 +80,8 @@ def attributes(push: Push) -> dict[str, AttributeValue]:
     head = push.head or {}
     message = head.get("message")
     stamp = head.get("timestamp") if isinstance(head.get("timestamp"), str) else None
+    if stamp:
+        identifier(stamp, where="head commit timestamp")
     return {
         "repo": push.repo,
         "git_ref": push.ref,
@@ -96,11 +109,12 @@ def _paths(push: Push) -> tuple[list[str], bool]:
                 raise HookPayloadError(f"commits[].{key} must be a list of paths")
             for item in items:
                 if isinstance(item, str) and item:
-                    seen[item] = None
+                    seen[identifier(item, where=f"commits[].{key} path")] = None
     complete = push.commits_complete and len(seen) <= _MAX_PATHS
     return list(seen)[:_MAX_PATHS], complete
 
 
 def _first_line(message: str) -> str:
+    """Free text: the first line, its control characters removed."""
     line = message.strip().splitlines()[0] if message.strip() else ""
-    return "".join(ch for ch in line if ch >= " ")[:200]
+    return texts.stripped(line).strip()[:200]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from trigger import text
 from trigger.errors import HookPayloadError
 
 SHA = re.compile(r"[0-9a-f]{40}\Z")
@@ -35,6 +36,9 @@ def ref_problem(ref: str) -> str | None:
         return "contains '..'"
     if "@{" in ref or ref == "@":
         return "contains '@{'"
+    unsafe = text.problem(ref)
+    if unsafe is not None:
+        return unsafe
     if _BAD_REF.search(ref):
         return "contains a space, a control character or one of ~^:?*[\\"
     if ref.startswith("/") or ref.endswith(("/", ".", ".lock")) or "//" in ref:
@@ -49,7 +53,7 @@ def check_ref(value: object, *, where: str) -> str:
         raise HookPayloadError(f"{where} must be a string")
     problem = ref_problem(value)
     if problem is not None:
-        raise HookPayloadError(f"{where} {_shown(value)} {problem}; refused")
+        raise HookPayloadError(f"{where} {text.quoted(value)} {problem}; refused")
     return value
 
 
@@ -60,8 +64,3 @@ def split_ref(ref: str) -> tuple[str | None, str | None]:
     if ref.startswith("refs/tags/"):
         return None, ref.removeprefix("refs/tags/") or None
     return None, None
-
-
-def _shown(value: str) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."

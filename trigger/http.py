@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -18,9 +19,11 @@ from typing import Any
 import sqlalchemy as sa
 import uvicorn
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from trigger import connections, outage
+from trigger import connections, outage, text
 from trigger.errors import TriggerError
 from trigger.service import ServiceContext, register_component
 from trigger.settings import Settings
@@ -64,6 +67,7 @@ def create_app(settings: Settings, context: ServiceContext | None = None) -> Fas
     )
     engine = sa.create_engine(settings.database_url(), pool_pre_ping=True)
     app.state.bauplan_trigger = AppState(settings=settings, context=context, engine=engine)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
 
     @app.get(
         "/healthz",
@@ -86,6 +90,26 @@ def create_app(settings: Settings, context: ServiceContext | None = None) -> Fas
     for kind in outage.DATABASE_ERRORS:
         app.add_exception_handler(kind, outage.answer_unavailable)
     return app
+
+
+async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's 422, whose errors echo the offending input: what JSON cannot hold must
+    come back encodable, not as a 500 while encoding the answer."""
+    assert isinstance(exc, RequestValidationError)
+    detail = _echoable(text.readable(jsonable_encoder(exc.errors())))
+    return JSONResponse(status_code=422, content={"detail": detail})
+
+
+def _echoable(value: Any) -> Any:
+    """NaN and infinities (which Python's JSON parser admits) as null, as FastAPI writes
+    them in route answers."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _echoable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_echoable(item) for item in value]
+    return value
 
 
 def _database_check(engine: sa.Engine) -> dict[str, Any]:

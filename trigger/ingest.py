@@ -26,7 +26,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
 
-from trigger import secrets
+from trigger import secrets, text
 from trigger.connections import TIMED_OUT, timeout_message
 from trigger.errors import EnqueueUnavailableError, HookPayloadError
 from trigger.event import AttributeValue, Event, EventKind
@@ -196,7 +196,18 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def parse_object(body: bytes | str) -> dict[str, Any]:
-    """Every hook's body parser: a JSON object whose numbers we can hold and answer."""
+    """Every hook's body parser: a JSON object, refused with 400 unless it is UTF-8
+    holding valid Unicode throughout (the one rule of ``trigger.text`` at the door of
+    every hook) and numbers we can hold and answer."""
+    if isinstance(body, bytes):
+        try:
+            body = body.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise Rejected(
+                400,
+                f"the body is not valid UTF-8 (byte 0x{body[exc.start]:02x} at position "
+                f"{exc.start}); send JSON as UTF-8",
+            ) from None
     try:
         data = json.loads(
             body, parse_int=_integer, parse_float=_finite, parse_constant=_no_constant
@@ -205,6 +216,11 @@ def parse_object(body: bytes | str) -> dict[str, Any]:
         raise Rejected(400, "the body is not valid JSON") from None
     if not isinstance(data, dict):
         raise Rejected(400, "the body must be a JSON object")
+    # A decoded body holds a lone surrogate only through a \u escape.
+    found = text.first_invalid(data) if "\\u" in body else None
+    if found is not None:
+        where, why = found
+        raise Rejected(400, f"the body's field {where} {why}; send valid Unicode text")
     return data
 
 

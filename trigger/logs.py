@@ -1,4 +1,11 @@
-"""Log set-up: one short line per transition, DBOS's chatter turned down."""
+"""Log set-up: one short line per transition, DBOS's chatter turned down.
+
+Values from outside (request paths, refs, header values, commit messages, file names)
+reach log lines through the records' arguments. Whatever they hold, a record stays
+one line: the text format writes control characters and lone surrogates as escapes
+(``trigger.text.escaped``) and indents a traceback's lines under its record, and the
+JSON format escapes them by being JSON.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,8 @@ import re
 import sys
 from datetime import UTC, datetime
 from typing import Any
+
+from trigger import text
 
 _RUN = re.compile(r"\b(run:[A-Za-z0-9._:@/+=-]+)")
 _TRIGGER = re.compile(r"\btrigger[= ]'?([a-z0-9][a-z0-9_-]*)")
@@ -38,6 +47,32 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info and record.exc_info[1] is not None:
             data["error"] = f"{type(record.exc_info[1]).__name__}: {record.exc_info[1]}"
         return json.dumps(data, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    """``time LEVEL logger: message``, one line per record: a line that starts at the
+    left margin is always a record's first line, never text from outside."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        # Our message templates hold no control characters; escaping the formatted
+        # message escapes the arguments, and third-party lines formatted before logging.
+        record.message = text.escaped(record.message)
+        return super().formatMessage(record)
+
+    def formatException(self, ei: Any) -> str:
+        return _indented(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        return _indented(super().formatStack(stack_info))
+
+
+def _indented(block: str) -> str:
+    """A traceback under its record: each line escaped and indented, so an exception
+    message from outside cannot start a line of its own."""
+    return "\n".join("  " + text.escaped(line) for line in block.splitlines())
 
 
 def _first(pattern: re.Pattern[str], text: str) -> str | None:
@@ -98,22 +133,16 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     if getattr(root, "_bauplan_trigger", False):
         return
     handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(
-            logging.Formatter(
-                "%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S"
-            )
-        )
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root.addHandler(handler)
     root.setLevel(level)
     root._bauplan_trigger = True  # type: ignore[attr-defined]
     dbos_logger = logging.getLogger("dbos")
     dbos_logger.setLevel(logging.WARNING)
     tame_dbos_logger()
-    if fmt == "json" and not dbos_logger.handlers:
-        # DBOS adds its own plain console handler only when the logger has none.
+    if not dbos_logger.handlers:
+        # DBOS adds its own plain console handler only when the logger has none; ours
+        # writes DBOS's lines in the same format, escaped the same way.
         dbos_logger.addHandler(handler)
         dbos_logger.propagate = False
     for name in ("httpx", "httpcore", "uvicorn.access"):

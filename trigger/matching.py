@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from trigger import text
 from trigger.errors import BadParameterError, TemplateError
 from trigger.event import AttributeValue, Event
 from trigger.settings import Settings, TriggerConfig
@@ -198,12 +199,15 @@ def parse_params(trig: TriggerConfig, pairs: list[str]) -> dict[str, str]:
         if key not in trig.inputs:
             declared = ", ".join(trig.inputs) or "none"
             raise BadParameterError(
-                f"--param {key}: trigger {trig.name!r} does not declare it in inputs "
-                f"(declared: {declared}); add it to inputs = [...] in the config"
+                f"--param {text.quoted(key)}: trigger {trig.name!r} does not declare it in "
+                f"inputs (declared: {declared}); add it to inputs = [...] in the config"
             )
-        if any(ord(ch) < 32 for ch in value) or len(value) > 1000:
+        if len(value) > 1000:
+            raise BadParameterError(f"--param {key}: the value is over 1000 characters")
+        why = text.problem(value)
+        if why is not None:
             raise BadParameterError(
-                f"--param {key}: value has control characters or is over 1000 characters"
+                f"--param {key}: the value {text.quoted(value)} {why}; pass plain text"
             )
         out[key] = value
     missing = [name for name in trig.inputs if name not in out]

@@ -12,6 +12,7 @@ from typing import Any
 
 from dbos import DBOSClient, WorkflowStatus
 
+from trigger import text
 from trigger.errors import RunNotFoundError
 from trigger.matching import run_id_prefix
 from trigger.settings import Settings
@@ -41,7 +42,8 @@ def _iso(ms: int | None) -> str | None:
 
 
 def record(status: WorkflowStatus) -> dict[str, Any]:
-    attrs = status.attributes or {}
+    # Older versions stored strings that are not valid Unicode: they come back escaped.
+    attrs = text.readable(status.attributes or {})
     word = STATUS_WORDS.get(str(status.status), str(status.status).lower())
     if word == "failed" and attrs.get("outcome") == "cancelled":
         word = "cancelled"
@@ -50,7 +52,7 @@ def record(status: WorkflowStatus) -> dict[str, Any]:
     output = status.output if isinstance(status.output, dict) else {}
     error = attrs.get("error")
     if status.error is not None and not error:
-        error = str(status.error)
+        error = text.readable(str(status.error))
     return {
         "id": status.workflow_id,
         "trigger": attrs.get("trigger"),
@@ -82,6 +84,8 @@ def list_runs(
     settings: Settings | None = None,
     offset: int | None = None,
 ) -> list[dict[str, Any]]:
+    if trigger is not None and text.problem(trigger) is not None:
+        return []  # no trigger is named so; PostgreSQL cannot even compare a text with NUL
     dbos_statuses = [k for k, v in STATUS_WORDS.items() if v == status] if status else None
     if status in ("superseded", "cancelled"):
         # Told apart by the outcome attribute, which DBOS filters on PostgreSQL only.
@@ -121,6 +125,9 @@ def _add_waiting_reasons(
 
 
 def show_run(client: DBOSClient, run_id: str, settings: Settings | None = None) -> dict[str, Any]:
+    if text.problem(run_id) is not None:  # no run id holds such a string; PostgreSQL
+        # could not even compare one holding NUL
+        raise RunNotFoundError(run_id)
     rows = client.list_workflows(workflow_ids=[run_id], name=RUN_WORKFLOW)
     if not rows:
         raise RunNotFoundError(run_id)
@@ -134,4 +141,4 @@ def show_run(client: DBOSClient, run_id: str, settings: Settings | None = None) 
     data["event"] = request.get("summary", {})
     data["log_tail"] = result.get("log_tail", [])
     data["notifications"] = notification_records(rows[0].attributes)
-    return data
+    return text.readable(data)

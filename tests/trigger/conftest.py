@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 import trigger.sources  # noqa: F401  (registers the webhook routers and filters)
+from tests.trigger.fuzzkit import Ingress, database, running_ingress
 from tests.trigger.hookkit import GITHUB_SECRET, GITLAB_TOKEN, OTHER_SECRET, WHSEC, LiveServer
 
 
@@ -39,6 +40,21 @@ def hooks(launched: Any) -> Iterator[Any]:
     yield start
     for server in servers:
         server.__exit__(None, None, None)
+
+
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def ingress(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Ingress]:
+    """One ingress (no DBOS executor) per test module and database, for the property
+    suites: an example costs a request, not a DBOS launch (tests/trigger/fuzzkit.py)."""
+    with (
+        database(request.param) as url,
+        running_ingress(tmp_path_factory.mktemp("ingress"), url) as ingress,
+    ):
+        yield ingress
 
 
 @pytest.fixture

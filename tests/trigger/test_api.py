@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 import trigger.sources  # noqa: F401  (registers the routers)
 from tests.support import wait_until
+from tests.trigger.fuzzkit import API_STATUSES, JSON_VALUES, Ingress
+from tests.trigger.properties import OUTSIDE_TEXT, examples
 from tests.trigger.server import client_for
 from trigger.api import close_api
 from trigger.http import create_app
@@ -122,6 +127,66 @@ def test_fire_refuses_unknown_triggers_and_undeclared_params(api: Any) -> None:
     assert client.get("/api/events/nothing-at-all").status_code == 404
 
 
+def test_strings_older_versions_stored_read_back_escaped_through_every_reader(api: Any) -> None:
+    from datetime import UTC, datetime
+
+    from trigger.dispatch import dispatch
+    from trigger.event import Event
+    from workflows.queue import Enqueuer
+
+    settings, client = api
+    enqueuer = Enqueuer(settings)
+    try:
+        for n in (1, 2):  # what the event model let through before it refused such strings
+            stored = Event.model_construct(
+                kind="manual",
+                id=f"old-{n}",
+                received_at=datetime.now(UTC),
+                attributes={"trigger": "quick", "fired_by": "oct\ud800cat"},
+            )
+            dispatch(settings, enqueuer, stored)
+    finally:
+        enqueuer.close()
+    run = _until(client, "run:quick:old-2", *FINAL)
+    assert run["event"]["fired_by"] == "oct\\ud800cat"
+    for path in ("/api/runs", "/api/events/old-1", "/api/events/run:quick:old-2", "/"):
+        assert client.get(path).status_code == 200, path
+    assert client.get("/runs/run:quick:old-2").status_code == 200
+    first = client.get("/api/events", params={"limit": 1}).json()
+    rest = client.get("/api/events", params={"limit": 20, "before": first["next_before"]}).json()
+    assert [e["event_id"] for e in first["events"] + rest["events"]] == ["old-2", "old-1"]
+    assert rest["events"][0]["attributes"]["fired_by"] == "oct\\ud800cat"
+
+
+def _post_json(client: httpx.Client, path: str, data: Any) -> httpx.Response:
+    """JSON as any sender may write it: lone surrogates as \\u escapes (httpx refuses)."""
+    import json
+
+    body = json.dumps(data).encode()
+    return client.post(path, content=body, headers={"Content-Type": "application/json"})
+
+
+def test_fire_and_actions_refuse_strings_by_the_rule_of_every_source(
+    tmp_path: Any, project_dir: Any
+) -> None:
+    app = _app_for(tmp_path, project_dir, triggers=shared_branch_triggers(project_dir))
+    fire = "/api/triggers/quick/fire"
+    with client_for(app) as client:
+        lone = _post_json(client, fire, {"fired_by": "oct\ud800cat"})
+        control = _post_json(client, fire, {"fired_by": "a\n2026 INFO forged"})
+        actor = _post_json(client, "/api/runs/run:quick:none/retry", {"actor": "\x1b[2J"})
+        key = _post_json(client, fire, {"params": {"\udcff": "1"}})
+        nan = _post_json(client, fire, {"fired_by": float("nan")})  # Python's JSON admits NaN
+    app.state.bauplan_trigger.engine.dispose()
+    assert [r.status_code for r in (lone, control, actor, key, nan)] == [422] * 5
+    assert nan.json()["detail"][0]["input"] is None
+    assert lone.json()["detail"][0]["loc"] == ["body", "fired_by"]
+    assert lone.json()["detail"][0]["input"] == "oct\\ud800cat"
+    assert "control character (U+000A)" in control.json()["detail"][0]["msg"]
+    assert actor.json()["detail"][0]["loc"] == ["body", "actor"]
+    assert "--param '\\udcff'" in key.json()["detail"]
+
+
 def test_the_api_is_in_the_openapi_document(api: Any) -> None:
     _, client = api
     paths = client.get("/openapi.json").json()["paths"]
@@ -203,3 +268,74 @@ def test_paging_values_out_of_the_databases_range_are_refused_naming_the_bound(a
         at_the_bound = client.get(path, params={name: bound})
         assert at_the_bound.status_code == 200, at_the_bound.text
     assert client.get("/api/events", params={"before": 0}).status_code == 422
+
+
+def test_a_lookup_by_a_string_no_id_can_hold_finds_nothing(ingress: Ingress) -> None:
+    # PostgreSQL cannot even compare a text holding NUL; no id or name holds one.
+    http = ingress.http
+    assert http.get("/api/runs", params={"trigger": "x\x00"}).json()["runs"] == []
+    assert http.get("/api/events", params={"source": "x\x00"}).json()["events"] == []
+    for path in ("/api/runs/x%00", "/api/events/x%00", "/runs/x%00", "/api/runs/x%0A"):
+        assert http.get(path).status_code == 404, path
+    assert http.post("/api/runs/x%00/cancel").status_code == 404
+
+
+def _quoted(value: str) -> str:
+    """A value in a URL as any client may send it: its UTF-8 bytes percent-encoded (a lone
+    surrogate as the bytes a careless encoder writes for it)."""
+    return quote(value.encode("utf-8", "surrogatepass"), safe="")
+
+
+# A "/" in an id is routing (FastAPI redirects a trailing one), not a string rule.
+_IDS = OUTSIDE_TEXT.map(lambda t: "x" + t.replace("/", ""))
+_QUERY = st.lists(
+    st.tuples(
+        st.sampled_from(["trigger", "status", "limit", "offset", "source", "outcome", "before"])
+        | OUTSIDE_TEXT,
+        OUTSIDE_TEXT | st.integers(-(2**63), 2**63 - 1).map(str),  # wider ints: issue 12 item 10
+    ),
+    max_size=4,
+)
+
+
+@examples(150)
+@given(
+    route=st.sampled_from(
+        ["/api/runs", "/api/events", "/api/runs/", "/api/events/", "/runs/", "/"]
+    ),
+    ident=_IDS,
+    query=_QUERY,
+)
+@example(route="/api/runs", ident="x", query=[("trigger", "x\x00")])
+@example(route="/api/events/", ident="x\x00", query=[])
+def test_any_query_string_or_path_id_gets_a_documented_answer(
+    ingress: Ingress, route: str, ident: str, query: list[tuple[str, str]]
+) -> None:
+    path = route + _quoted(ident) if route.endswith("/") and route != "/" else route
+    pairs = "&".join(f"{_quoted(k)}={_quoted(v)}" for k, v in query)
+    answer = ingress.http.get(f"{path}?{pairs}" if pairs else path)
+    assert answer.status_code in API_STATUSES, answer.text
+
+
+@examples(100)
+@given(
+    action=st.sampled_from(["/api/triggers/{}/fire", "/api/runs/{}/retry", "/api/runs/{}/cancel"]),
+    ident=st.just("orders") | _IDS,
+    body=st.dictionaries(
+        st.sampled_from(["params", "event_id", "fired_by", "actor"]) | OUTSIDE_TEXT,
+        JSON_VALUES | st.dictionaries(OUTSIDE_TEXT, OUTSIDE_TEXT, max_size=2),
+        max_size=3,
+    ),
+)
+@example(action="/api/triggers/{}/fire", ident="orders", body={"fired_by": float("nan")})
+@example(action="/api/runs/{}/retry", ident="x\x00", body={})
+def test_any_action_body_gets_a_documented_answer(
+    ingress: Ingress, action: str, ident: str, body: dict[str, Any]
+) -> None:
+    import json
+
+    content = json.dumps(body).encode()
+    answer = ingress.http.post(
+        action.format(_quoted(ident)), content=content, headers={"Content-Type": "application/json"}
+    )
+    assert answer.status_code in API_STATUSES | {409}, answer.text

@@ -192,3 +192,32 @@ def test_the_cli_explains_a_fire_in_text_and_json(launched: Any, tmp_path: Any) 
     assert story["runs"][0]["status"] == "succeeded"
     missing = run_cli("explain", "nope", "--config", str(path), env=env)
     assert missing.returncode == 1 and "nothing is known about 'nope'" in missing.stderr
+
+
+def test_strings_older_versions_stored_are_told_escaped_without_a_traceback(
+    launched: Any, tmp_path: Any
+) -> None:
+    from datetime import UTC, datetime
+
+    from tests.support import base_config
+
+    settings, enqueuer = launched()
+    # What the event model let through before it refused such strings.
+    stored = Event.model_construct(
+        kind="manual",
+        id="old-1",
+        received_at=datetime.now(UTC),
+        attributes={"trigger": "orders", "run_date": "26\ud800", "fired_by": "a\x1b[2J\ud800"},
+    )
+    _finished(enqueuer, fire_event(settings, enqueuer, stored).run_id)
+    config = base_config(tmp_path, settings.project_path(settings.triggers[0]))
+    path = write_config(tmp_path / "bauplan-trigger.toml", config)
+    env = {"DBOS_SYSTEM_DATABASE_URL": settings.system_database_url} if settings.is_postgres else {}
+    told = run_cli("explain", "old-1", "--config", str(path), env=env)
+    assert told.returncode == 0 and "Traceback" not in told.stderr, told.stderr
+    assert "fired_by=a\\x1b[2J\\ud800, run_date=26\\ud800" in told.stdout
+    assert '"run_date": "26\\\\ud800"' in told.stdout and "\x1b" not in told.stdout
+    as_json = run_cli("explain", "run:orders:old-1", "--json", "--config", str(path), env=env)
+    story = json.loads(as_json.stdout)
+    assert story["runs"][0]["parameters"] == {"run_date": "26\\ud800", "source": "fire"}
+    assert story["events"][0]["attributes"]["fired_by"] == "a\x1b[2J\\ud800"

@@ -13,9 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from tests.support import make_settings, wait_until
 from tests.trigger.files_support import Recorder, WatcherThread, files_trigger
+from tests.trigger.properties import examples
 from trigger.errors import ConfigError, WatchDirError
 from trigger.event import Event
 from trigger.files.config import FilesSource, Matcher
@@ -25,6 +28,7 @@ from trigger.files.tracker import Tracker
 from trigger.files.watcher import watcher_status
 from trigger.matching import decide
 from trigger.settings import build_settings
+from trigger.text import escaped, problem
 
 
 @pytest.fixture
@@ -221,7 +225,7 @@ def test_new_content_is_a_second_offer_and_a_touch_with_content_identity_none(
     assert shas[0] != shas[1] and all(isinstance(s, str) and len(s) == 64 for s in shas)
 
 
-def test_a_symlink_out_of_the_dir_is_skipped_and_names_with_newlines_work(
+def test_symlinks_out_of_the_dir_and_names_that_cannot_be_values_are_skipped_saying_why(
     watch: Any, landing: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     secret = tmp_path / "secret.csv"
@@ -230,13 +234,22 @@ def test_a_symlink_out_of_the_dir_is_skipped_and_names_with_newlines_work(
     (landing / "inside.csv").symlink_to(landing / "real.dat")
     (landing / "real.dat").write_text("inside")
     (landing / "bad\nname.csv").write_text("x")
+    (landing / "tab\x1b[31m.csv").write_text("x")
+    Path(os.fsdecode(os.fsencode(landing) + b"/latin1-\xe9.csv")).write_bytes(b"x")
     thread, recorder = watch(patterns=["*.csv"])
-    wait_until(lambda: len(recorder.requests) == 2, what="two offers")
-    assert recorder.rels() == ["bad\nname.csv", "inside.csv"]
-    assert thread.watcher.counts["skipped"] == 1
-    lines = [r.getMessage() for r in caplog.records if "escape.csv" in r.getMessage()]
-    assert lines and "outside the watched dir" in lines[0]
-    assert all("\n" not in r.getMessage() for r in caplog.records)
+    wait_until(lambda: thread.watcher.counts["skipped"] == 4, what="four skips")
+    wait_until(lambda: len(recorder.requests) == 1, what="one offer")
+    assert recorder.rels() == ["inside.csv"]
+    skips = sorted(r.getMessage() for r in caplog.records if r.getMessage().startswith("skipping"))
+    assert [line.split(" in ", 1)[0] for line in skips] == [
+        "skipping bad\\nname.csv",
+        "skipping escape.csv",
+        "skipping latin1-\\udce9.csv",
+        "skipping tab\\x1b[31m.csv",
+    ]
+    assert skips[0].endswith("its name has a control character (U+000A) at position 3; rename it")
+    assert "outside the watched dir" in skips[1]
+    assert skips[2].endswith("its name is not valid UTF-8; rename it")
 
 
 def test_a_dir_removed_while_watching_is_reported_and_watched_again(
@@ -292,3 +305,48 @@ def test_a_file_deleted_before_it_settles_starts_nothing(watch: Any, landing: Pa
     wait_until(lambda: recorder.rels() == ["kept.csv"], what="kept.csv offered")
     wait_until(lambda: len(thread.watcher.tracker) == 0, what="nothing left pending")
     assert recorder.rels() == ["kept.csv"]
+
+
+_NAMES = st.binary(min_size=1, max_size=250) | st.text(min_size=1, max_size=120).map(str.encode)
+
+
+@pytest.fixture
+def watching(watch: Any) -> tuple[WatcherThread, Recorder]:
+    """One watcher for all the examples of a property: settling quickly."""
+    started: tuple[WatcherThread, Recorder] = watch(settle_seconds=0.05)
+    return started
+
+
+@examples(40)
+@given(names=st.lists(_NAMES, min_size=1, max_size=4))
+@example(names=[b"bad\nname.csv", b"latin1-\xe9.csv", b"ok.csv"])
+def test_any_file_name_is_offered_or_skipped_saying_why_and_watching_goes_on(
+    watching: tuple[WatcherThread, Recorder],
+    landing: Path,
+    caplog: pytest.LogCaptureFixture,
+    names: list[bytes],
+) -> None:
+    thread, recorder = watching
+    expected: dict[str, str] = {}
+    for raw in names:
+        number = len(list(landing.iterdir()))
+        name = f"{number:04d}-".encode() + raw.replace(b"/", b"_").replace(b"\x00", b"_")[:250]
+        rel = os.fsdecode(name)
+        Path(os.fsdecode(os.fsencode(landing) + b"/" + name)).write_bytes(b"x")
+        if thread.watcher.matcher.wanted(rel):
+            expected[rel] = "offered" if problem(rel) is None else "skipped"
+
+    def settled() -> bool:
+        offered = set(recorder.rels())
+        lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("skipping")]
+        return all(
+            rel in offered
+            if how == "offered"
+            else any(line.startswith(f"skipping {escaped(rel)} in ") for line in lines)
+            for rel, how in expected.items()
+        )
+
+    wait_until(settled, timeout=20, what=f"each of {expected} offered or skipped")
+    assert not {rel for rel, how in expected.items() if how == "skipped"} & set(recorder.rels())
+    assert thread.error is None and thread.watcher.state == "watching"
+    assert not [r.getMessage() for r in caplog.records if "restarting in" in r.getMessage()]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -11,9 +12,19 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from tests.support import final_run as _final
 from tests.support import make_settings
+from tests.trigger.fuzzkit import (
+    HOOK_STATUSES,
+    JSON_VALUES,
+    Ingress,
+    header_values,
+    json_bytes,
+    reads_back,
+)
 from tests.trigger.hookkit import (
     OTHER_SECRET,
     LiveServer,
@@ -26,6 +37,7 @@ from tests.trigger.hookkit import (
     make_repo,
     payload,
 )
+from tests.trigger.properties import OUTSIDE_TEXT, examples
 from trigger.http import create_app
 from workflows.records import list_runs
 from workflows.rehearsal import Ledger
@@ -215,6 +227,33 @@ def test_hostile_refs_and_shas_are_400_and_start_nothing(offline: Any) -> None:
     assert "refused" in responses[0].json()["error"]
 
 
+def test_strings_follow_one_rule_and_a_refusal_names_the_field(offline: Any) -> None:
+    import json
+
+    head = {**github_push()["head_commit"], "message": "Fix \ud800 orders"}
+    repository = {**github_push()["repository"], "description": "\udcff"}
+    raw = body_of(github_push()).replace(b"octocat", b"oct\xed\xa0\x80cat", 1)
+    with offline() as server:
+        nul = _post(server.url, github_push(pusher={"name": "oct\x00cat"}), delivery="s-1")
+        csi = _post(server.url, github_push(pusher={"name": "oct\x9b2Jcat"}), delivery="s-2")
+        lone = _post(server.url, github_push(pusher={"name": "oct\ud800cat"}), delivery="s-3")
+        message = _post(server.url, github_push(head_commit=head), delivery="s-4")
+        unused = _post(server.url, github_push(repository=repository), delivery="s-5")
+        encoded = _post(server.url, raw, delivery="s-6")
+    answers = [r.json()["error"] for r in (nul, csi, lone, message, unused, encoded)]
+    assert [r.status_code for r in (nul, csi, lone, message, unused, encoded)] == [400] * 6
+    assert answers[0].startswith("pusher.name 'oct\\x00cat' has a control character (U+0000)")
+    assert answers[1].startswith("pusher.name 'oct\\x9b2Jcat' has a control character (U+009B)")
+    assert answers[2] == (
+        "the body's field pusher.name is not valid Unicode: it holds a lone surrogate "
+        "(U+D800) at position 3; send valid Unicode text"
+    )
+    assert "field head_commit.message is not valid Unicode" in answers[3]
+    assert "field repository.description is not valid Unicode" in answers[4]
+    assert answers[5].startswith("the body is not valid UTF-8 (byte 0xed at position")
+    assert json.dumps(answers).isascii()
+
+
 def test_malformed_bodies_are_400_and_wrong_content_types_415(offline: Any) -> None:
     with offline() as server:
         broken = _post(server.url, b"{not json")
@@ -357,3 +396,39 @@ def test_every_hook_is_in_the_openapi_document(offline: Any) -> None:
     ):
         documented = {p["name"] for p in paths[path]["post"]["parameters"] if p["in"] == "header"}
         assert names <= documented, (path, documented)
+
+
+@st.composite
+def _deliveries(draw: st.DrawFn) -> tuple[bytes, dict[str, Any]]:
+    """A GitHub delivery, signed with the right secret so it reaches parsing: raw bytes,
+    or a push whose strings are hostile, with hostile headers."""
+    data = github_push()
+    data["ref"] = draw(st.sampled_from(["refs/heads/main", "refs/tags/v1"]) | OUTSIDE_TEXT)
+    data["pusher"] = {"name": draw(OUTSIDE_TEXT | st.none() | st.integers())}
+    data["head_commit"]["message"] = draw(OUTSIDE_TEXT)
+    data["commits"][0]["modified"] = draw(st.lists(OUTSIDE_TEXT, max_size=3))
+    data["repository"]["full_name"] = draw(st.just("acme/lakehouse") | OUTSIDE_TEXT)
+    data.update(draw(st.dictionaries(OUTSIDE_TEXT, JSON_VALUES, max_size=2)))
+    raw = st.binary(max_size=200)
+    body = draw(raw | st.builds(json_bytes, st.just(data), st.booleans()))
+    headers: dict[str, Any] = github_headers(body, delivery=f"fuzz-{uuid.uuid4().hex}")
+    headers["X-GitHub-Event"] = draw(st.sampled_from([b"push", b"ping"]) | header_values())
+    headers["X-GitHub-Delivery"] = headers["X-GitHub-Delivery"].encode() + draw(header_values())
+    return body, headers
+
+
+def _signed(data: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
+    body = body_of(data)
+    return body, github_headers(body, delivery="example-1")
+
+
+@examples(150)
+@given(delivery=_deliveries())
+@example(delivery=_signed(github_push(pusher={"name": "oct\ud800cat"})))
+def test_any_signed_body_gets_a_documented_answer_and_what_is_taken_reads_back(
+    ingress: Ingress, delivery: tuple[bytes, dict[str, Any]]
+) -> None:
+    body, headers = delivery
+    answer = ingress.http.post("/hooks/github", content=body, headers=headers)
+    assert answer.status_code in HOOK_STATUSES, answer.text
+    reads_back(ingress, answer)

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from tests.support import make_settings, wait_until
+from tests.trigger.fuzzkit import (
+    HOOK_STATUSES,
+    JSON_VALUES,
+    Ingress,
+    header_values,
+    json_bytes,
+    reads_back,
+)
 from tests.trigger.hookkit import (
     LiveServer,
     body_of,
@@ -16,6 +27,7 @@ from tests.trigger.hookkit import (
     gitlab_headers,
     gitlab_push,
 )
+from tests.trigger.properties import OUTSIDE_TEXT, examples
 from trigger.http import create_app
 from workflows.records import show_run
 
@@ -113,3 +125,50 @@ def test_hostile_refs_are_400(offline: Any) -> None:
         response = _post(server.url, gitlab_push(ref="refs/heads/-oops"))
         sha = _post(server.url, gitlab_push(after="$(reboot)"))
     assert (response.status_code, sha.status_code) == (400, 400)
+
+
+def test_the_pusher_follows_the_same_rule_as_on_github(offline: Any) -> None:
+    with offline() as server:
+        nul = _post(server.url, gitlab_push(user_username="js\x00mith"), uuid="s-1")
+        named = _post(
+            server.url, gitlab_push(user_username="", user_name="John\x1b[8m"), uuid="s-2"
+        )
+        lone = _post(server.url, gitlab_push(user_name="J\ud800"), uuid="s-3")
+    assert [r.status_code for r in (nul, named, lone)] == [400] * 3
+    assert nul.json()["error"].startswith("user_username 'js\\x00mith' has a control character")
+    assert named.json()["error"].startswith("user_name 'John\\x1b[8m' has a control character")
+    assert "field user_name is not valid Unicode" in lone.json()["error"]
+
+
+@st.composite
+def _deliveries(draw: st.DrawFn) -> tuple[bytes, dict[str, Any]]:
+    """A GitLab delivery with the right token, so it reaches parsing: raw bytes, or a push
+    whose strings are hostile, with hostile headers."""
+    data = gitlab_push()
+    for key in ("ref", "user_username", "user_name", "checkout_sha"):
+        data[key] = draw(st.just(data[key]) | OUTSIDE_TEXT | st.none())
+    data["project"]["path_with_namespace"] = draw(st.just("acme/data/lakehouse") | OUTSIDE_TEXT)
+    data["commits"][-1]["message"] = draw(OUTSIDE_TEXT)
+    data["commits"][-1]["added"] = draw(st.lists(OUTSIDE_TEXT, max_size=3))
+    data.update(draw(st.dictionaries(OUTSIDE_TEXT, JSON_VALUES, max_size=2)))
+    body = draw(st.binary(max_size=200) | st.builds(json_bytes, st.just(data), st.booleans()))
+    headers: dict[str, Any] = gitlab_headers(uuid=f"fuzz-{uuid.uuid4().hex}")
+    headers["X-Gitlab-Event"] = draw(
+        st.sampled_from([b"Push Hook", b"Tag Push Hook"]) | header_values()
+    )
+    headers["Idempotency-Key"] = draw(st.none() | header_values())
+    return body, {k: v for k, v in headers.items() if v}
+
+
+@examples(150)
+@given(delivery=_deliveries())
+@example(
+    delivery=(body_of(gitlab_push(user_username="js\ud800")), gitlab_headers(uuid="example-1"))
+)
+def test_any_body_with_the_token_gets_a_documented_answer_and_what_is_taken_reads_back(
+    ingress: Ingress, delivery: tuple[bytes, dict[str, Any]]
+) -> None:
+    body, headers = delivery
+    answer = ingress.http.post("/hooks/gitlab", content=body, headers=headers)
+    assert answer.status_code in HOOK_STATUSES, answer.text
+    reads_back(ingress, answer)

@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import sys
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
+import httpx
 import pytest
 
 from tests.support import base_config, final_run, make_settings, run_cli, wait_until, write_config
-from trigger.logs import JsonFormatter, tame_dbos_logger
+from tests.trigger.hookkit import body_of, github_headers, github_push, github_trigger
+from trigger.logs import JsonFormatter, TextFormatter, tame_dbos_logger
+
+FORGED = "2026-11-23T10:00:00 INFO trigger.ingest: delivery FORGED outcome=accepted"
+# Everything a terminal or a line splitter (str.splitlines) takes as a new line, or as
+# a way back over the previous one.
+BREAKS = ["\n", "\r", "\x0b", "\x1c", "\x85", "\u2028", "\x1b[1A\x1b[2K\r"]
 
 
 def test_a_record_names_its_run_trigger_and_event() -> None:
@@ -135,3 +146,73 @@ def test_a_retried_step_names_its_run_and_the_error(tmp_path: Path, project_dir:
         "error=BauplanFailure: Bauplan run failed, will retry: TooManyRequestsError: "
         "(429, 'TooManyRequestsError', 'slow down')"
     ]
+
+
+def _record(message: str, *args: object, exc: bool = False) -> logging.LogRecord:
+    info = sys.exc_info() if exc else None
+    return logging.LogRecord("trigger.ingest", logging.INFO, __file__, 1, message, args, info)
+
+
+def test_a_text_line_escapes_what_came_from_outside_and_indents_a_traceback() -> None:
+    line = TextFormatter().format(_record("delivery %s ref=%s", "x", "main\n" + FORGED))
+    assert line.endswith("delivery x ref=main\\n" + FORGED) and len(line.splitlines()) == 1
+    try:
+        raise KeyError("a\r\n" + FORGED + "\x1b[31m")
+    except KeyError:
+        lines = TextFormatter().format(_record("failed %s", "d-1", exc=True)).splitlines()
+    assert lines[0].endswith("trigger.ingest: failed d-1")
+    assert all(line.startswith("  ") for line in lines[1:]) and "\x1b" not in "".join(lines)
+
+
+def test_a_json_line_is_one_line_whatever_the_values_hold() -> None:
+    for brk in [*BREAKS, "\ud800"]:
+        line = JsonFormatter().format(_record("delivery %s", f"x{brk}{FORGED}"))
+        assert line.isascii() and len(line.splitlines()) == 1
+        assert json.loads(line)["message"] == f"delivery x{brk}{FORGED}"
+
+
+@pytest.mark.slow
+def test_a_request_path_a_pushed_ref_a_header_or_a_commit_message_cannot_forge_a_line(
+    tmp_path: Path, project_dir: Path, serve_process: Any
+) -> None:
+    config = base_config(tmp_path, project_dir, triggers=[github_trigger(project_dir)])
+    proc = serve_process(write_config(tmp_path / "bauplan-trigger.toml", config))
+    url = f"http://{config['service']['listen']}"
+    for n, brk in enumerate(BREAKS):
+        # No authentication is needed to have a path logged.
+        httpx.post(f"{url}/hooks/generic/x{quote(brk + FORGED)}", content=b"{}", timeout=30)
+        head = {**github_push()["head_commit"], "message": f"Fix{brk}{FORGED}"}
+        for delivery, data in (
+            (f"ref-{n}", github_push(ref=f"refs/heads/x{brk}{FORGED}")),
+            (f"msg-{n}", github_push(head_commit=head, ref=f"refs/heads/m{n}")),
+        ):
+            body = body_of(data)
+            httpx.post(
+                f"{url}/hooks/github", content=body, headers=github_headers(body, delivery=delivery)
+            )
+        # A header value holds no CR or LF, but any other byte: UTF-8 C1 and U+2028.
+        body = body_of(github_push())
+        value = f"push{brk}{FORGED}".encode().replace(b"\n", b"").replace(b"\r", b"")
+        _raw_post(config["service"]["listen"], github_headers(body, delivery=f"h-{n}"), value, body)
+    # Each answer went out after its line; the path, ref and message ones always have one.
+    assert proc.log().count(" delivery ") >= 3 * len(BREAKS)
+    proc.stop()
+    lines = proc.log().splitlines()
+    stamp = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d (DEBUG|INFO|WARNING|ERROR|CRITICAL) ")
+    assert [line for line in lines if not (stamp.match(line) or line.startswith(" "))] == []
+    assert not [line for line in lines if line.startswith(FORGED[:19])]
+    assert "\x1b" not in proc.log()
+
+
+def _raw_post(listen: str, headers: dict[str, str], event: bytes, body: bytes) -> None:
+    """A GitHub delivery whose X-GitHub-Event header carries raw bytes httpx would refuse."""
+    import socket
+
+    host, port = listen.rsplit(":", 1)
+    lines = [b"POST /hooks/github HTTP/1.1", b"Host: x", b"Connection: close"]
+    lines += [f"{k}: {v}".encode() for k, v in headers.items() if k != "X-GitHub-Event"]
+    lines += [b"X-GitHub-Event: " + event, f"Content-Length: {len(body)}".encode()]
+    with socket.create_connection((host, int(port)), timeout=30) as conn:
+        conn.sendall(b"\r\n".join(lines) + b"\r\n\r\n" + body)
+        while conn.recv(65536):
+            pass

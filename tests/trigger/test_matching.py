@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -70,8 +71,20 @@ def test_fire_params_must_be_declared_inputs(tmp_path: Path, project_dir: Path) 
         parse_params(trig, ["run_date"])
     with pytest.raises(BadParameterError, match="needs --param for: run_date"):
         parse_params(trig, [])
-    with pytest.raises(BadParameterError, match="control characters"):
+    with pytest.raises(BadParameterError, match="control character"):
         parse_params(trig, ["run_date=a\nb"])
+
+
+def test_fire_params_follow_the_rule_of_every_source(tmp_path: Path, project_dir: Path) -> None:
+    trig = make_settings(tmp_path, None, project_dir).trigger("orders")
+    # A lone surrogate is what an argument that is not UTF-8 becomes (surrogateescape).
+    for value, why in (("2026\x85", "U+0085"), ("\u202e2026", "U+202E"), ("26\udcff", "U+DCFF")):
+        with pytest.raises(
+            BadParameterError, match=rf"--param run_date: the value .*\({re.escape(why)}\)"
+        ):
+            parse_params(trig, [f"run_date={value}"])
+    with pytest.raises(BadParameterError, match=r"--param 'x\\ud800'"):
+        parse_params(trig, ["x\ud800=1"])
 
 
 def test_a_request_as_dict_is_what_asdict_gives_and_a_copy(

@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from tests.support import base_config, write_config
+from tests.trigger.fuzzkit import JSON_VALUES
+from tests.trigger.properties import OUTSIDE_TEXT, examples
 from trigger.errors import ConfigError
-from trigger.settings import build_settings, find_config, load_settings
+from trigger.settings import (
+    ApiSettings,
+    BauplanSettings,
+    EventsSettings,
+    QueueSettings,
+    ServiceSettings,
+    TriggerConfig,
+    build_settings,
+    find_config,
+    load_settings,
+)
+from trigger.text import problem
 
 
 def _build(
@@ -120,3 +136,61 @@ def test_every_bad_value_names_the_key_and_the_fix(
     assert key in message
     assert needle in message
     assert "\n" not in message
+
+
+def _fields(model: Any) -> list[str]:
+    return sorted(model.model_fields)
+
+
+_SECTIONS = {
+    "service": ServiceSettings,
+    "bauplan": BauplanSettings,
+    "queue": QueueSettings,
+    "api": ApiSettings,
+    "events": EventsSettings,
+}
+_TRIGGER_KEYS = _fields(TriggerConfig)
+# What an environment can hold: no NUL, and bytes that are not UTF-8 as the lone
+# surrogates Python decodes them to (surrogateescape).
+_ENV_VALUES = st.text(st.characters(exclude_characters="\x00", exclude_categories=("Cs",))) | (
+    st.binary(max_size=12).map(lambda b: os.fsdecode(b.replace(b"\x00", b"")))
+)
+
+
+@st.composite
+def _configs(draw: st.DrawFn) -> tuple[list[tuple[str, str, Any]], dict[str, str]]:
+    """Changes to a valid config (a key of a section, of the trigger, or an unknown key,
+    set to any JSON value) and ``BAUPLAN_TRIGGER_...`` overrides of any known key."""
+    section = st.sampled_from([*_SECTIONS, "", "triggers", "notifiers"])
+    changes = []
+    for where in draw(st.lists(section, min_size=1, max_size=3)):
+        known = _fields(_SECTIONS[where]) if where in _SECTIONS else _TRIGGER_KEYS
+        key = draw(st.sampled_from(known) | OUTSIDE_TEXT)
+        changes.append((where, key, draw(JSON_VALUES)))
+    names = [f"{s.upper()}__{k.upper()}" for s, m in _SECTIONS.items() for k in _fields(m)]
+    env = draw(st.dictionaries(st.sampled_from(names), _ENV_VALUES, max_size=2))
+    return changes, {f"BAUPLAN_TRIGGER_{k}": v for k, v in env.items()}
+
+
+@examples(300)
+@given(config=_configs())
+@example(config=([("service", "x\n2026-11-23 INFO forged", 1)], {}))
+def test_any_config_value_gives_settings_or_one_config_error_line(
+    tmp_path: Path, project_dir: Path, config: tuple[list[tuple[str, str, Any]], dict[str, str]]
+) -> None:
+    changes, env = config
+    data = base_config(tmp_path, project_dir)
+    for where, key, value in changes:
+        if where == "":
+            data[key] = value
+        elif where == "triggers":
+            data["triggers"][0][key] = value
+        elif where == "notifiers":
+            data["notifiers"] = {key: value}
+        else:
+            data.setdefault(where, {})[key] = value
+    try:
+        build_settings(data, environ=env)
+    except ConfigError as exc:
+        message = str(exc)
+        assert len(message.splitlines()) == 1 and problem(message) is None, message

@@ -1,4 +1,5 @@
-"""The watched folder: where it is, and whether it can be watched at all."""
+"""The watched folder: where it is, whether it can be watched at all, and how watching
+it fails."""
 
 from __future__ import annotations
 
@@ -39,3 +40,11 @@ def dir_check(settings: Settings, trig: TriggerConfig) -> dict[str, Any]:
     except WatchDirError as exc:
         return {"check": f"watch {trig.name}", "result": "FAIL", "detail": str(exc)}
     return {"check": f"watch {trig.name}", "result": "ok", "detail": f"{root} is readable"}
+
+
+def undecodable(exc: BaseException) -> bool:
+    """watchfiles' error for a name in the folder that is not UTF-8 (raised inside
+    anyio's exception group): the watch ends, though nothing is wrong with the folder."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(undecodable(inner) for inner in exc.exceptions)
+    return type(exc).__name__ == "WatchfilesRustInternalError" and "decode path" in str(exc)

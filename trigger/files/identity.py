@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from trigger import text
 from trigger.event import AttributeValue, Event
 from trigger.files.config import FilesSource
 
@@ -37,12 +38,9 @@ class Skipped(Exception):
 
 
 def shown(rel: str) -> str:
-    """A file name fit for one log line: control characters and bad bytes escaped."""
-    return (
-        rel.encode("utf-8", "backslashreplace")
-        .decode("ascii", "backslashreplace")
-        .replace("\n", "\\n")
-    )
+    """A file name fit for one line of text: control characters and bytes that are
+    not UTF-8 (which Python holds as lone surrogates) escaped."""
+    return text.escaped(rel)
 
 
 def rel_of(root: Path, path: str) -> str | None:
@@ -62,10 +60,10 @@ def inspect_file(root: Path, real_root: str, rel: str) -> FileVersion:
     Raises ``FileNotFoundError`` when it is gone and ``Skipped`` when it must not
     be offered.
     """
-    try:
-        rel.encode("utf-8")
-    except UnicodeEncodeError:
-        raise Skipped("its name is not valid UTF-8; rename it") from None
+    why = text.problem(rel)
+    if why is not None:  # a file name becomes template values: the rule for identifiers
+        utf8 = text.invalid(rel) is None
+        raise Skipped(f"its name {why if utf8 else 'is not valid UTF-8'}; rename it")
     path = root / rel
     real = os.path.realpath(path)
     if real != real_root and not real.startswith(real_root.rstrip(os.sep) + os.sep):

@@ -28,7 +28,7 @@ from trigger.errors import EnqueueUnavailableError
 from trigger.event import Event
 from trigger.eventlog import record_dispatch, record_heartbeat
 from trigger.files.config import Matcher
-from trigger.files.folder import check_dir, watch_dir
+from trigger.files.folder import check_dir, undecodable, watch_dir
 from trigger.files.identity import (
     FileVersion,
     Skipped,
@@ -183,6 +183,19 @@ class Watcher:
                 )
 
     async def _events(self, stop: asyncio.Event) -> None:
+        while True:
+            try:
+                await self._notifications(stop)
+                return
+            except Exception as exc:
+                if not undecodable(exc):
+                    raise
+            # watchfiles gives up on a name that is not UTF-8, and drops the other changes
+            # it held: watch again at once and list the folder (which skips that name).
+            log.debug("a name in %s is not UTF-8; watching again and rescanning", self.root)
+            await self._look_at(await asyncio.to_thread(self._list), scan=True)
+
+    async def _notifications(self, stop: asyncio.Event) -> None:
         async for changes in watchfiles.awatch(
             str(self.root),
             watch_filter=None,
