@@ -183,36 +183,51 @@ class Watcher:
                 )
 
     async def _events(self, stop: asyncio.Event) -> None:
+        rescan = False
         while True:
             try:
-                await self._notifications(stop)
+                await self._notifications(stop, rescan)
                 return
             except Exception as exc:
                 if not undecodable(exc):
                     raise
             # watchfiles gives up on a name that is not UTF-8, and drops the other changes
-            # it held: watch again at once and list the folder (which skips that name).
+            # it held: watch again at once, and list the folder (which skips that name).
             log.debug("a name in %s is not UTF-8; watching again and rescanning", self.root)
-            await self._look_at(await asyncio.to_thread(self._list), scan=True)
+            rescan = True
 
-    async def _notifications(self, stop: asyncio.Event) -> None:
-        async for changes in watchfiles.awatch(
-            str(self.root),
-            watch_filter=None,
-            debounce=200,
-            step=50,
-            stop_event=stop,
-            recursive=self.source.recursive,
-            force_polling=self.source.force_polling or None,
-            poll_delay_ms=int(self.source.poll_interval * 1000),
-            ignore_permission_denied=True,
-        ):
-            rels: set[str] = set()
-            for _, path in changes:
-                rel = rel_of(self.root, path)
-                if rel is not None:
-                    rels.add(rel)
-            await self._look_at(await asyncio.to_thread(self._expand, sorted(rels)))
+    async def _notifications(self, stop: asyncio.Event, rescan: bool) -> None:
+        """With ``rescan``, the folder is also listed once, by a task that starts when this
+        one first waits: inside awatch, after its watch is in place, so nothing written
+        while the last watch died is missed."""
+        listing = asyncio.create_task(self._list_once()) if rescan else None
+        try:
+            async for changes in watchfiles.awatch(
+                str(self.root),
+                watch_filter=None,
+                debounce=200,
+                step=50,
+                stop_event=stop,
+                recursive=self.source.recursive,
+                force_polling=self.source.force_polling or None,
+                poll_delay_ms=int(self.source.poll_interval * 1000),
+                ignore_permission_denied=True,
+            ):
+                rels: set[str] = set()
+                for _, path in changes:
+                    rel = rel_of(self.root, path)
+                    if rel is not None:
+                        rels.add(rel)
+                await self._look_at(await asyncio.to_thread(self._expand, sorted(rels)))
+        finally:
+            if listing is not None:
+                listing.cancel()
+                [outcome] = await asyncio.gather(listing, return_exceptions=True)
+                if isinstance(outcome, Exception):  # the periodic rescan lists it again
+                    log.warning("listing %s failed: %s", self.root, type(outcome).__name__)
+
+    async def _list_once(self) -> None:
+        await self._look_at(await asyncio.to_thread(self._list), scan=True)
 
     async def _rescans(self) -> None:
         every = self.source.rescan_seconds
