@@ -10,11 +10,17 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from trigger.errors import ConfigError, TemplateError
 from trigger.files.config import FilesSource
@@ -248,9 +254,12 @@ def _has(model: BaseModel, attribute: str) -> bool:
     return getattr(model, attribute, None) is not None
 
 
+ENV_PREFIX = "BAUPLAN_TRIGGER_"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="BAUPLAN_TRIGGER_",
+        env_prefix=ENV_PREFIX,
         env_nested_delimiter="__",
         extra="forbid",
         frozen=True,
@@ -360,8 +369,46 @@ def build_settings(
         settings = _with_environ(env, lambda: Settings(**data))
     except ValidationError as exc:
         raise _config_error(exc, data) from None
+    except SettingsError:
+        raise _override_error(env) from None
     check_settings(settings)
     return settings
+
+
+def _override_error(env: dict[str, str]) -> ConfigError:
+    """pydantic-settings reads a list or table override as JSON and, when it is not,
+    names only the section: name the variable and say what it must hold."""
+    import json
+
+    for name, value in sorted(env.items()):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        try:
+            json.loads(value)
+        except ValueError:
+            if value[:1] in ("[", "{") or _is_structured(name):
+                return ConfigError(
+                    name,
+                    value,
+                    'must be JSON for a list or table key, like ["a", "b"] or {"k": 1}',
+                )
+    return ConfigError("environment", ENV_PREFIX + "...", "an override could not be read")
+
+
+def _is_structured(variable: str) -> bool:
+    """Whether ``BAUPLAN_TRIGGER_<SECTION>__<KEY>`` names a list, table or section."""
+    section, _, key = variable.removeprefix(ENV_PREFIX).lower().partition("__")
+    field = Settings.model_fields.get(section)
+    if field is None:
+        return False
+    if not key:
+        return True
+    model = field.annotation
+    inner = getattr(model, "model_fields", {}).get(key)
+    if inner is None:
+        return False
+    kinds = [inner.annotation, *typing.get_args(inner.annotation)]
+    return any(typing.get_origin(k) in (list, dict) or hasattr(k, "model_fields") for k in kinds)
 
 
 def _with_environ(env: dict[str, str], build: Any) -> Settings:

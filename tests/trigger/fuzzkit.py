@@ -10,20 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import socket
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from hypothesis import event
 from hypothesis import strategies as st
 
-from tests.support import PG_ADMIN_URL, make_settings, pg_available
+from tests.support import fresh_database, make_settings
 from tests.trigger.hookkit import LiveServer, github_trigger
 from tests.trigger.properties import OUTSIDE_TEXT
 
@@ -70,20 +67,8 @@ def database(kind: str) -> Iterator[str | None]:
     if kind == "sqlite":
         yield None
         return
-    if not pg_available():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN_URL} and CI=true")
-        pytest.skip("PostgreSQL is not reachable (set up 127.0.0.1:5432 to run these)")
-    import psycopg
-
-    name = f"bt_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database() as url:
+        yield url
 
 
 @contextlib.contextmanager

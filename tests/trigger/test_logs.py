@@ -143,7 +143,7 @@ def test_a_retried_step_names_its_run_and_the_error(tmp_path: Path, project_dir:
     retried = [line for line in seen.lines if "automatically retried" in line]
     assert retried == [
         "Step being automatically retried (attempt 1 of 6) run=run:orders:retry-1 "
-        "error=BauplanFailure: Bauplan run failed, will retry: TooManyRequestsError: "
+        "error=RunRefused: Bauplan run failed, will retry: TooManyRequestsError: "
         "(429, 'TooManyRequestsError', 'slow down')"
     ]
 

@@ -194,3 +194,14 @@ def test_any_config_value_gives_settings_or_one_config_error_line(
     except ConfigError as exc:
         message = str(exc)
         assert len(message.splitlines()) == 1 and problem(message) is None, message
+
+
+def test_a_list_override_that_is_not_json_names_its_variable(
+    tmp_path: Path, project_dir: Path
+) -> None:
+    env = {"BAUPLAN_TRIGGER_SERVICE__ALLOWED_HOSTS": "trigger.example.com"}
+    with pytest.raises(ConfigError) as caught:
+        _build(tmp_path, project_dir, env=env)
+    assert str(caught.value).startswith(
+        "config BAUPLAN_TRIGGER_SERVICE__ALLOWED_HOSTS = 'trigger.example.com': must be JSON"
+    )

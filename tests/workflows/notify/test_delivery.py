@@ -31,7 +31,7 @@ def push_event(event_id: str = "push-1") -> Event:
             "git_sha": SHA,
             "git_short_sha": SHA[:7],
             "pusher": "alice",
-            "head_message": "Fix orders\n\nbody",
+            "head_message": "Fix orders",
         },
     )
 
