@@ -251,7 +251,9 @@ class AdvisoryHold:
             log.warning("cannot re-take the hold on executor id %s yet: %s", self.executor_id, exc)
             return True  # the database is away for everyone: nobody else can take it
         if self._conn is not None:
-            log.warning(
+            # Routine after any lost connection (an outage, a database restart), like a
+            # pool reconnecting; only losing the id to another process is news (an error).
+            log.debug(
                 "re-took the hold on executor id %s after losing its session", self.executor_id
             )
             return True
