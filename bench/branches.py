@@ -50,13 +50,13 @@ from dbos import DBOS, DBOSClient, EnqueueOptions, WorkflowStatus
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from tests.support import match
 from tests.workflows.flow_support import max_overlap
-from trigger.event import manual_event
-from trigger.matching import match
-from trigger.settings import Settings, build_settings
+from trigger.core.event import manual_event
+from trigger.core.settings import Settings, build_settings
 from workflows import app
+from workflows.bauplan.rehearsal import Ledger
 from workflows.queue import RUN_QUEUE, Enqueuer
-from workflows.rehearsal import Ledger
 from workflows.runtime import ledger_path
 
 UNFINISHED = ("ENQUEUED", "PENDING", "DELAYED")

@@ -31,9 +31,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from trigger.files.watcher import OFFER_THREADS, Watcher
-from trigger.matching import RunRequest
-from trigger.settings import Settings, build_settings
+from trigger.core.matching import RunRequest
+from trigger.core.settings import Settings, build_settings
+from trigger.sources.files.watcher import OFFER_THREADS, Watcher
 from workflows import app
 from workflows.queue import RUN_QUEUE, RUN_WORKFLOW, Enqueuer
 

@@ -31,13 +31,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dbos import DBOS, DBOSClient
 
-from trigger.event import manual_event
-from trigger.matching import match
-from trigger.settings import build_settings
+from tests.support import match
+from trigger.core.event import manual_event
+from trigger.core.settings import build_settings
 from workflows import app
+from workflows.bauplan.rehearsal import Ledger
 from workflows.queue import Enqueuer
 from workflows.records import show_run
-from workflows.rehearsal import Ledger
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 BARE_QUEUE = "bench-bare"

@@ -13,9 +13,18 @@ import tomllib
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
+
+# The checkout, and the example configuration files users copy.
+REPO = Path(__file__).resolve().parent.parent
+CONFIG_DIR = REPO / "config"
+
+if TYPE_CHECKING:
+    from trigger.core.event import Event
+    from trigger.core.matching import RunRequest
+    from trigger.core.settings import Settings
 
 PG_ADMIN_URL = os.environ.get(
     "BAUPLAN_TRIGGER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -116,7 +125,7 @@ def base_config(tmp_path: Path, project_dir: Path, **overrides: Any) -> dict[str
 
 
 def make_settings(tmp_path: Path, backend: str | None, project_dir: Path, **overrides: Any) -> Any:
-    from trigger.settings import build_settings
+    from trigger.core.settings import build_settings
 
     env = {"DBOS_SYSTEM_DATABASE_URL": backend} if backend else {}
     return build_settings(
@@ -286,3 +295,11 @@ class ServeProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=30)
+
+
+def match(event: Event, settings: Settings) -> list[RunRequest]:
+    """The run requests a manual fire of ``event`` asks for, decided as ``fire`` does."""
+    from trigger.core.matching import decide
+    from trigger.sources.manual import manual_filter
+
+    return [d.request for d in decide(event, settings, manual_filter) if d.request is not None]

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from trigger.settings import load_settings
-from workflows.bauplan_adapter import has_project_file
+from tests.support import CONFIG_DIR
+from trigger.core.settings import load_settings
+from workflows.bauplan.adapter import has_project_file
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 EXAMPLES = sorted(CONFIG_DIR.glob("*.toml"))
 
 

@@ -7,12 +7,11 @@ from typing import Any
 
 import pytest
 
-from tests.support import base_config, make_settings, wait_until, write_config
-from trigger.event import manual_event
-from trigger.matching import match
+from tests.support import base_config, make_settings, match, wait_until, write_config
+from trigger.core.event import manual_event
+from workflows.bauplan.rehearsal import Ledger
 from workflows.queue import Enqueuer
 from workflows.records import list_runs
-from workflows.rehearsal import Ledger
 
 pytestmark = pytest.mark.slow
 

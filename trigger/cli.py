@@ -10,8 +10,8 @@ from typing import Any, TypeVar
 
 import click
 
-from trigger.errors import TriggerError
-from trigger.follow import DEFAULT_TIMEOUT
+from trigger.core.errors import TriggerError
+from trigger.ops.follow import DEFAULT_TIMEOUT
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -27,7 +27,7 @@ class _Group(click.Group):
             click.echo(f"error: {exc}", err=True)
             sys.exit(getattr(exc, "exit_code", 1))
         except Exception as exc:
-            from trigger import outage
+            from trigger.core import outage
 
             if not outage.is_unreachable(exc):
                 raise
@@ -64,8 +64,8 @@ def _client(settings: Any) -> Any:
 
 
 def _settings(config: Path | None) -> Any:
-    from trigger import secrets
-    from trigger.settings import load_settings
+    from trigger.core import secrets
+    from trigger.core.settings import load_settings
 
     settings = load_settings(config)
     secrets.install(settings)  # before anything can log or print a secret
@@ -80,7 +80,7 @@ def main(ctx: click.Context) -> None:
     if ctx.invoked_subcommand != "serve":  # serve logs an outage its own way
         import logging
 
-        from trigger.outage import DropUnreachable
+        from trigger.core.outage import DropUnreachable
 
         # A command's one error line says the database cannot be reached; DBOS's
         # logger would say it first, in three lines.
@@ -105,23 +105,17 @@ def main(ctx: click.Context) -> None:
 )
 def serve(config: Path | None, role: str, log_format: str) -> None:
     """Run the service until SIGINT/SIGTERM."""
+    from trigger.core.outage import OutageLog
     from trigger.logs import setup_logging
-    from trigger.outage import OutageLog
     from trigger.service import serve as run_service
 
     settings = _settings(config)
     setup_logging(fmt=log_format)
-    _load_sources()
     outages = OutageLog(settings.database_url()).install()
     try:
         run_service(settings, role)
     finally:
         outages.close()
-
-
-def _load_sources() -> None:
-    """Import the source modules so they register their filters and components."""
-    import trigger.sources  # noqa: F401
 
 
 @main.command()
@@ -150,10 +144,10 @@ def fire(
     """Enqueue a run of TRIGGER into the running service's queue."""
     from pydantic import ValidationError
 
-    from trigger.dispatch import fire_event
-    from trigger.event import manual_event
-    from trigger.follow import follow
-    from trigger.matching import parse_params
+    from trigger.core.event import manual_event
+    from trigger.core.matching import parse_params
+    from trigger.ops.follow import follow
+    from trigger.sources.manual import fire_event
     from workflows import sysdb, workers
     from workflows.queue import Enqueuer
 
@@ -247,7 +241,7 @@ def runs(
     """List runs, newest first."""
     if ctx.invoked_subcommand is not None:
         return
-    from trigger.schedule import schedule_rows
+    from trigger.sources.schedule import schedule_rows
     from workflows.records import list_runs
 
     settings = _settings(config)
@@ -325,7 +319,7 @@ def runs_show(config: Path | None, as_json: bool, run_id: str) -> None:
 @click.argument("run_id")
 def runs_retry(config: Path | None, as_json: bool, run_id: str) -> None:
     """Start a new run of RUN_ID's request, linked to it."""
-    from trigger.control import retry
+    from trigger.ops.control import retry
     from workflows.queue import Enqueuer
 
     settings = _settings(config)
@@ -356,7 +350,7 @@ def runs_resume(config: Path | None, as_json: bool, run_id: str) -> None:
 
 
 def _control(action: str, config: Path | None, as_json: bool, run_id: str) -> None:
-    from trigger import control
+    from trigger.ops import control
 
     settings = _settings(config)
     client = _client(settings)
@@ -376,9 +370,9 @@ def _control(action: str, config: Path | None, as_json: bool, run_id: str) -> No
 @click.argument("ident", metavar="ID")
 def explain(config: Path | None, as_json: bool, ident: str) -> None:
     """The story of an event or run: event id, delivery id, run id, file path or git sha."""
-    from trigger.eventlog import event_log
-    from trigger.explain import explain as build
-    from trigger.explain import render
+    from trigger.core.eventlog import event_log
+    from trigger.ops.explain import explain as build
+    from trigger.ops.explain import render
 
     settings = _settings(config)
     client = _client(settings)
@@ -393,7 +387,7 @@ def explain(config: Path | None, as_json: bool, ident: str) -> None:
 @config_option
 def check(config: Path | None) -> None:
     """Validate the config, the Bauplan user and every trigger's project folder."""
-    from trigger.checks import run_checks
+    from trigger.ops.checks import run_checks
 
     settings = _settings(config)
     rows, ok = run_checks(settings)
@@ -453,7 +447,7 @@ def notify_test(
 def recover(config: Path | None, as_json: bool, executor_id: str, force: bool) -> None:
     """Put a dead worker's in-flight runs back on their queues for live workers."""
     from workflows import sysdb
-    from workflows.takeover import recover_executor
+    from workflows.executors import recover_executor
 
     settings = _settings(config)
     sysdb.require(settings)
@@ -476,7 +470,7 @@ def rehearsal() -> None:
 @json_option
 def rehearsal_jobs(config: Path | None, as_json: bool) -> None:
     """Every submission rehearsal mode recorded instead of sending to Bauplan."""
-    from workflows.rehearsal import Ledger
+    from workflows.bauplan.rehearsal import Ledger
     from workflows.runtime import ledger_path
 
     settings = _settings(config)
@@ -500,7 +494,7 @@ def rehearsal_jobs(config: Path | None, as_json: bool) -> None:
 
 def _ledger(config: Path | None) -> Any:
     """The rehearsal ledger ``serve`` uses with this config; refused in live mode."""
-    from trigger.errors import RehearsalFaultError
+    from trigger.core.errors import RehearsalFaultError
     from workflows.runtime import rehearsal_ledger
 
     settings = _settings(config)
@@ -528,7 +522,7 @@ def rehearsal_fault(
     ERROR EXIT_AFTER lets the call do its work, then kills the worker. METHOD
     step:NAME (with EXIT_AFTER) kills the worker right after the run step NAME is
     checkpointed."""
-    from workflows.rehearsal_faults import EXIT_AFTER, check
+    from workflows.bauplan.faults import EXIT_AFTER, check
 
     check(method, error, count)
     ledger = _ledger(config)

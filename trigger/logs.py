@@ -3,7 +3,7 @@
 Values from outside (request paths, refs, header values, commit messages, file names)
 reach log lines through the records' arguments. Whatever they hold, a record stays
 one line: the text format writes control characters and lone surrogates as escapes
-(``trigger.text.escaped``) and indents a traceback's lines under its record, and the
+(``trigger.core.text.escaped``) and indents a traceback's lines under its record, and the
 JSON format escapes them by being JSON.
 """
 
@@ -16,7 +16,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from trigger import text
+from trigger.core import text
 
 _RUN = re.compile(r"\b(run:[A-Za-z0-9._:@/+=-]+)")
 _TRIGGER = re.compile(r"\btrigger[= ]'?([a-z0-9][a-z0-9_-]*)")

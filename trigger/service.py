@@ -18,12 +18,18 @@ import asyncio
 import logging
 import signal
 import socket
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Sequence
 
-from trigger.errors import TriggerError
-from trigger.settings import Settings
+from fastapi import APIRouter, FastAPI
+
+from trigger.context import Component, ServiceContext
+from trigger.core.errors import TriggerError
+from trigger.core.settings import Settings
+from trigger.http import app as http
+from trigger.ops import api, metrics, page
+from trigger.sources import schedule
+from trigger.sources.files import component as files
+from trigger.sources.webhooks import generic, github, gitlab
 from workflows import app
 from workflows.queue import Enqueuer
 from workflows.runtime import ClientFactory
@@ -32,29 +38,26 @@ log = logging.getLogger(__name__)
 
 ROLES = ("all", "ingress", "worker")
 
-
-@dataclass
-class ServiceContext:
-    settings: Settings
-    role: str
-    enqueuer: Enqueuer
-    ready: asyncio.Event = field(default_factory=asyncio.Event)
-    # The listening sockets bound before DBOS launched, by component name.
-    sockets: dict[str, socket.socket] = field(default_factory=dict)
-
-
-Component = Callable[[ServiceContext], Coroutine[Any, Any, None]]
-Binder = Callable[[Settings], socket.socket]
-# (name, roles that run it, component, binder). Sources append themselves here.
-COMPONENTS: list[tuple[str, tuple[str, ...], Component, Binder | None]] = []
+# Every HTTP surface, in the order they are mounted: the hooks, the API, the page.
+ROUTERS: tuple[APIRouter, ...] = (
+    github.router,
+    gitlab.router,
+    generic.router,
+    api.router,
+    metrics.router,
+    page.router,
+)
+HEALTH = {"files": files.health}
 
 
-def register_component(
-    name: str, roles: tuple[str, ...], component: Component, *, bind: Binder | None = None
-) -> None:
-    """``bind`` makes the listening socket a component serves on; ``serve`` calls it
-    before DBOS launches and hands the socket over in ``ServiceContext.sockets``."""
-    COMPONENTS.append((name, roles, component, bind))
+def create_app(settings: Settings, context: ServiceContext | None = None) -> FastAPI:
+    """The whole HTTP app, as ``serve`` mounts it (tests use it the same way)."""
+    return http.build_app(settings, context, ROUTERS, HEALTH)
+
+
+def components() -> list[Component]:
+    """What a ``serve`` process may run; ``--role`` picks among them."""
+    return [http.component(ROUTERS, HEALTH), files.COMPONENT, schedule.COMPONENT, api.GUARD]
 
 
 def serve(
@@ -74,14 +77,13 @@ async def _serve(settings: Settings, role: str, client_factory: ClientFactory | 
         loop.call_soon_threadsafe(hold_lost.set)
         loop.call_soon_threadsafe(stop.set)
 
-    sockets = await _start(settings, role, client_factory, on_hold_lost)
+    parts = components()
+    sockets = await _start(settings, role, parts, client_factory, on_hold_lost)
     launched = role in ("all", "worker")
     enqueuer = Enqueuer(settings)
     ctx = ServiceContext(settings=settings, role=role, enqueuer=enqueuer, sockets=sockets)
     tasks = [
-        asyncio.create_task(component(ctx), name=name)
-        for name, roles, component, _ in COMPONENTS
-        if role in roles
+        asyncio.create_task(part.run(ctx), name=part.name) for part in parts if role in part.roles
     ]
     log.info(
         "serving role=%s triggers=%s components=%s",
@@ -119,6 +121,7 @@ async def _serve(settings: Settings, role: str, client_factory: ClientFactory | 
 async def _start(
     settings: Settings,
     role: str,
+    parts: Sequence[Component],
     client_factory: ClientFactory | None,
     on_hold_lost: Callable[[], None],
 ) -> dict[str, socket.socket]:
@@ -131,9 +134,9 @@ async def _start(
     hold = await asyncio.to_thread(app.hold_executor, settings, role) if launched else None
     sockets: dict[str, socket.socket] = {}
     try:
-        for name, roles, _, bind in COMPONENTS:
-            if bind is not None and role in roles:
-                sockets[name] = bind(settings)
+        for part in parts:
+            if part.bind is not None and role in part.roles:
+                sockets[part.name] = part.bind(settings)
         if hold is not None:
             await asyncio.to_thread(
                 app.launch,

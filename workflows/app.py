@@ -16,16 +16,16 @@ from collections.abc import Callable
 
 from dbos import DBOS, DBOSConfig
 
-from trigger import secrets
-from trigger.settings import Settings
+from trigger.core import secrets
+from trigger.core.settings import Settings
 from workflows import hold as holds
 from workflows import run as _run  # noqa: F401  (registers the run workflow)
 from workflows import runtime
+from workflows.executors import Heartbeat
 from workflows.notify.outbox import NOTICE_QUEUE, NOTICE_WORKFLOW, register_notice_queue
 from workflows.queue import RUN_QUEUE, RUN_WORKFLOW, queue_names, register_run_queue
 from workflows.runtime import ClientFactory, Runtime, default_client_factory, rehearsal_ledger
 from workflows.store import Store
-from workflows.takeover import Heartbeat
 
 log = logging.getLogger(__name__)
 

@@ -29,9 +29,9 @@ from typing import Any
 
 from dbos import DBOSClient, WorkflowStatus
 
-from trigger.flow import coalesces
-from trigger.matching import run_id_prefix
-from trigger.settings import TriggerConfig
+from trigger.core.matching import run_id_prefix
+from trigger.core.settings import TriggerConfig
+from trigger.core.settings.flow import coalesces
 
 log = logging.getLogger(__name__)
 

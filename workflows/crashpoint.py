@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from dbos import DBOS, StepOptions
 
 from workflows import runtime
-from workflows.rehearsal_faults import EXIT_CODE, STEP_PREFIX
+from workflows.bauplan.faults import EXIT_CODE, STEP_PREFIX
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from trigger.flow import BranchLimit, branch_flow
-from trigger.settings import Settings, TriggerConfig
+from trigger.core.settings import Settings, TriggerConfig
+from trigger.core.settings.flow import BranchLimit, branch_flow
 
 
 @dataclass(frozen=True)

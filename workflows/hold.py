@@ -39,8 +39,8 @@ from typing import Protocol
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from trigger.errors import ExecutorHeldError
-from trigger.settings import Settings
+from trigger.core.errors import ExecutorHeldError
+from trigger.core.settings import Settings
 from workflows.store import Store, metadata
 
 log = logging.getLogger(__name__)

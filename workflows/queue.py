@@ -17,9 +17,9 @@ import sqlalchemy.exc
 from dbos import DBOS, DBOSClient, EnqueueOptions, Queue
 from dbos._error import DBOSWorkflowIDInUseError
 
-from trigger.errors import BauplanFailure, EnqueueUnavailableError
-from trigger.matching import RunRequest
-from trigger.settings import Settings, TriggerConfig
+from trigger.core.errors import BauplanFailure, EnqueueUnavailableError
+from trigger.core.matching import RunRequest
+from trigger.core.settings import Settings, TriggerConfig
 from workflows import coalesce
 from workflows.flow_queues import all_specs, spec_for
 
@@ -73,7 +73,7 @@ class UsernameCache:
     def get(self) -> str:
         with self._lock:
             if self._value is None:
-                from workflows.bauplan_adapter import Bauplan, live_client
+                from workflows.bauplan.adapter import Bauplan, live_client
 
                 try:
                     self._value = Bauplan(live_client()).username()

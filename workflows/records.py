@@ -12,14 +12,14 @@ from typing import Any
 
 from dbos import DBOSClient, WorkflowStatus
 
-from trigger import text
-from trigger.errors import RunNotFoundError
-from trigger.matching import run_id_prefix
-from trigger.settings import Settings
+from trigger.core import text
+from trigger.core.errors import RunNotFoundError
+from trigger.core.matching import run_id_prefix
+from trigger.core.settings import Settings
+from workflows.diagnosis import reasons
 from workflows.notify.delivery import records as notification_records
 from workflows.queue import RUN_QUEUE, RUN_WORKFLOW
 from workflows.run import RESULT_EVENT
-from workflows.waiting import reasons
 
 # DBOS status -> the word users see.
 STATUS_WORDS = {

@@ -3,7 +3,7 @@
 Each function below is a DBOS step, so a crash resumes at the last finished one.
 The job id is checkpointed by the submit step, and the submissions table covers
 the moment between Bauplan accepting a job and that checkpoint
-(``workflows.submission``): a job is never submitted twice for one request.
+(``workflows.steps.submit``): a job is never submitted twice for one request.
 
 A run is a handful of checkpoints, not one per poll: every checkpoint is a
 round trip to the system database, and with many runs in flight those round
@@ -23,16 +23,25 @@ from typing import Any
 from dbos import DBOS, StepOptions
 from dbos._error import DBOSMaxStepRetriesExceeded
 
-from trigger.errors import BauplanFailure, BranchError, FileGoneError, RunFailed, WorkspaceError
-from trigger.matching import RunRequest
-from trigger.secrets import redact
-from workflows import after, coalesce, crashpoint, runtime, submission, workspace
-from workflows.bauplan_adapter import is_retryable
-from workflows.branch import user_branch
+from trigger.core.errors import (
+    BauplanFailure,
+    BranchError,
+    FileGoneError,
+    RunFailed,
+    WorkspaceError,
+)
+from trigger.core.matching import RunRequest
+from trigger.core.secrets import redact
+from workflows import coalesce, crashpoint, runtime
+from workflows.bauplan.adapter import is_retryable
 from workflows.notify import outbox
 from workflows.notify.delivery import final_notice, started_notice
 from workflows.queue import RUN_WORKFLOW
 from workflows.result import RunResult
+from workflows.steps import code as workspace
+from workflows.steps import files as after
+from workflows.steps import submit as submission
+from workflows.steps.branch import user_branch
 
 log = logging.getLogger(__name__)
 

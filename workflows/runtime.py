@@ -12,10 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trigger.matching import RunRequest
-from trigger.settings import Settings
-from workflows.bauplan_adapter import Bauplan, BauplanClient, live_client
-from workflows.rehearsal import LEDGER_FILE, Ledger, RehearsalClient
+from trigger.core.matching import RunRequest
+from trigger.core.settings import Settings
+from workflows.bauplan.adapter import Bauplan, BauplanClient, live_client
+from workflows.bauplan.rehearsal import LEDGER_FILE, Ledger, RehearsalClient
 from workflows.store import Store
 
 ClientFactory = Callable[[RunRequest], BauplanClient]

@@ -5,7 +5,7 @@ killed between Bauplan accepting a run and that checkpoint would submit again
 on recovery. The submissions table closes that window: a submit step writes
 what identifies its submission (ref, project, parameters, time) before calling
 Bauplan and the job id right after, and a re-executed step reconciles with
-Bauplan instead of submitting blindly (``workflows.submission``).
+Bauplan instead of submitting blindly (``workflows.steps.submit``).
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
-from trigger.errors import SystemDatabaseError, SystemDatabaseMissingError
-from trigger.settings import Settings
+from trigger.core.errors import SystemDatabaseError, SystemDatabaseMissingError
+from trigger.core.settings import Settings
 
 # psycopg's words when the server is up but the database was never created.
 _NO_DATABASE = re.compile(r'database "[^"]*" does not exist')

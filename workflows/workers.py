@@ -14,8 +14,8 @@ import time
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
-from trigger.settings import Settings
-from workflows.takeover import beat_interval, heartbeats
+from trigger.core.settings import Settings
+from workflows.executors import beat_interval, heartbeats
 
 # Beats a worker may miss before it no longer counts as alive.
 _MISSED_BEATS = 3

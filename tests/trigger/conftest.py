@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-import trigger.sources  # noqa: F401  (registers the webhook routers and filters)
 from tests.trigger.fuzzkit import Ingress, database, running_ingress
 from tests.trigger.hookkit import GITHUB_SECRET, GITLAB_TOKEN, OTHER_SECRET, WHSEC, LiveServer
 
@@ -25,8 +24,8 @@ def _secrets(monkeypatch: pytest.MonkeyPatch) -> None:
 def hooks(launched: Any) -> Iterator[Any]:
     """``hooks(**overrides) -> (settings, enqueuer, base_url)``: DBOS launched in this
     process (both backends) and the HTTP app on an ephemeral loopback port."""
-    from trigger.http import create_app
-    from trigger.service import ServiceContext
+    from trigger.context import ServiceContext
+    from trigger.service import create_app
 
     servers: list[LiveServer] = []
 

@@ -73,8 +73,8 @@ def database(kind: str) -> Iterator[str | None]:
 
 @contextlib.contextmanager
 def running_ingress(tmp_path: Path, backend: str | None) -> Iterator[Ingress]:
-    from trigger.http import create_app
-    from trigger.service import ServiceContext
+    from trigger.context import ServiceContext
+    from trigger.service import create_app
     from workflows.app import prepare_database
     from workflows.queue import Enqueuer
 

@@ -133,7 +133,7 @@ def test_rehearsal_faults_are_armed_listed_and_cleared_from_the_command_line(
     import bauplan.exceptions
     import pytest
 
-    from workflows.rehearsal import Ledger, RehearsalClient
+    from workflows.bauplan.rehearsal import Ledger, RehearsalClient
 
     config = _config(tmp_path, project_dir)
     rehearse = ("rehearsal", "--config", str(config))

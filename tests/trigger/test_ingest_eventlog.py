@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 
 from tests.trigger.hookkit import body_of, github_headers, github_push, github_trigger
-from trigger.eventlog import event_log
-from trigger.explain import explain
+from trigger.core.eventlog import event_log
+from trigger.ops.explain import explain
 
 
 def _post(url: str, data: dict[str, Any], **header_args: Any) -> httpx.Response:

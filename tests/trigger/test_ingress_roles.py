@@ -11,9 +11,9 @@ import pytest
 
 from tests.support import base_config, make_settings, wait_until, write_config
 from tests.trigger.hookkit import body_of, github_headers, github_push, github_trigger
+from workflows.bauplan.rehearsal import Ledger
 from workflows.queue import Enqueuer
 from workflows.records import show_run
-from workflows.rehearsal import Ledger
 from workflows.runtime import ledger_path
 
 

@@ -96,7 +96,7 @@ def test_serve_logs_json_lines(tmp_path: Path, project_dir: Path) -> None:
     assert all({"time", "level", "logger", "message"} <= set(line) for line in lines)
     finished = [line for line in lines if line["message"].startswith("finished run")]
     assert finished[0]["run_id"] == "run:orders:json-1" and finished[0]["trigger"] == "orders"
-    guard = [line for line in lines if line["logger"] == "trigger.api"]
+    guard = [line for line in lines if line["logger"] == "trigger.ops.api"]
     assert "without a token: serving it only because" in guard[0]["message"]
     assert guard[0]["level"] == "WARNING"
 
@@ -114,11 +114,11 @@ class _Lines(logging.Handler):
 
 
 def test_a_retried_step_names_its_run_and_the_error(tmp_path: Path, project_dir: Path) -> None:
-    from trigger.dispatch import fire_event
-    from trigger.event import manual_event
+    from trigger.core.event import manual_event
+    from trigger.sources.manual import fire_event
     from workflows import app
+    from workflows.bauplan.rehearsal import Ledger
     from workflows.queue import Enqueuer
-    from workflows.rehearsal import Ledger
     from workflows.runtime import ledger_path
 
     settings = make_settings(tmp_path, None, project_dir)

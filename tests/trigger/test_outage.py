@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from tests.forwarder import forwarding
 from tests.support import base_config, run_cli, wait_until, write_config
-from trigger import outage
+from trigger.core import outage
 
 # Long enough for DBOS's queue threads, scheduler and listener to fail many times over.
 OUTAGE_SECONDS = 5.0

@@ -11,8 +11,8 @@ import pytest
 
 from tests.support import base_config, wait_until, write_config
 from tests.workflows.flow_support import fire, ledger
-from trigger.explain import run_story
-from trigger.settings import build_settings
+from trigger.core.settings import build_settings
+from trigger.ops.explain import run_story
 from workflows.queue import Enqueuer
 from workflows.records import show_run
 

@@ -7,9 +7,9 @@ import time
 from typing import Any
 
 from tests.support import final_run as final  # noqa: F401  (the flow tests import it here)
-from trigger.event import manual_event
-from trigger.matching import match
-from workflows.rehearsal import Ledger
+from tests.support import match
+from trigger.core.event import manual_event
+from workflows.bauplan.rehearsal import Ledger
 from workflows.runtime import ledger_path
 
 

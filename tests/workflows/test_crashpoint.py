@@ -21,19 +21,18 @@ from typing import Any
 
 import pytest
 
-from tests.support import FINAL_STATUSES, base_config, free_port, wait_until, write_config
+from tests.support import FINAL_STATUSES, base_config, free_port, match, wait_until, write_config
 from tests.trigger.hookkit import make_repo
 from tests.workflows.notify.conftest import notifier_config, notify_env
 from tests.workflows.notify.receiver import Receiver
-from trigger.event import manual_event
-from trigger.matching import match
-from trigger.settings import build_settings
-from workflows import workspace
+from trigger.core.event import manual_event
+from trigger.core.settings import build_settings
+from workflows.bauplan.rehearsal import Ledger, RehearsalClient
 from workflows.notify.outbox import NOTICE_WORKFLOW
 from workflows.queue import Enqueuer
 from workflows.records import list_runs, show_run
-from workflows.rehearsal import Ledger, RehearsalClient
 from workflows.runtime import ledger_path
+from workflows.steps import code as workspace
 from workflows.store import Store
 
 pytestmark = pytest.mark.slow

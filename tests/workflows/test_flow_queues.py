@@ -13,7 +13,7 @@ from tests.workflows.flow_support import (
     max_overlap,
     release,
 )
-from trigger.settings import TriggerConfig
+from trigger.core.settings import TriggerConfig
 from workflows.flow_queues import spec_for
 from workflows.queue import RUN_QUEUE
 

@@ -17,8 +17,8 @@ import pytest
 import sqlalchemy as sa
 
 from tests.support import PG_ADMIN_URL, base_config, wait_until
-from trigger.errors import ExecutorHeldError
-from trigger.settings import build_settings
+from trigger.core.errors import ExecutorHeldError
+from trigger.core.settings import build_settings
 from workflows import hold
 from workflows.store import Store
 
@@ -26,7 +26,7 @@ EXECUTOR = "host-worker-w1"
 
 _HOLDER = """
 import json, sys, time
-from trigger.settings import build_settings
+from trigger.core.settings import build_settings
 from workflows import hold
 data, env, executor = json.loads(sys.argv[1])
 hold.take(build_settings(data, environ=env), executor)

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 from tests.support import final_run as _final
-from trigger.event import manual_event
-from trigger.matching import match
-from workflows.rehearsal import Ledger
+from tests.support import match
+from trigger.core.event import manual_event
+from workflows.bauplan.rehearsal import Ledger
 from workflows.runtime import ledger_path
 
 
@@ -102,7 +102,7 @@ def test_a_missing_branch_is_created_from_base_ref(launched: Any) -> None:
 
 
 def test_a_branch_outside_the_users_space_is_refused() -> None:
-    from workflows.branch import guard_writable, user_branch
+    from workflows.steps.branch import guard_writable, user_branch
 
     with pytest.raises(Exception, match="main"):
         guard_writable("main", "rehearsal")

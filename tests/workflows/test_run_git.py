@@ -9,10 +9,10 @@ from typing import Any
 from tests.support import final_run as _final
 from tests.support import wait_until
 from tests.trigger.hookkit import make_repo
-from trigger.matching import RunRequest
-from workflows import workspace
-from workflows.rehearsal import Ledger
+from trigger.core.matching import RunRequest
+from workflows.bauplan.rehearsal import Ledger
 from workflows.runtime import ledger_path
+from workflows.steps import code as workspace
 
 
 def _request(upstream: Path, sha: str, run_id: str = "run:orders:gh-1") -> RunRequest:

@@ -7,9 +7,9 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from tests.support import make_settings
-from workflows import submission
-from workflows.bauplan_adapter import Bauplan
-from workflows.rehearsal import Ledger, RehearsalClient
+from workflows.bauplan.adapter import Bauplan
+from workflows.bauplan.rehearsal import Ledger, RehearsalClient
+from workflows.steps import submit as submission
 from workflows.store import Store
 
 _FIRST_RELEASE = """

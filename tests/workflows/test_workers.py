@@ -8,8 +8,8 @@ from pathlib import Path
 from tests.support import make_settings
 from workflows import workers
 from workflows.app import prepare_database
+from workflows.executors import beat
 from workflows.store import Store
-from workflows.takeover import beat
 
 
 def test_a_worker_counts_as_alive_while_its_heartbeat_is_recent(

@@ -20,18 +20,18 @@ from typing import Any
 
 from dbos import DBOS
 
-from trigger.errors import NotifierError
-from trigger.matching import RunRequest
-from trigger.settings import Settings
-from workflows import crashpoint, runtime
-from workflows.notify import github_status, slack, webhook
-from workflows.notify.config import (
+from trigger.core.errors import NotifierError
+from trigger.core.matching import RunRequest
+from trigger.core.settings import Settings
+from trigger.core.settings.notify import (
     AnyNotifier,
     GithubStatusNotifier,
     SlackNotifier,
     WebhookNotifier,
     display_name,
 )
+from workflows import crashpoint, runtime
+from workflows.notify import github_status, slack, webhook
 from workflows.notify.http import Answer, Outbound, send
 from workflows.notify.notice import RESULT_STATUS, Notice
 from workflows.result import RunResult

@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from urllib.parse import quote
 
-from workflows.notify.config import GithubStatusNotifier
+from trigger.core.settings.notify import GithubStatusNotifier
 from workflows.notify.http import Outbound, read_env
 from workflows.notify.notice import Notice, format_duration, truncate
 

@@ -20,8 +20,8 @@ from typing import Any
 
 import httpx
 
-from trigger import secrets
-from trigger.errors import NotifierError
+from trigger.core import secrets
+from trigger.core.errors import NotifierError
 
 USER_AGENT = "bauplan-trigger-notify/1"
 # What is read of a receiver's answer, and the most of it that is kept (UTF-8 bytes).
@@ -191,5 +191,5 @@ def _snippet(text: str, extra: tuple[str, ...]) -> str:
 
 
 # httpx logs each request's full URL at INFO: the one log filter shows URLs as their
-# origin and removes every known secret (trigger.secrets).
+# origin and removes every known secret (trigger.core.secrets).
 secrets.install_log_filter()

@@ -23,8 +23,8 @@ from typing import Any
 
 from dbos import DBOS, EnqueueOptions, Queue, SetWorkflowTimeout
 
-from trigger.matching import RunRequest
-from trigger.settings import Settings
+from trigger.core.matching import RunRequest
+from trigger.core.settings import Settings
 from workflows import runtime
 from workflows.notify import delivery
 from workflows.notify.notice import Notice

@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from workflows.notify.config import SlackNotifier
+from trigger.core.settings.notify import SlackNotifier
 from workflows.notify.http import Outbound, check_url, read_env
 from workflows.notify.notice import Notice, format_duration, started_by, truncate
 

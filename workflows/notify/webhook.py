@@ -15,8 +15,8 @@ from typing import Any
 
 from standardwebhooks.webhooks import Webhook
 
-from trigger.errors import NotifierError
-from workflows.notify.config import WebhookNotifier
+from trigger.core.errors import NotifierError
+from trigger.core.settings.notify import WebhookNotifier
 from workflows.notify.http import Outbound, check_url, read_env
 from workflows.notify.notice import Notice, iso
 

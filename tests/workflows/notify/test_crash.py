@@ -13,10 +13,10 @@ from tests.support import base_config, wait_until, write_config
 from tests.workflows.notify.conftest import WEBHOOK_SECRET, ci_trigger, notifier_config, notify_env
 from tests.workflows.notify.receiver import HANG, Reply
 from tests.workflows.notify.test_delivery import push_event
-from trigger.matching import build_request
+from trigger.core.matching import build_request
+from workflows.bauplan.rehearsal import Ledger
 from workflows.queue import Enqueuer
 from workflows.records import show_run
-from workflows.rehearsal import Ledger
 from workflows.runtime import ledger_path
 
 

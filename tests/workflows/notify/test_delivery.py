@@ -17,8 +17,8 @@ from tests.workflows.notify.conftest import (
     notify_env,
 )
 from tests.workflows.notify.receiver import Reply, closed_port_url
-from trigger.event import Event
-from trigger.matching import build_request
+from trigger.core.event import Event
+from trigger.core.matching import build_request
 
 
 def push_event(event_id: str = "push-1") -> Event:

@@ -8,8 +8,8 @@ import pytest
 
 from tests.workflows.notify.conftest import GITHUB_TOKEN
 from tests.workflows.notify.test_slack import notice
+from trigger.core.settings.notify import GithubStatusNotifier
 from workflows.notify import github_status
-from workflows.notify.config import GithubStatusNotifier
 from workflows.notify.delivery import send_once
 
 CFG = GithubStatusNotifier(

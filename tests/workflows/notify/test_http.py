@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.workflows.notify.receiver import HANG, Reply, closed_port_url
-from trigger import secrets
+from trigger.core import secrets
 from workflows.notify import http
 
 

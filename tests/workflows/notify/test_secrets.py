@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-import trigger.sources  # noqa: F401  (registers the API and page routers)
 from tests.support import base_config, final_run, run_cli, write_config
 from tests.trigger.server import client_for
 from tests.workflows.notify.conftest import (
@@ -31,9 +30,9 @@ from tests.workflows.notify.conftest import (
 )
 from tests.workflows.notify.receiver import Reply, echo_authorization, echo_path
 from tests.workflows.notify.test_delivery import start_run
-from trigger.api import close_api
-from trigger.http import create_app
-from workflows.rehearsal import Ledger
+from trigger.ops.api import close_api
+from trigger.service import create_app
+from workflows.bauplan.rehearsal import Ledger
 from workflows.runtime import ledger_path
 
 SECRETS = [

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from trigger.core.settings.notify import SlackNotifier
 from workflows.notify import slack
-from workflows.notify.config import SlackNotifier
 from workflows.notify.notice import Notice
 
 GITHUB_EVENT = {

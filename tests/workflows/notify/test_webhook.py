@@ -7,9 +7,9 @@ from standardwebhooks.webhooks import Webhook
 
 from tests.workflows.notify.conftest import HOOK_PATH, WEBHOOK_SECRET
 from tests.workflows.notify.test_slack import notice
-from trigger.errors import NotifierError
+from trigger.core.errors import NotifierError
+from trigger.core.settings.notify import WebhookNotifier
 from workflows.notify import webhook
-from workflows.notify.config import WebhookNotifier
 from workflows.notify.delivery import send_once
 
 CFG = WebhookNotifier(

@@ -1,0 +1,85 @@
+"""``runs retry|cancel|resume`` from the CLI, against a DBOS worker in this process."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tests.support import base_config, run_cli, wait_until, write_config
+from tests.trigger.ops.test_api import shared_branch_triggers
+from trigger.core.event import manual_event
+from trigger.sources.manual import fire_event
+from workflows.bauplan.rehearsal import Ledger
+from workflows.records import show_run
+from workflows.runtime import ledger_path
+
+
+def _cli(settings: Any, tmp_path: Path, *args: str) -> Any:
+    config = base_config(
+        tmp_path,
+        Path(settings.triggers[0].project_dir),
+        triggers=shared_branch_triggers(settings.triggers[0].project_dir),
+    )
+    path = write_config(tmp_path / "cli.toml", config)
+    env = {"DBOS_SYSTEM_DATABASE_URL": settings.system_database_url} if settings.is_postgres else {}
+    return run_cli(*args, "--config", str(path), env=env)
+
+
+def _until(enqueuer: Any, run_id: str, *words: str, job: bool = False) -> dict[str, Any]:
+    return wait_until(
+        lambda: (
+            (r := show_run(enqueuer.client, run_id))["status"] in words
+            and (not job or r["job_id"])
+            and r
+        ),
+        timeout=60,
+        what=f"run {run_id} to be {words}",
+    )
+
+
+def test_cancel_resume_and_retry_from_the_cli(
+    launched: Any, project_dir: Path, tmp_path: Path
+) -> None:
+    settings, enqueuer = launched(triggers=shared_branch_triggers(project_dir))
+    slow = fire_event(settings, enqueuer, manual_event("slow", {}, event_id="hold")).run_id
+    holder = _until(enqueuer, slow, "running", job=True)
+    quick = fire_event(settings, enqueuer, manual_event("quick", {}, event_id="wait")).run_id
+    _until(enqueuer, quick, "waiting")
+
+    refused = _cli(settings, tmp_path, "runs", "retry", slow)
+    assert refused.returncode == 1
+    assert f"run {slow} is still running" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+    cancelled = _cli(settings, tmp_path, "runs", "cancel", quick)
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert "dequeued before it started" in cancelled.stdout
+    assert _until(enqueuer, quick, "cancelled")["status"] == "cancelled"
+
+    resumed = _cli(settings, tmp_path, "runs", "resume", quick, "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["detail"] == "back on the queue for branch rehearsal.shared"
+    status = enqueuer.client.list_workflows(workflow_ids=[quick])[0]
+    assert status.queue_partition_key == "rehearsal.shared"
+    assert status.queue_name == "bauplan-trigger-runs"
+    assert _until(enqueuer, quick, "waiting")["status"] == "waiting"  # still behind the holder
+
+    stopped = _cli(settings, tmp_path, "runs", "cancel", slow)
+    assert stopped.returncode == 0, stopped.stderr
+    assert f"Bauplan job {holder['job_id']} cancelled" in stopped.stdout
+    assert _until(enqueuer, quick, "succeeded")["status"] == "succeeded"
+    jobs = {j["job_id"]: j["status"] for j in Ledger(ledger_path(settings)).jobs()}
+    assert jobs[holder["job_id"]] == "ABORT" and len(jobs) == 2
+
+    finished = _cli(settings, tmp_path, "runs", "cancel", quick)
+    assert finished.returncode == 1 and "already ended (succeeded)" in finished.stderr
+    not_resumable = _cli(settings, tmp_path, "runs", "resume", quick)
+    assert not_resumable.returncode == 1 and "only a cancelled or stuck run" in not_resumable.stderr
+
+    retried = _cli(settings, tmp_path, "runs", "retry", quick)
+    assert retried.returncode == 0, retried.stderr
+    assert retried.stdout.strip() == f"{quick}:retry-1"
+    assert _until(enqueuer, f"{quick}:retry-1", "succeeded")["status"] == "succeeded"
+    missing = _cli(settings, tmp_path, "runs", "cancel", "run:quick:nope")
+    assert missing.returncode == 1 and "no run with id 'run:quick:nope'" in missing.stderr

@@ -1,0 +1,82 @@
+"""``/metrics`` moves as events arrive and runs finish, read from the database."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support import wait_until
+from tests.trigger.server import client_for
+from trigger.core.event import manual_event
+from trigger.core.eventlog import record_event, record_heartbeat
+from trigger.ops.api import close_api
+from trigger.service import create_app
+from trigger.sources.manual import fire_event
+from workflows.records import show_run
+
+
+def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def test_metrics_move_as_runs_happen(launched: Any) -> None:
+    settings, enqueuer = launched()
+    app = create_app(settings)
+    try:
+        with client_for(app) as client:
+            before = _samples(client.get("/metrics").text)
+            assert before[("bauplan_trigger_database_up", ())] == 1
+            assert (
+                "bauplan_trigger_runs",
+                (("status", "succeeded"), ("trigger", "orders")),
+            ) not in before
+            assert before[("bauplan_trigger_queue_depth", ())] == 0
+
+            run = fire_event(settings, enqueuer, manual_event("orders", {"run_date": "m"}))
+            record_event(settings, "github", "bad-1", "rejected", "bad signature", "192.0.2.1")
+            record_heartbeat(settings, "files:landing")
+            wait_until(
+                lambda: show_run(enqueuer.client, run.run_id)["status"] == "succeeded",
+                timeout=60,
+                what="the run to succeed",
+            )
+            after = _samples(client.get("/metrics").text)
+            assert (
+                after[("bauplan_trigger_runs", (("status", "succeeded"), ("trigger", "orders")))]
+                == 1
+            )
+            assert (
+                after[
+                    (
+                        "bauplan_trigger_events_total",
+                        (("outcome", "accepted"), ("source", "manual")),
+                    )
+                ]
+                == 1
+            )
+            assert (
+                after[
+                    (
+                        "bauplan_trigger_events_total",
+                        (("outcome", "rejected"), ("source", "github")),
+                    )
+                ]
+                == 1
+            )
+            assert (
+                after[("bauplan_trigger_run_duration_seconds_count", (("trigger", "orders"),))] == 1
+            )
+            assert after[("bauplan_trigger_run_duration_seconds_sum", (("trigger", "orders"),))] > 0
+            age = after[
+                ("bauplan_trigger_watcher_last_scan_age_seconds", (("watcher", "files:landing"),))
+            ]
+            assert age >= 0
+            assert ("bauplan_trigger_waiting_runs", (("reason", "branch_busy"),)) in after
+    finally:
+        close_api(app)
+        app.state.bauplan_trigger.engine.dispose()

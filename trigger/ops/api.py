@@ -1,0 +1,372 @@
+"""The operator HTTP API under ``/api``: runs, events, retry, cancel and fire.
+
+Protected by a bearer token read from the variable ``[api] token_env`` names,
+compared in constant time. Without a configured token the API (and the page and
+metrics) answer only when the service listens on loopback; elsewhere they refuse
+with 403 and ``serve`` says so at start-up. Before the token, the guard refuses
+what a web page could send (``trigger.http.sameorigin``); how the token is shown is
+``trigger.http.credentials``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+from typing import Any, Literal
+
+from dbos import DBOSClient
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from trigger.context import Component, ServiceContext
+from trigger.core import secrets
+from trigger.core.errors import (
+    BadParameterError,
+    EnqueueUnavailableError,
+    RunControlError,
+    RunNotFoundError,
+    TokenInUrlError,
+    TriggerError,
+    UnknownTriggerError,
+)
+from trigger.core.eventlog import EventLog, event_log
+from trigger.core.eventlog_store import SEQ_MAX
+from trigger.core.settings import Settings
+from trigger.core.text import Identifier
+from trigger.http.app import header_parameters, state
+from trigger.http.credentials import (
+    CHALLENGE,
+    arrived_cross_site,
+    bearer_matches,
+    cookie_matches,
+    page_login,
+    refusal,
+)
+from trigger.http.sameorigin import REQUESTED_BY, check_request
+from workflows.queue import Enqueuer
+
+log = logging.getLogger(__name__)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def api_mode(settings: Settings, environ: dict[str, str] | None = None) -> tuple[str, str | None]:
+    """("token", token) | ("loopback", None) | ("refused", why)."""
+    name = settings.api.token_env
+    if name:
+        token = secrets.read(name, environ)
+        if token:
+            return "token", token
+        return "refused", f"[api] token_env names {name}, which is not set or empty"
+    if is_loopback(settings.service.host):
+        return "loopback", None
+    return "refused", (
+        f"no API token is configured and the service listens on {settings.service.listen}; "
+        "set [api] token_env to a variable holding a token, or listen on 127.0.0.1"
+    )
+
+
+def _resources(request: Request) -> dict[str, Any]:
+    app_state = request.app.state
+    if not hasattr(app_state, "bt_api"):
+        settings = state(request).settings
+        mode, value = api_mode(settings)
+        app_state.bt_api = {"mode": mode, "value": value}
+    resources: dict[str, Any] = app_state.bt_api
+    return resources
+
+
+def authorize(request: Request) -> None:
+    """The guard for /api and /metrics: a name of ours, no cross-site change, the token."""
+    check_request(request, state(request).settings.service)
+    if "token" in request.query_params:
+        raise HTTPException(401, detail=str(TokenInUrlError(request.url.path)), headers=CHALLENGE)
+    token = _token(request)
+    if token is not None and not bearer_matches(request, token):
+        raise refusal()
+
+
+def authorize_page(request: Request) -> None:
+    """The guard for the page: like the API's, plus the cookie a ``?token=`` visit sets."""
+    check_request(request, state(request).settings.service)
+    token = _token(request)
+    if "token" in request.query_params:
+        raise page_login(request, token)
+    if token is None or cookie_matches(request, token) or bearer_matches(request, token):
+        return
+    raise refusal(arrived_cross_site(request))
+
+
+def _token(request: Request) -> str | None:
+    """The configured token; None on loopback without one; 403 when the API is off."""
+    res = _resources(request)
+    if res["mode"] == "refused":
+        raise HTTPException(403, detail=f"the operator API is off: {res['value']}")
+    token: str | None = res["value"]
+    return token
+
+
+def client_of(request: Request) -> DBOSClient:
+    res = _resources(request)
+    if "client" not in res:
+        context: ServiceContext | None = state(request).context
+        if context is not None:
+            res["client"] = context.enqueuer.client
+        else:
+            res["client"] = DBOSClient(system_database_url=state(request).settings.database_url())
+            res["owned_client"] = res["client"]
+    client: DBOSClient = res["client"]
+    return client
+
+
+def enqueuer_of(request: Request) -> Enqueuer:
+    res = _resources(request)
+    if "enqueuer" not in res:
+        context = state(request).context
+        res["enqueuer"] = (
+            context.enqueuer
+            if context is not None
+            else Enqueuer(state(request).settings, client=client_of(request))
+        )
+    enqueuer: Enqueuer = res["enqueuer"]
+    return enqueuer
+
+
+def log_of(request: Request) -> EventLog:
+    settings = state(request).settings
+    return event_log(state(request).engine, settings.events.retention_days)
+
+
+def close_api(app: FastAPI) -> None:
+    """Release the DBOS client the API made for itself (tests and shutdown)."""
+    res = getattr(app.state, "bt_api", None)
+    if res and "owned_client" in res:
+        res.pop("owned_client").destroy()
+
+
+# What the guard can answer on any guarded route (the API, /metrics).
+GUARD_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "missing or wrong bearer token, or a ?token= in the URL"},
+    403: {"description": "the API is off (no token, not on loopback), or a cross-site request"},
+    421: {"description": "the Host header is not a name of this service ([service] allowed_hosts)"},
+}
+# A state change takes a JSON body, or none and the X-Requested-By header.
+_CHANGE: dict[int | str, dict[str, Any]] = {
+    400: {"description": "the body cannot be read as JSON text"},
+    404: {"description": "no run (or trigger) with that id"},
+    409: {"description": "refused in the run's (or trigger's) present state"},
+    415: {"description": "a body that is not application/json"},
+}
+_CHANGE_HEADERS = {"parameters": header_parameters(REQUESTED_BY.lower())}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: _CHANGE[404]}
+# An offset goes into SQL as a BIGINT: a larger one overflows SQLite and PostgreSQL.
+INT64_MAX = 2**63 - 1
+
+router = APIRouter(
+    prefix="/api",
+    tags=["operator"],
+    dependencies=[Depends(authorize)],
+    responses={
+        **GUARD_RESPONSES,
+        503: {"description": "the system database is unreachable; retry"},
+    },
+)
+
+RunStatus = Literal["waiting", "running", "succeeded", "failed", "cancelled"]
+
+
+@router.get("/runs", summary="Runs, newest first")
+def get_runs(
+    request: Request,
+    trigger: str | None = None,
+    status: RunStatus | None = None,
+    limit: int = Query(50, ge=1, le=1000),
+    offset: int = Query(0, ge=0, le=INT64_MAX),
+) -> dict[str, Any]:
+    from workflows.records import list_runs
+
+    rows = list_runs(
+        client_of(request), trigger=trigger, status=status, limit=limit, offset=offset or None
+    )
+    following = offset + limit if len(rows) == limit and offset + limit <= INT64_MAX else None
+    return {"runs": rows, "offset": offset, "limit": limit, "next_offset": following}
+
+
+@router.get(
+    "/runs/{run_id}",
+    summary="One run with its steps, timeline and notifications",
+    responses=_NOT_FOUND,
+)
+def get_run(request: Request, run_id: str) -> dict[str, Any]:
+    from trigger.ops.explain import run_story
+
+    try:
+        return run_story(client_of(request), run_id)
+    except RunNotFoundError as exc:
+        raise HTTPException(404, detail=str(exc)) from None
+
+
+class ActionBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    actor: Identifier | None = Field(
+        default=None, max_length=100, description="who asks, for the log"
+    )
+
+
+@router.post(
+    "/runs/{run_id}/retry",
+    summary="A new run of the same request, linked to it",
+    responses=_CHANGE,
+    openapi_extra=_CHANGE_HEADERS,
+)
+def post_retry(request: Request, run_id: str, body: ActionBody | None = None) -> dict[str, Any]:
+    from trigger.ops.control import retry
+
+    return _control(
+        lambda: retry(
+            state(request).settings, enqueuer_of(request), run_id, _actor(request, body)
+        ).as_dict()
+    )
+
+
+@router.post(
+    "/runs/{run_id}/cancel",
+    summary="Dequeue or stop a run and cancel its job",
+    responses=_CHANGE,
+    openapi_extra=_CHANGE_HEADERS,
+)
+def post_cancel(request: Request, run_id: str, body: ActionBody | None = None) -> dict[str, Any]:
+    from trigger.ops.control import cancel
+
+    return _control(
+        lambda: cancel(
+            state(request).settings, client_of(request), run_id, _actor(request, body)
+        ).as_dict()
+    )
+
+
+def _actor(request: Request, body: ActionBody | None) -> str:
+    who = body.actor if body and body.actor else "api"
+    host = request.client.host if request.client else "?"
+    return f"{who}@{host}"
+
+
+def _control(action: Any) -> dict[str, Any]:
+    try:
+        result: dict[str, Any] = action()
+    except RunNotFoundError as exc:
+        raise HTTPException(404, detail=str(exc)) from None
+    except RunControlError as exc:
+        raise HTTPException(409, detail=str(exc)) from None
+    return result
+
+
+@router.get("/events", summary="Received events, newest first, with each trigger's verdict")
+def get_events(
+    request: Request,
+    source: str | None = None,
+    outcome: Literal["accepted", "duplicate", "ignored", "rejected"] | None = None,
+    limit: int = Query(50, ge=1, le=1000),
+    before: int | None = Query(
+        None, ge=1, le=SEQ_MAX, description="seq of the last event of the previous page"
+    ),
+) -> dict[str, Any]:
+    rows = log_of(request).recent(source=source, outcome=outcome, limit=limit, before=before)
+    following = rows[-1]["seq"] if len(rows) == limit else None
+    return {"events": rows, "next_before": following}
+
+
+@router.get(
+    "/events/{ident:path}",
+    summary="The explain story for an id",
+    responses={404: {"description": "nothing is known about that id"}},
+)
+def get_event(request: Request, ident: str) -> dict[str, Any]:
+    from trigger.ops.explain import NothingToExplainError, explain
+
+    try:
+        return explain(ident, log_of(request), client_of(request))
+    except NothingToExplainError as exc:
+        raise HTTPException(404, detail=str(exc)) from None
+
+
+class FireBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    params: dict[str, str] = Field(default_factory=dict)
+    event_id: str | None = None
+    fired_by: Identifier | None = Field(default=None, max_length=100)
+
+
+@router.post(
+    "/triggers/{name}/fire",
+    summary="Enqueue a run of a trigger, like `fire`",
+    responses=_CHANGE,
+    openapi_extra=_CHANGE_HEADERS,
+)
+def post_fire(request: Request, name: str, body: FireBody | None = None) -> dict[str, Any]:
+    from trigger.core.event import manual_event
+    from trigger.core.matching import parse_params
+    from trigger.sources.manual import fire_event
+
+    body = body or FireBody()
+    settings = state(request).settings
+    try:
+        trig = settings.trigger(name)
+        inputs = parse_params(trig, [f"{k}={v}" for k, v in body.params.items()])
+    except UnknownTriggerError as exc:
+        raise HTTPException(404, detail=str(exc)) from None
+    except BadParameterError as exc:
+        raise _unprocessable(("body", "params"), str(exc)) from None
+    try:
+        event = manual_event(
+            trig.name, inputs, event_id=body.event_id, fired_by=body.fired_by or "api"
+        )
+    except ValidationError as exc:
+        why = exc.errors()[0]["msg"].removeprefix("Value error, ")
+        raise _unprocessable(("body", "event_id"), f"event_id is not valid: {why}") from None
+    host = request.client.host if request.client else None
+    try:
+        enqueued = fire_event(settings, enqueuer_of(request), event, source_addr=host)
+    except EnqueueUnavailableError:
+        raise  # the app answers 503, as for every database outage
+    except TriggerError as exc:
+        raise HTTPException(409, detail=str(exc)) from None
+    return {
+        "id": enqueued.run_id,
+        "event_id": event.id,
+        "branch": enqueued.branch,
+        "duplicate": enqueued.duplicate,
+    }
+
+
+def _unprocessable(loc: tuple[str, ...], message: str) -> RequestValidationError:
+    """A value the document cannot rule out (a trigger's own inputs, an event id's
+    characters), answered in the one shape of every 422: FastAPI's own."""
+    return RequestValidationError([{"type": "value_error", "loc": loc, "msg": message}])
+
+
+async def announce(ctx: ServiceContext) -> None:
+    """Say once, at start-up, how the operator API is protected; then stay out of the way."""
+    mode, value = api_mode(ctx.settings)
+    if mode == "token":
+        log.info("operator API on /api: bearer token from %s", ctx.settings.api.token_env)
+    elif mode == "loopback":
+        log.warning(
+            "operator API on /api without a token: serving it only because %s is loopback",
+            ctx.settings.service.listen,
+        )
+    else:
+        log.warning("operator API, page and metrics are OFF: %s", value)
+    await asyncio.Event().wait()
+
+
+GUARD = Component("api-guard", ("all", "ingress"), announce)

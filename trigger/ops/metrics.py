@@ -1,0 +1,204 @@
+"""``/metrics`` for Prometheus, read from the database at scrape time.
+
+Runs, queue and notification figures come from DBOS's own tables and events from
+our event log, so any process (an ingress, a worker) reports the same numbers for
+the whole deployment, and nothing is lost when a process restarts.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from trigger.core import outage
+from trigger.core.eventlog import EventLog, event_log
+from trigger.http.app import state
+from trigger.ops.api import GUARD_RESPONSES, authorize
+from workflows.queue import RUN_QUEUE, RUN_WORKFLOW
+from workflows.records import STATUS_WORDS
+
+log = logging.getLogger(__name__)
+
+DURATION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0)
+_FINAL = ("SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED")
+
+
+def _table(engine: sa.Engine, name: str) -> str:
+    return name if engine.dialect.name == "sqlite" else f"dbos.{name}"
+
+
+def _trigger_of(workflow_id: str) -> str:
+    parts = workflow_id.split(":", 2)
+    return parts[1] if len(parts) >= 3 and parts[0] == "run" else "unknown"
+
+
+class StateCollector(Collector):
+    """A Prometheus collector that queries the system database on each scrape."""
+
+    def __init__(self, engine: sa.Engine, log: EventLog) -> None:
+        self.engine = engine
+        self.log = log
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            yield from self._collect()
+        except sa.exc.SQLAlchemyError as exc:
+            # The driver's words, so that an outage's line is held back with the others.
+            log.warning("metrics scrape could not read the database: %s", outage.reason(exc))
+            up = GaugeMetricFamily("bauplan_trigger_database_up", "Whether the scrape read it")
+            up.add_metric([], 0)
+            yield up
+
+    def _collect(self) -> Iterator[Metric]:
+        now = time.time()
+        events = CounterMetricFamily(
+            "bauplan_trigger_events",
+            "Events received (in the retained event log) by source and outcome",
+            labels=["source", "outcome"],
+        )
+        for source, outcome, count in self.log.counts():
+            events.add_metric([source, outcome], count)
+        yield events
+
+        status = _table(self.engine, "workflow_status")
+        query = sa.text(
+            f"SELECT workflow_uuid, status, queue_name, queue_partition_key, "  # noqa: S608
+            f"started_at_epoch_ms, completed_at, updated_at FROM {status} WHERE name = :name"
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query, {"name": RUN_WORKFLOW}).all()
+            # Step times are taken in Python with millisecond precision; the status
+            # row's own times are whole seconds on SQLite.
+            spans = {
+                row[0]: (row[1], row[2])
+                for row in conn.execute(
+                    sa.text(
+                        f"SELECT o.workflow_uuid, MIN(o.started_at_epoch_ms), "  # noqa: S608
+                        f"MAX(o.completed_at_epoch_ms) FROM "
+                        f"{_table(self.engine, 'operation_outputs')} o JOIN {status} s "
+                        "ON s.workflow_uuid = o.workflow_uuid WHERE s.name = :name "
+                        "AND s.status IN ('SUCCESS', 'ERROR', 'CANCELLED') "
+                        "GROUP BY o.workflow_uuid"
+                    ),
+                    {"name": RUN_WORKFLOW},
+                )
+            }
+            failures = conn.execute(
+                sa.text(
+                    f"SELECT function_name, COUNT(*) FROM "  # noqa: S608
+                    f"{_table(self.engine, 'operation_outputs')} "
+                    "WHERE lower(function_name) LIKE '%notif%' AND error IS NOT NULL "
+                    "GROUP BY function_name"
+                )
+            ).all()
+
+        runs = GaugeMetricFamily(
+            "bauplan_trigger_runs", "Runs by trigger and status", labels=["trigger", "status"]
+        )
+        by_status: Counter[tuple[str, str]] = Counter()
+        busy_branches = {r.queue_partition_key for r in rows if r.status == "PENDING"}
+        waiting: Counter[str] = Counter()
+        durations: dict[str, list[float]] = defaultdict(list)
+        for r in rows:
+            trigger = _trigger_of(r.workflow_uuid)
+            by_status[(trigger, STATUS_WORDS.get(r.status, str(r.status).lower()))] += 1
+            if r.status in ("ENQUEUED", "DELAYED") and r.queue_name == RUN_QUEUE:
+                if r.status == "DELAYED":
+                    waiting["delayed"] += 1
+                elif r.queue_partition_key in busy_branches:
+                    waiting["branch_busy"] += 1
+                else:
+                    waiting["queued"] += 1
+            if r.status in _FINAL:
+                first, last = spans.get(r.workflow_uuid, (None, None))
+                if first and last:
+                    durations[trigger].append(max(0.0, (last - first) / 1000))
+                elif r.started_at_epoch_ms:
+                    end = r.completed_at or r.updated_at
+                    durations[trigger].append(max(0.0, (end - r.started_at_epoch_ms) / 1000))
+        for (trigger, word), count in sorted(by_status.items()):
+            runs.add_metric([trigger, word], count)
+        yield runs
+
+        depth = GaugeMetricFamily(
+            "bauplan_trigger_queue_depth", "Runs waiting on the run queue", labels=[]
+        )
+        depth.add_metric([], sum(waiting.values()))
+        yield depth
+        reasons = GaugeMetricFamily(
+            "bauplan_trigger_waiting_runs",
+            "Waiting runs by reason: queued, branch_busy (another run holds the branch), delayed",
+            labels=["reason"],
+        )
+        for reason in ("queued", "branch_busy", "delayed"):
+            reasons.add_metric([reason], waiting[reason])
+        yield reasons
+
+        histogram = HistogramMetricFamily(
+            "bauplan_trigger_run_duration_seconds",
+            "Finished runs' time from start to end",
+            labels=["trigger"],
+        )
+        for trigger, values in sorted(durations.items()):
+            buckets = [(str(b), sum(1 for v in values if v <= b)) for b in DURATION_BUCKETS]
+            buckets.append(("+Inf", len(values)))
+            histogram.add_metric([trigger], buckets, sum(values))
+        yield histogram
+
+        notify = CounterMetricFamily(
+            "bauplan_trigger_notification_failures",
+            "Notification steps that raised, by step name",
+            labels=["step"],
+        )
+        for name, count in failures:
+            notify.add_metric([str(name).rsplit(".", 1)[-1]], int(count))
+        yield notify
+
+        ages = GaugeMetricFamily(
+            "bauplan_trigger_watcher_last_scan_age_seconds",
+            "Seconds since each folder watcher last finished a scan",
+            labels=["watcher"],
+        )
+        for name, at in sorted(self.log.heartbeats().items()):
+            ages.add_metric([name], max(0.0, now - at))
+        yield ages
+
+        up = GaugeMetricFamily("bauplan_trigger_database_up", "Whether the scrape read it")
+        up.add_metric([], 1)
+        yield up
+
+
+def _registry(request: Request) -> CollectorRegistry:
+    app_state = request.app.state
+    if not hasattr(app_state, "bt_metrics"):
+        registry = CollectorRegistry(auto_describe=False)
+        engine = state(request).engine
+        settings = state(request).settings
+        registry.register(StateCollector(engine, event_log(engine, settings.events.retention_days)))
+        app_state.bt_metrics = registry
+    found: CollectorRegistry = app_state.bt_metrics
+    return found
+
+
+router = APIRouter(dependencies=[Depends(authorize)], responses=GUARD_RESPONSES)
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+def metrics(request: Request) -> Response:
+    data: Any = generate_latest(_registry(request))
+    return Response(data, media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,92 @@
+"""Which pushes a GitHub or GitLab trigger cares about: repo, branch, tag and path rules.
+
+Branch and tag globs use wcmatch (``*`` stays inside one ``/`` segment, ``**``
+crosses them); path rules are gitignore-style through pathspec. When a push's
+file list may be incomplete (see ``paths_complete``), path rules cannot be
+decided and the trigger matches: a skipped run is worse than an extra one.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from typing import Any
+
+import pathspec
+from wcmatch import glob
+
+from trigger.core.event import Event
+from trigger.core.settings import TriggerConfig
+from trigger.core.settings.hooks import GenericSource, GitSource
+
+_GLOB_FLAGS = glob.GLOBSTAR | glob.BRACE | glob.DOTGLOB
+
+
+@lru_cache(maxsize=256)
+def _spec(patterns: tuple[str, ...]) -> pathspec.PathSpec[Any]:
+    return pathspec.PathSpec.from_lines("gitignore", patterns)
+
+
+def glob_matches(name: str, patterns: list[str]) -> bool:
+    return bool(glob.globmatch(name, patterns, flags=_GLOB_FLAGS))
+
+
+def changed_paths(event: Event) -> list[str]:
+    raw = event.attributes.get("changed_paths")
+    if not isinstance(raw, str):
+        return []
+    paths = json.loads(raw)
+    return [p for p in paths if isinstance(p, str)]
+
+
+def git_filter(event: Event, trigger: TriggerConfig) -> str | None:
+    """None when ``trigger`` wants this push, else the rule that filtered it out."""
+    rules: GitSource | None = trigger.github if event.kind == "github" else trigger.gitlab
+    if rules is None:
+        return f"has no [triggers.{event.kind}] section"
+    repo = event.attributes.get("repo")
+    if not isinstance(repo, str) or repo.lower() != rules.repo.lower():
+        return f"filtered by repo rule (wants {rules.repo})"
+    if event.attributes.get("deleted"):
+        return "the push deletes a ref; deletions start nothing"
+    branch = event.attributes.get("git_branch")
+    tag = event.attributes.get("git_tag")
+    if isinstance(tag, str):
+        if not rules.tags:
+            return "tag push; the trigger has no tags rule"
+        if not glob_matches(tag, rules.tags):
+            return "filtered by tags rule"
+        return None
+    if not isinstance(branch, str):
+        return "the push is neither to a branch nor a tag"
+    if rules.branches and not glob_matches(branch, rules.branches):
+        return "filtered by branches rule"
+    if rules.exclude_branches and glob_matches(branch, rules.exclude_branches):
+        return "filtered by exclude_branches rule"
+    return _path_filter(event, rules)
+
+
+def _path_filter(event: Event, rules: GitSource) -> str | None:
+    if not rules.paths and not rules.exclude_paths:
+        return None
+    if event.attributes.get("paths_complete") is not True:
+        return None  # the changed files are not all known: match rather than skip
+    paths = changed_paths(event)
+    if rules.paths:
+        paths = [p for p in paths if _spec(tuple(rules.paths)).match_file(p)]
+        if not paths:
+            return "filtered by paths rule"
+    if rules.exclude_paths:
+        paths = [p for p in paths if not _spec(tuple(rules.exclude_paths)).match_file(p)]
+        if not paths:
+            return "filtered by exclude_paths rule"
+    return None
+
+
+def generic_filter(event: Event, trigger: TriggerConfig) -> str | None:
+    section: GenericSource | None = trigger.generic
+    if section is None:
+        return "has no [triggers.generic] section"
+    if event.attributes.get("trigger") != trigger.name:
+        return "sent to another trigger"
+    return None
