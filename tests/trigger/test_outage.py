@@ -76,7 +76,7 @@ def test_an_outage_answers_503_and_logs_two_lines(
     assert len(outage_lines) == 2, "\n".join(outage_lines[:40])
     started, ended = outage_lines
     shape = re.search(
-        r"WARNING trigger\.outage: system database unreachable: (?P<why>.+) \(noticed by "
+        r"WARNING trigger\.core\.outage: system database unreachable: (?P<why>.+) \(noticed by "
         r"(?P<who>\S+?)(: .+)?\); holding back its errors until it answers again$",
         started,
     )
@@ -89,7 +89,7 @@ def test_an_outage_answers_503_and_logs_two_lines(
         )
     ), started
     assert re.search(
-        r"INFO trigger\.outage: system database reachable again after \d+\.\ds "
+        r"INFO trigger\.core\.outage: system database reachable again after \d+\.\ds "
         r"\(held back \d+ log lines about it\)$",
         ended,
     ), ended
