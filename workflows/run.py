@@ -21,7 +21,6 @@ from dataclasses import replace
 from typing import Any
 
 from dbos import DBOS, StepOptions
-from dbos._error import DBOSMaxStepRetriesExceeded
 
 from trigger.core.errors import (
     BauplanFailure,
@@ -34,6 +33,7 @@ from trigger.core.matching import RunRequest
 from trigger.core.secrets import redact
 from workflows import coalesce, crashpoint, runtime
 from workflows.bauplan.adapter import is_retryable
+from workflows.dbos_compat import DBOSMaxStepRetriesExceeded
 from workflows.notify import outbox
 from workflows.notify.delivery import final_notice, started_notice
 from workflows.queue import RUN_WORKFLOW
