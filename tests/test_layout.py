@@ -43,9 +43,9 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "trigger.sources",
         "trigger.ops",
     ),
-    "trigger.logs": ("trigger.core",),
     "trigger.service": ("trigger", "workflows"),
     "trigger.cli": ("trigger", "workflows"),
+    "trigger.cli.logs": ("trigger.core",),
     "trigger": (),  # the package's own __init__
 }
 
@@ -138,4 +138,5 @@ def test_only_the_compat_module_imports_private_dbos(name: str) -> None:
 def test_every_module_of_ours_has_a_rule() -> None:
     assert all(_rule(name) is not None for name in MODULES)
     assert "trigger.core.settings" in MODULES and "workflows.run" in MODULES
+    assert {"trigger.cli", "trigger.cli.runs", "trigger.cli.logs"} <= set(MODULES)
     assert DBOS_COMPAT in MODULES and _dbos_private(MODULES[DBOS_COMPAT])
