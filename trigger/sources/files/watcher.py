@@ -60,7 +60,6 @@ class Watcher:
         self.settings = settings
         self.trig = trig
         self.source = trig.files
-        self.enqueue = enqueue
         self.root = watch_dir(settings, trig)
         self.real_root = os.path.realpath(self.root)
         self.matcher = Matcher(self.source)
