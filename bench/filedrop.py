@@ -33,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from trigger.core.matching import RunRequest
 from trigger.core.settings import Settings, build_settings
-from trigger.sources.files.watcher import OFFER_THREADS, Watcher
+from trigger.sources.files.offer import OFFER_THREADS
+from trigger.sources.files.watcher import Watcher
 from workflows import app
 from workflows.queue import RUN_QUEUE, RUN_WORKFLOW, Enqueuer
 

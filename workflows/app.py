@@ -21,6 +21,7 @@ from trigger.core.settings import Settings
 from workflows import hold as holds
 from workflows import run as _run  # noqa: F401  (registers the run workflow)
 from workflows import runtime
+from workflows.dbos_compat import is_workflow_registered
 from workflows.executors import Heartbeat
 from workflows.notify.outbox import NOTICE_QUEUE, NOTICE_WORKFLOW, register_notice_queue
 from workflows.queue import RUN_QUEUE, RUN_WORKFLOW, queue_names, register_run_queue
@@ -114,11 +115,8 @@ def check_registration(queue_names: list[str] | None = None) -> None:
     for name in queue_names or [RUN_QUEUE, NOTICE_QUEUE]:
         if DBOS.retrieve_queue(name) is None:
             raise RuntimeError(f"queue {name} is not registered")
-    from dbos._dbos import _get_dbos_instance
-
-    registry = _get_dbos_instance()._registry
     for workflow in (RUN_WORKFLOW, NOTICE_WORKFLOW):
-        if workflow not in registry.workflow_info_map:
+        if not is_workflow_registered(workflow):
             raise RuntimeError(f"workflow {workflow} is not registered")
 
 

@@ -15,12 +15,12 @@ from typing import Any
 
 import sqlalchemy.exc
 from dbos import DBOS, DBOSClient, EnqueueOptions, Queue
-from dbos._error import DBOSWorkflowIDInUseError
 
 from trigger.core.errors import BauplanFailure, EnqueueUnavailableError
 from trigger.core.matching import RunRequest
 from trigger.core.settings import Settings, TriggerConfig
 from workflows import coalesce
+from workflows.dbos_compat import DBOSWorkflowIDInUseError
 from workflows.flow_queues import all_specs, spec_for
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,6 @@ from dataclasses import replace
 from typing import Any
 
 from dbos import DBOS, StepOptions
-from dbos._error import DBOSMaxStepRetriesExceeded
 
 from trigger.core.errors import (
     BauplanFailure,
@@ -34,13 +33,12 @@ from trigger.core.matching import RunRequest
 from trigger.core.secrets import redact
 from workflows import coalesce, crashpoint, runtime
 from workflows.bauplan.adapter import is_retryable
+from workflows.dbos_compat import DBOSMaxStepRetriesExceeded
 from workflows.notify import outbox
 from workflows.notify.delivery import final_notice, started_notice
 from workflows.queue import RUN_WORKFLOW
 from workflows.result import RunResult
-from workflows.steps import code as workspace
-from workflows.steps import files as after
-from workflows.steps import submit as submission
+from workflows.steps import code, files, submit
 from workflows.steps.branch import user_branch
 
 log = logging.getLogger(__name__)
@@ -116,7 +114,7 @@ def prepare_code(request: dict[str, Any]) -> str | None:
     if not (req.git_source and req.git_sha):
         return None
     try:
-        path = workspace.prepare(
+        path = code.prepare(
             runtime.current().settings.state_path,
             req.git_source,
             req.git_sha,
@@ -132,29 +130,30 @@ def remove_code(request: dict[str, Any]) -> None:
     req = RunRequest.from_dict(request)
     if req.git_source and req.git_sha:
         try:
-            workspace.remove(runtime.current().settings.state_path, req.git_source, req.run_id)
+            code.remove(runtime.current().settings.state_path, req.git_source, req.run_id)
         except (OSError, WorkspaceError) as exc:
             # The outcome is known; a leftover folder must not change it.
             log.warning("could not remove the workspace of run %s: %s", req.run_id, exc)
 
 
-def submit(request: dict[str, Any], branch: str) -> str:
+def find_or_submit(request: dict[str, Any], branch: str) -> str:
+    """The run's job: the one recorded for it, else a new submission."""
     req = RunRequest.from_dict(request)
     rt = runtime.current()
     bauplan = rt.bauplan(req)
-    job_id = submission.recorded_job(rt.store, bauplan, req.run_id)
+    job_id = submit.recorded_job(rt.store, bauplan, req.run_id)
     if job_id is not None:
         return job_id
     # Re-checked here, not only in its own step: a resumed run must not submit a
     # workspace that was removed between the two steps.
     project_dir = prepare_code(request) or req.project_dir
-    return submission.submit_new(
+    return submit.submit_new(
         rt.store, bauplan, req.run_id, branch, project_dir, dict(req.parameters)
     )
 
 
 def submit_job(request: dict[str, Any], branch: str) -> str:
-    job_id = submit(request, branch)
+    job_id = find_or_submit(request, branch)
     _mark(job_id=job_id, phase="running")
     return job_id
 
@@ -256,7 +255,7 @@ def run_workflow(request: dict[str, Any]) -> dict[str, Any]:
             why = f"superseded by run {begun['replaced_by']} before it started"
             return finish(req, _result(req, "superseded", "", None, started, why))
         if separate:
-            after.before_run(req, request)
+            files.before_run(req, request)
             branch = _step("prepare_branch", prepare_branch, request)
             if req.git_sha:
                 _step("prepare_code", prepare_code, request)
@@ -288,7 +287,7 @@ def run_workflow(request: dict[str, Any]) -> dict[str, Any]:
         result = _result(req, "failed", branch or "", job_id, started, str(exc))
     if req.git_sha:
         crashpoint.step({"name": "remove_code"}, remove_code, request)
-    after.after_run(req, request, result.status)
+    files.after_run(req, request, result.status)
     return finish(req, result)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from trigger.core.matching import RunRequest
@@ -28,8 +28,6 @@ class Runtime:
     client_factory: ClientFactory
     # Rehearsal mode's ledger, where ``rehearsal fault`` arms crashes; None when live.
     ledger: Ledger | None = None
-    _live: BauplanClient | None = field(default=None, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def bauplan(self, request: RunRequest) -> Bauplan:
         return Bauplan(self.client_factory(request))

@@ -74,14 +74,6 @@ def inspect_file(root: Path, real_root: str, rel: str) -> FileVersion:
     return FileVersion(rel=rel, size=info.st_size, mtime_ns=info.st_mtime_ns)
 
 
-def current(root: Path, real_root: str, rel: str) -> FileVersion | None:
-    """The version on disk now, or None when the file is gone or skipped."""
-    try:
-        return inspect_file(root, real_root, rel)
-    except (FileNotFoundError, NotADirectoryError, Skipped):
-        return None
-
-
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:

@@ -34,6 +34,14 @@ _MIN_SECRET = 4
 _MIN_KEY_PART = 8
 _PLAIN_WORD = re.compile(r"[a-z._~-]+\Z")
 _SAFE_ARGS = (int, float, bool, type(None))
+# What a ``*_env`` key of the config may hold: the name of a variable, never its value.
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def is_env_name(value: str) -> bool:
+    """Whether ``value`` can be the name of an environment variable (and so is not,
+    say, a secret pasted into the file by mistake)."""
+    return ENV_NAME.match(value) is not None
 
 
 class Redactor:

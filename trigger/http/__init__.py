@@ -1,0 +1,3 @@
+"""The HTTP ingress: ``app`` builds the FastAPI app from the routers it is given and
+serves it; ``connections`` limits slow and surplus connections; ``credentials`` and
+``sameorigin`` guard the operator surface (token, no cross-site requests)."""

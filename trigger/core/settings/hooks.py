@@ -11,7 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+from trigger.core import secrets
+
 _REPO = re.compile(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+\Z")
 _BODY_KEY = re.compile(r"[a-z][a-z0-9_]{0,40}\Z")
 
@@ -23,7 +24,7 @@ class _Section(BaseModel):
 
 
 def _env_name(value: str) -> str:
-    if not _ENV_NAME.match(value):
+    if not secrets.is_env_name(value):
         raise ValueError("must name an environment variable, like GITHUB_WEBHOOK_SECRET")
     return value
 

@@ -12,11 +12,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from trigger.core import secrets
+
 RunStatus = Literal["started", "succeeded", "failed", "superseded", "cancelled"]
 RUN_STATUSES: tuple[RunStatus, ...] = ("started", "succeeded", "failed", "superseded", "cancelled")
 DEFAULT_ON: tuple[RunStatus, ...] = ("succeeded", "failed")
 
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _HEADER = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+\Z")
 # Headers a user may not set on a signed webhook: we own them.
 _RESERVED_HEADERS = frozenset(
@@ -40,7 +41,7 @@ _SECRET_KEYS = {
 
 
 def _env_name(value: str) -> str:
-    if not _ENV_NAME.match(value):
+    if not secrets.is_env_name(value):
         raise ValueError(
             "must be the NAME of an environment variable (letters, digits, '_'), "
             "not the secret itself"

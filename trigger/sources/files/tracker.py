@@ -87,22 +87,9 @@ class Tracker:
         self.offered[rel] = key
         return True
 
-    def mark_offered(self, rel: str, key: Key) -> None:
-        self._pending.pop(rel, None)
-        self.offered[rel] = key
-
     def forget(self, rel: str) -> None:
         self._pending.pop(rel, None)
         self.offered.pop(rel, None)
-
-    def next_deadline(self) -> float | None:
-        while self._heap:
-            deadline, rel = self._heap[0]
-            pending = self._pending.get(rel)
-            if pending is not None and pending.deadline == deadline:
-                return deadline
-            heapq.heappop(self._heap)
-        return None
 
     def is_pending(self, rel: str) -> bool:
         return rel in self._pending

@@ -1,12 +1,12 @@
 """One watch loop per ``[triggers.files]`` trigger: notice, settle, offer, rescan.
 
 watchfiles (inotify, or polling for network filesystems) says which paths
-changed; the ``Tracker`` decides when a version is finished; a ready version
-becomes an ``Event``, is matched and handed to the enqueue callable. Nothing
-here is durable and nothing needs to be: the run id comes from the file version,
-so a version seen again after a crash, a restart or a rescan finds its run.
-The periodic rescan is what repairs a missed notification (inotify overflow on
-bursts) and catches files dropped while the service was down.
+changed; the ``Tracker`` decides when a version is finished; a ready version is
+offered (``offer.Offers``): it becomes an ``Event``, is matched and handed to the
+enqueue callable. Nothing here is durable and nothing needs to be: the run id
+comes from the file version, so a version seen again after a crash, a restart or
+a rescan finds its run. The periodic rescan is what repairs a missed notification
+(inotify overflow on bursts) and catches files dropped while the service was down.
 """
 
 from __future__ import annotations
@@ -15,31 +15,25 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import watchfiles
 
-from trigger.core.errors import EnqueueUnavailableError
-from trigger.core.event import Event
-from trigger.core.eventlog import record_dispatch, record_heartbeat
+from trigger.core.eventlog import record_heartbeat
 from trigger.core.fileversion import (
     FileVersion,
     Skipped,
-    file_event,
     inspect_file,
     rel_of,
-    sha256_of,
     shown,
 )
-from trigger.core.matching import RunRequest, decide
 from trigger.core.settings import Settings, TriggerConfig
 from trigger.core.settings.files import Matcher
 from trigger.sources.files.folder import check_dir, undecodable, watch_dir
+from trigger.sources.files.offer import Enqueue, Offers
 from trigger.sources.files.tracker import Key, Tracker
 
 log = logging.getLogger(__name__)
@@ -51,12 +45,6 @@ MAX_AGE_CREDIT = 0.5
 ROOT_CHECK = 1.0  # how often we check that the watched dir still exists
 RETRY = 2.0  # a missing dir, a failed watch, an enqueue the database refused
 _INLINE_STATS = 64  # more stats than this at once go to a thread
-# Concurrent enqueues in a burst on PostgreSQL (the DBOSClient pool holds 5). SQLite takes
-# one writer at a time: threads there only add lock waits, so bursts stay sequential.
-OFFER_THREADS = 4
-
-Enqueue = Callable[[RunRequest], Any]
-
 # Every watcher of this process, by trigger name, for /healthz.
 _WATCHERS: dict[str, Watcher] = {}
 
@@ -66,34 +54,19 @@ def watcher_status() -> list[dict[str, Any]]:
     return [w.status() for w in _WATCHERS.values()]
 
 
-def files_filter(event: Event, trigger: TriggerConfig) -> str | None:
-    """A file event belongs to the trigger whose watcher saw it (and matched its globs)."""
-    if event.attributes.get("trigger") != trigger.name or trigger.files is None:
-        return "the file was seen by another trigger's watcher"
-    return None
-
-
-def _used_fields(trig: TriggerConfig) -> set[str]:
-    fields = set(trig.branch_template().fields)
-    for template in trig.parameter_templates().values():
-        fields |= getattr(template, "fields", frozenset())
-    return fields
-
-
 class Watcher:
     def __init__(self, settings: Settings, trig: TriggerConfig, enqueue: Enqueue) -> None:
         assert trig.files is not None
         self.settings = settings
         self.trig = trig
         self.source = trig.files
-        self.enqueue = enqueue
         self.root = watch_dir(settings, trig)
         self.real_root = os.path.realpath(self.root)
         self.matcher = Matcher(self.source)
         settle = 0.0 if self.source.ready_marker else self.source.settle_seconds
         self.tracker = Tracker(settle)
         self.waiting: dict[str, set[str]] = {}  # marker rel -> files waiting for it
-        self.need_sha = self.source.identity == "content" or "file_sha256" in _used_fields(trig)
+        self.offers = Offers(settings, trig, self.root, self.matcher, enqueue, self._version)
         self.state = "starting"
         self.last_scan_at: datetime | None = None
         self.last_error: str | None = None
@@ -375,82 +348,13 @@ class Watcher:
     # -- offering -----------------------------------------------------------------------
 
     async def _offer(self, ready: list[FileVersion]) -> None:
-        outcomes = await asyncio.to_thread(self._offer_all, ready)
+        outcomes = await asyncio.to_thread(self.offers.all, ready)
         now = time.monotonic()
         for version, outcome in outcomes:
             if outcome in ("enqueued", "duplicates", "ignored"):
                 self.counts[outcome] += 1
             elif outcome == "retry":
+                self.last_error = self.offers.last_error
                 self.tracker.retry(version.rel, version.key, now + RETRY)
             elif outcome == "changed":
                 self.tracker.observe(version.rel, self._version(version.rel), now)
-
-    def _offer_all(self, ready: list[FileVersion]) -> list[tuple[FileVersion, str]]:
-        """Enqueue a batch; a burst uses a few connections at once (each enqueue is one
-        committed insert, so order between files does not matter)."""
-        if not self.settings.is_postgres or len(ready) < 2 * OFFER_THREADS:
-            return [self._offer_safely(version) for version in ready]
-        with ThreadPoolExecutor(OFFER_THREADS, thread_name_prefix="files-offer") as pool:
-            return list(pool.map(self._offer_safely, ready))
-
-    def _offer_safely(self, version: FileVersion) -> tuple[FileVersion, str]:
-        try:
-            return version, self._offer_one(version)
-        except EnqueueUnavailableError as exc:
-            self.last_error = str(exc)
-            log.warning("file %s not enqueued yet: %s", shown(version.rel), exc)
-            return version, "retry"
-        except OSError as exc:
-            log.warning("file %s cannot be read: %s", shown(version.rel), exc.strerror)
-            return version, "changed"
-
-    def _offer_one(self, version: FileVersion) -> str:
-        path = self.root / version.rel
-        sha = sha256_of(path) if self.need_sha else None
-        # The version we hash must be the version that settled.
-        if self._version(version.rel) != version.key:
-            return "changed"
-        event = file_event(self.trig.name, self.source, self.root, version, sha256=sha)
-        decisions = decide(event, self.settings, files_filter, [self.trig])
-        if not decisions or decisions[0].request is None:
-            reason = decisions[0].reason if decisions else "no such trigger"
-            log.info(
-                "file %s ignored by trigger %s: %s", shown(version.rel), self.trig.name, reason
-            )
-            return "ignored"
-        request = replace(decisions[0].request, file=self._file_info(version, sha))
-        enqueued = self.enqueue(request)
-        if not getattr(enqueued, "duplicate", False):
-            # Rescans offer every file again; only a new run is a new story to tell.
-            self._record(event, decisions, request.run_id, enqueued)
-        log.info(
-            "file %s ready (%d bytes) for trigger %s: run %s%s",
-            shown(version.rel),
-            version.size,
-            self.trig.name,
-            request.run_id,
-            " (already ran or queued)" if getattr(enqueued, "duplicate", False) else "",
-        )
-        return "duplicates" if getattr(enqueued, "duplicate", False) else "enqueued"
-
-    def _record(self, event: Any, decisions: list[Any], run_id: str, enqueued: Any) -> None:
-        try:
-            record_dispatch(self.settings, event, decisions, {run_id: enqueued})
-        except Exception as exc:  # the event log must never block a file's run
-            log.warning("event log write failed for run %s: %s", run_id, type(exc).__name__)
-
-    def _file_info(self, version: FileVersion, sha: str | None) -> dict[str, Any]:
-        """What the run's before/after steps need, untruncated (see workflows/after.py)."""
-        marker = None
-        if self.source.marker_is_companion:
-            marker = self.matcher.marker_for(version.rel)
-        return {
-            "root": str(self.root),
-            "rel": version.rel,
-            "size": version.size,
-            "mtime_ns": version.mtime_ns,
-            "sha256": sha,
-            "identity": self.source.identity,
-            "after": self.source.after,
-            "marker": marker,
-        }

@@ -205,3 +205,47 @@ def test_a_list_override_that_is_not_json_names_its_variable(
     assert str(caught.value).startswith(
         "config BAUPLAN_TRIGGER_SERVICE__ALLOWED_HOSTS = 'trigger.example.com': must be JSON"
     )
+
+
+class _WatchedEnviron(dict[str, str]):
+    """Stands in for ``os.environ`` and remembers every change made to it."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        super().__init__(values)
+        self.changes: list[str] = []
+
+    def __setitem__(self, key: str, value: str) -> None:
+        self.changes.append(f"set {key}")
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        self.changes.append(f"del {key}")
+        super().__delitem__(key)
+
+    def clear(self) -> None:
+        self.changes.append("clear")
+        super().clear()
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        self.changes.append("update")
+        super().update(*args, **kwargs)
+
+    def pop(self, key: str, *default: Any) -> Any:
+        self.changes.append(f"pop {key}")
+        return super().pop(key, *default)
+
+
+def test_settings_from_a_mapping_leave_the_process_environment_alone(
+    tmp_path: Path, project_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another thread reading the environment while settings are built (a DBOS worker,
+    a logging handler) must not see it emptied and refilled with the mapping."""
+    watched = _WatchedEnviron({**os.environ, "BAUPLAN_TRIGGER_QUEUE__POLLING_INTERVAL": "7"})
+    monkeypatch.setattr(os, "environ", watched)
+    before = dict(watched)
+    settings = _build(tmp_path, project_dir, env={"BAUPLAN_TRIGGER_SERVICE__LISTEN": "[::1]:9"})
+    assert watched.changes == []
+    assert os.environ is watched
+    assert dict(watched) == before
+    assert settings.service.listen == "[::1]:9"
+    assert settings.queue.polling_interval == 0.1  # only the mapping counts, not os.environ

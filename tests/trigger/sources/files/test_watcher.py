@@ -27,8 +27,9 @@ from trigger.core.settings import build_settings
 from trigger.core.settings.files import FilesSource, Matcher
 from trigger.core.text import escaped, problem
 from trigger.sources.files.folder import check_dir, watch_dir
+from trigger.sources.files.offer import files_filter
 from trigger.sources.files.tracker import Tracker
-from trigger.sources.files.watcher import files_filter, watcher_status
+from trigger.sources.files.watcher import watcher_status
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import pytest
 
 from tests.support import base_config, final_run, make_settings, run_cli, wait_until, write_config
 from tests.trigger.hookkit import body_of, github_headers, github_push, github_trigger
-from trigger.logs import JsonFormatter, TextFormatter, tame_dbos_logger
+from trigger.cli.logs import JsonFormatter, TextFormatter, tame_dbos_logger
 
 FORGED = "2026-11-23T10:00:00 INFO trigger.ingest: delivery FORGED outcome=accepted"
 # Everything a terminal or a line splitter (str.splitlines) takes as a new line, or as

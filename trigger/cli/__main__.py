@@ -1,0 +1,5 @@
+"""``python -m trigger.cli``: the ``bauplan-trigger`` command."""
+
+from trigger.cli import main
+
+main()
