@@ -377,7 +377,7 @@ def explain(config: Path | None, as_json: bool, ident: str) -> None:
     settings = _settings(config)
     client = _client(settings)
     try:
-        story = build(ident, event_log(settings), client)
+        story = build(ident, event_log(settings), client, settings)
     finally:
         client.destroy()
     click.echo(json.dumps(story, indent=2, default=str) if as_json else render(story), nl=as_json)

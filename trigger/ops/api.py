@@ -210,7 +210,7 @@ def get_run(request: Request, run_id: str) -> dict[str, Any]:
     from trigger.ops.explain import run_story
 
     try:
-        return run_story(client_of(request), run_id)
+        return run_story(client_of(request), run_id, state(request).settings)
     except RunNotFoundError as exc:
         raise HTTPException(404, detail=str(exc)) from None
 
@@ -294,7 +294,7 @@ def get_event(request: Request, ident: str) -> dict[str, Any]:
     from trigger.ops.explain import NothingToExplainError, explain
 
     try:
-        return explain(ident, log_of(request), client_of(request))
+        return explain(ident, log_of(request), client_of(request), state(request).settings)
     except NothingToExplainError as exc:
         raise HTTPException(404, detail=str(exc)) from None
 

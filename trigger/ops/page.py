@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse
 
 from trigger.core.errors import RunNotFoundError
+from trigger.http.app import state
 from trigger.ops.api import authorize_page, client_of, log_of
 
 REFRESH_SECONDS = 5
@@ -135,7 +136,7 @@ def run_page(request: Request, run_id: str) -> HTMLResponse:
     from trigger.ops.explain import explain
 
     try:
-        story = explain(run_id, log_of(request), client_of(request))
+        story = explain(run_id, log_of(request), client_of(request), state(request).settings)
     except Exception as exc:
         if isinstance(exc, RunNotFoundError) or type(exc).__name__ == "NothingToExplainError":
             raise HTTPException(404, detail=str(exc)) from None
