@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy.exc
-from dbos import DBOS, DBOSClient, EnqueueOptions, Queue
+from dbos import DBOS, DBOSClient, EnqueueOptions, Queue, WorkflowStatus
 from dbos._error import DBOSWorkflowIDInUseError
 
 from trigger.core.errors import BauplanFailure, EnqueueUnavailableError
@@ -53,6 +53,23 @@ def register_run_queue(settings: Settings) -> Queue:
 
 def queue_names(settings: Settings) -> list[str]:
     return list(all_specs(settings, RUN_QUEUE))
+
+
+def run_queue(settings: Settings, trigger: str | None) -> str:
+    """The queue a trigger's runs go on: its own when it overrides the per-branch limits."""
+    trig = next((t for t in settings.triggers if t.name == trigger), None)
+    return spec_for(settings, RUN_QUEUE, trig).name
+
+
+def resume_queue(settings: Settings, status: WorkflowStatus) -> str | None:
+    """The queue a workflow goes back on when it is resumed (taken over, or resumed by an
+    operator), so that its limits still apply: the queue it is on while DBOS records one;
+    for a run that lost it (DBOS clears it on cancel), its trigger's queue."""
+    if status.queue_name:
+        return status.queue_name
+    if status.name == RUN_WORKFLOW:
+        return run_queue(settings, (status.attributes or {}).get("trigger"))
+    return None
 
 
 def branch_name(username: str, suffix: str) -> str:
@@ -114,7 +131,7 @@ class Enqueuer:
         burst = coalesce.Burst.before(self.client, trig, request.run_id, branch)
         options: EnqueueOptions = {
             "workflow_name": RUN_WORKFLOW,
-            "queue_name": spec_for(self.settings, RUN_QUEUE, trig).name,
+            "queue_name": run_queue(self.settings, request.trigger),
             "workflow_id": request.run_id,
             "workflow_id_reuse_policy": "reject",
             "queue_partition_key": branch,

@@ -21,7 +21,7 @@ from trigger.core.eventlog import event_log
 from trigger.core.eventlog_store import DecisionRecord
 from trigger.core.matching import RunRequest
 from trigger.core.settings import Settings
-from workflows.queue import RUN_QUEUE, RUN_WORKFLOW, Enqueuer
+from workflows.queue import RUN_WORKFLOW, Enqueuer, resume_queue
 from workflows.records import STATUS_WORDS
 
 log = logging.getLogger(__name__)
@@ -144,7 +144,7 @@ def cancel(
 def resume(
     settings: Settings, client: DBOSClient, run_id: str, actor: str | None = None
 ) -> ControlResult:
-    """Put a cancelled run back on our queue, keeping its branch partition key."""
+    """Put a cancelled run back on its trigger's queue, keeping its branch partition key."""
     status = _status(client, run_id)
     word = _word(status)
     dbos_status = str(status.status)
@@ -162,16 +162,15 @@ def resume(
         raise RunControlError(
             f"run {run_id} has no branch partition key; retry it instead of resuming"
         )
-    client.resume_workflow(run_id, queue_name=RUN_QUEUE)
+    queue = resume_queue(settings, status)
+    client.resume_workflow(run_id, queue_name=queue)
     after = _status(client, run_id)
     if after.queue_partition_key != partition:  # pragma: no cover - DBOS keeps it in 3.4
         raise RunControlError(f"resuming run {run_id} lost its partition key; retry it instead")
     who = _who(actor)
     client.update_workflow_attributes(run_id, {"phase": "queued", "resumed_by": who}, merge=True)
     trigger = (status.attributes or {}).get("trigger") or "?"
-    _record(
-        settings, "resume", run_id, trigger, who, f"back on {RUN_QUEUE} for {partition}", run_id
-    )
+    _record(settings, "resume", run_id, trigger, who, f"back on {queue} for {partition}", run_id)
     log.info("resumed run %s on branch %s by %s", run_id, partition, who)
     return ControlResult("resume", run_id, word, f"back on the queue for branch {partition}")
 
