@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import click
 
 from trigger.core.errors import TriggerError
+from trigger.core.runstatus import NOTICE_STATUSES, RUN_STATUSES
 from trigger.ops.follow import DEFAULT_TIMEOUT
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -225,7 +226,7 @@ def _describe(run: dict[str, Any]) -> str:
 @click.option("--trigger", "trigger_name", default=None, help="Only this trigger's runs.")
 @click.option(
     "--status",
-    type=click.Choice(["waiting", "running", "succeeded", "failed", "cancelled", "superseded"]),
+    type=click.Choice(RUN_STATUSES),
     default=None,
 )
 @click.option("--limit", type=click.IntRange(1, 10000), default=50, show_default=True)
@@ -403,7 +404,7 @@ def check(config: Path | None) -> None:
 @click.argument("name")
 @click.option(
     "--status",
-    type=click.Choice(["started", "succeeded", "failed", "superseded", "cancelled"]),
+    type=click.Choice(NOTICE_STATUSES),
     default="succeeded",
     show_default=True,
     help="Which message to send.",

@@ -33,6 +33,7 @@ from trigger.core.errors import (
 )
 from trigger.core.eventlog import EventLog, event_log
 from trigger.core.eventlog_store import SEQ_MAX
+from trigger.core.runstatus import RunStatus
 from trigger.core.settings import Settings
 from trigger.core.text import Identifier
 from trigger.http.app import header_parameters, state
@@ -180,8 +181,6 @@ router = APIRouter(
         503: {"description": "the system database is unreachable; retry"},
     },
 )
-
-RunStatus = Literal["waiting", "running", "succeeded", "failed", "cancelled"]
 
 
 @router.get("/runs", summary="Runs, newest first")

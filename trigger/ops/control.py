@@ -20,9 +20,9 @@ from trigger.core.errors import RunControlError, RunNotFoundError
 from trigger.core.eventlog import event_log
 from trigger.core.eventlog_store import DecisionRecord
 from trigger.core.matching import RunRequest
+from trigger.core.runstatus import status_word
 from trigger.core.settings import Settings
 from workflows.queue import RUN_WORKFLOW, Enqueuer, resume_queue
-from workflows.records import STATUS_WORDS
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +57,7 @@ def _status(client: DBOSClient, run_id: str, load_input: bool = False) -> Any:
 
 
 def _word(status: Any) -> str:
-    word = STATUS_WORDS.get(str(status.status), str(status.status).lower())
-    if word == "failed" and (status.attributes or {}).get("outcome") == "cancelled":
-        return "cancelled"
-    return word
+    return status_word(str(status.status), status.attributes)
 
 
 def _who(actor: str | None) -> str:

@@ -16,6 +16,7 @@ from dbos import DBOSClient
 
 from trigger.core.errors import RunNotFoundError, TriggerError
 from trigger.core.eventlog import EventLog
+from trigger.core.runstatus import FINAL_STATUSES
 from trigger.core.settings import Settings
 from trigger.core.text import escaped, problem, readable
 from workflows.notify.outbox import notice_ids
@@ -121,7 +122,7 @@ def run_story(client: DBOSClient, run_id: str, settings: Settings) -> dict[str, 
                     "detail": f"job {attrs['job_id']}",
                 }
             )
-    if run["status"] in ("succeeded", "failed", "cancelled"):
+    if run["status"] in FINAL_STATUSES:
         end = status.completed_at or status.updated_at
         detail = run["status"]
         if run.get("duration") is not None:
