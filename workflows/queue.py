@@ -22,6 +22,7 @@ from trigger.core.matching import RunRequest
 from trigger.core.settings import Settings, TriggerConfig
 from workflows import coalesce
 from workflows.flow_queues import all_specs, spec_for
+from workflows.steps.branch import user_branch
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +71,6 @@ def resume_queue(settings: Settings, status: WorkflowStatus) -> str | None:
     if status.name == RUN_WORKFLOW:
         return run_queue(settings, (status.attributes or {}).get("trigger"))
     return None
-
-
-def branch_name(username: str, suffix: str) -> str:
-    return f"{username}.{suffix}"
 
 
 class UsernameCache:
@@ -126,7 +123,8 @@ class Enqueuer:
 
     def enqueue(self, request: RunRequest, *, quiet: bool = False) -> Enqueued:
         """Enqueue one run; ``quiet`` when the caller logs its own line naming it."""
-        branch = branch_name(self.usernames.get(), request.branch_suffix)
+        # The partition key is the branch the run will write: built by the same guard.
+        branch = user_branch(self.usernames.get(), request.branch_suffix)
         trig = self._trigger(request.trigger)
         burst = coalesce.Burst.before(self.client, trig, request.run_id, branch)
         options: EnqueueOptions = {
