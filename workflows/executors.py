@@ -32,6 +32,7 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from dbos import DBOSClient
 
+from trigger.core import db
 from trigger.core.errors import TriggerError
 from trigger.core.settings import Settings
 from workflows.hold import Hold, held_by
@@ -66,13 +67,12 @@ def alive_within(settings: Settings) -> float:
 def beat(engine: sa.Engine, executor_id: str, now: float | None = None) -> None:
     now = time.time() if now is None else now
     with engine.begin() as conn:
-        updated = conn.execute(
-            sa.update(heartbeats)
-            .where(heartbeats.c.executor_id == executor_id)
-            .values(beat_at=now, taken_over_by=None, taken_over_at=None)
-        ).rowcount
-        if not updated:
-            conn.execute(sa.insert(heartbeats).values(executor_id=executor_id, beat_at=now))
+        db.put_row(
+            conn,
+            heartbeats,
+            {"executor_id": executor_id},
+            {"beat_at": now, "taken_over_by": None, "taken_over_at": None},
+        )
 
 
 def last_beat(engine: sa.Engine, executor_id: str) -> float | None:
