@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal, get_args
 
-FinalStatus = Literal["succeeded", "failed", "cancelled", "superseded"]
+FinalStatus = Literal["succeeded", "failed", "superseded", "cancelled"]
 RunStatus = Literal["waiting", "running", FinalStatus]
 # What a notifier can be told about a run: its start, or how it ended.
 NoticeStatus = Literal["started", FinalStatus]
