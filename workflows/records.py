@@ -106,13 +106,19 @@ def _add_waiting_reasons(
             records[run_id]["waiting_reason"] = reason
 
 
-def show_run(client: DBOSClient, run_id: str, settings: Settings | None = None) -> dict[str, Any]:
+def run_status(client: DBOSClient, run_id: str, *, load_input: bool = True) -> WorkflowStatus:
+    """The DBOS status of run ``run_id``; ``RunNotFoundError`` when there is no such run."""
     if text.problem(run_id) is not None:  # no run id holds such a string; PostgreSQL
         # could not even compare one holding NUL
         raise RunNotFoundError(run_id)
-    rows = client.list_workflows(workflow_ids=[run_id], name=RUN_WORKFLOW)
+    rows = client.list_workflows(workflow_ids=[run_id], name=RUN_WORKFLOW, load_input=load_input)
     if not rows:
         raise RunNotFoundError(run_id)
+    return rows[0]
+
+
+def show_run(client: DBOSClient, run_id: str, settings: Settings | None = None) -> dict[str, Any]:
+    rows = [run_status(client, run_id)]
     data = record(rows[0])
     _add_waiting_reasons(client, settings, rows, {run_id: data})
     inputs = rows[0].input

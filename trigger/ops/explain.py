@@ -20,8 +20,8 @@ from trigger.core.runstatus import FINAL_STATUSES
 from trigger.core.settings import Settings
 from trigger.core.text import escaped, problem, readable
 from workflows.notify.outbox import notice_ids
-from workflows.queue import RUN_QUEUE, RUN_WORKFLOW
-from workflows.records import show_run
+from workflows.queue import RUN_QUEUE
+from workflows.records import run_status, show_run
 
 
 class NothingToExplainError(TriggerError):
@@ -84,7 +84,7 @@ def run_story(client: DBOSClient, run_id: str, settings: Settings) -> dict[str, 
     """One run's story; a waiting run says why in the words ``runs show`` uses (the
     settings name every queue and limit the diagnosis reads)."""
     run = show_run(client, run_id, settings)
-    status = client.list_workflows(workflow_ids=[run_id], name=RUN_WORKFLOW, load_input=False)[0]
+    status = run_status(client, run_id, load_input=False)
     attrs = status.attributes or {}
     raw_steps = client.list_workflow_steps(run_id)
     steps = [_step_view(s) for s in raw_steps]
