@@ -56,10 +56,14 @@ def queue_names(settings: Settings) -> list[str]:
     return list(all_specs(settings, RUN_QUEUE))
 
 
+def _trigger(settings: Settings, name: str | None) -> TriggerConfig | None:
+    """The trigger of that name, or None for a run whose trigger left the config."""
+    return next((t for t in settings.triggers if t.name == name), None)
+
+
 def run_queue(settings: Settings, trigger: str | None) -> str:
     """The queue a trigger's runs go on: its own when it overrides the per-branch limits."""
-    trig = next((t for t in settings.triggers if t.name == trigger), None)
-    return spec_for(settings, RUN_QUEUE, trig).name
+    return spec_for(settings, RUN_QUEUE, _trigger(settings, trigger)).name
 
 
 def resume_queue(settings: Settings, status: WorkflowStatus) -> str | None:
@@ -125,7 +129,7 @@ class Enqueuer:
         """Enqueue one run; ``quiet`` when the caller logs its own line naming it."""
         # The partition key is the branch the run will write: built by the same guard.
         branch = user_branch(self.usernames.get(), request.branch_suffix)
-        trig = self._trigger(request.trigger)
+        trig = _trigger(self.settings, request.trigger)
         burst = coalesce.Burst.before(self.client, trig, request.run_id, branch)
         options: EnqueueOptions = {
             "workflow_name": RUN_WORKFLOW,
@@ -158,9 +162,6 @@ class Enqueuer:
         )
         burst.after(self.client, request.run_id)
         return Enqueued(request.run_id, branch, duplicate=False)
-
-    def _trigger(self, name: str) -> TriggerConfig | None:
-        return next((t for t in self.settings.triggers if t.name == name), None)
 
 
 def attributes_for(request: RunRequest, branch: str) -> dict[str, Any]:
