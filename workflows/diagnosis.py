@@ -1,4 +1,5 @@
-"""Why a waiting run waits, worked out when someone asks (``runs``, ``runs show``).
+"""Why a waiting run waits, worked out when someone asks: ``runs``, ``runs show``,
+``explain``, ``GET /api/runs/ID`` and ``fire --wait`` all read it from here.
 
 The queue itself decides what starts; this module only reads the same facts
 DBOS reads when it dequeues (running runs per branch, starts in the rate-limit

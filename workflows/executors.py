@@ -32,9 +32,11 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from dbos import DBOSClient
 
+from trigger.core import db
 from trigger.core.errors import TriggerError
 from trigger.core.settings import Settings
 from workflows.hold import Hold, held_by
+from workflows.queue import resume_queue
 from workflows.store import Store, metadata
 
 log = logging.getLogger(__name__)
@@ -65,13 +67,12 @@ def alive_within(settings: Settings) -> float:
 def beat(engine: sa.Engine, executor_id: str, now: float | None = None) -> None:
     now = time.time() if now is None else now
     with engine.begin() as conn:
-        updated = conn.execute(
-            sa.update(heartbeats)
-            .where(heartbeats.c.executor_id == executor_id)
-            .values(beat_at=now, taken_over_by=None, taken_over_at=None)
-        ).rowcount
-        if not updated:
-            conn.execute(sa.insert(heartbeats).values(executor_id=executor_id, beat_at=now))
+        db.put_row(
+            conn,
+            heartbeats,
+            {"executor_id": executor_id},
+            {"beat_at": now, "taken_over_by": None, "taken_over_at": None},
+        )
 
 
 def last_beat(engine: sa.Engine, executor_id: str) -> float | None:
@@ -105,14 +106,14 @@ def stale_executors(engine: sa.Engine, stale_before: float) -> list[str]:
         return [r.executor_id for r in rows]
 
 
-def resume_runs(client: DBOSClient, executor_id: str) -> list[str]:
+def resume_runs(client: DBOSClient, settings: Settings, executor_id: str) -> list[str]:
     """Put the executor's in-flight workflows back on their own queues."""
     rows = client.list_workflows(
         executor_id=executor_id, status="PENDING", load_input=False, load_output=False
     )
     taken: list[str] = []
     for row in rows:
-        client.resume_workflow(row.workflow_id, queue_name=row.queue_name)
+        client.resume_workflow(row.workflow_id, queue_name=resume_queue(settings, row))
         taken.append(row.workflow_id)
         log.info(
             "took over run %s from executor %s (queue=%s branch=%s)",
@@ -153,7 +154,7 @@ def recover_executor(
             )
         client = DBOSClient(system_database_url=settings.database_url())
         try:
-            return resume_runs(client, executor_id)
+            return resume_runs(client, settings, executor_id)
         finally:
             client.destroy()
     finally:
@@ -234,7 +235,7 @@ class Heartbeat:
                 continue
             if self._client is None:
                 self._client = DBOSClient(system_database_url=self.settings.database_url())
-            runs = resume_runs(self._client, other)
+            runs = resume_runs(self._client, self.settings, other)
             log.warning(
                 "executor %s silent for over %gs: took over %d run(s)", other, after, len(runs)
             )

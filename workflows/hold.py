@@ -39,6 +39,7 @@ from typing import Protocol
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
+from trigger.core import db
 from trigger.core.errors import ExecutorHeldError
 from trigger.core.settings import Settings
 from workflows.store import Store, metadata
@@ -208,7 +209,7 @@ def _lock_key(executor_id: str) -> int:
 
 
 def _engine(url: str) -> sa.Engine:
-    return sa.create_engine(url, poolclass=sa.pool.NullPool, connect_args=_CLIENT_KEEPALIVES)
+    return db.unpooled(url, connect_args=_CLIENT_KEEPALIVES)
 
 
 class AdvisoryHold:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy.exc
-from dbos import DBOS, DBOSClient, EnqueueOptions, Queue
+from dbos import DBOS, DBOSClient, EnqueueOptions, Queue, WorkflowStatus
 
 from trigger.core.errors import BauplanFailure, EnqueueUnavailableError
 from trigger.core.matching import RunRequest
@@ -22,6 +22,7 @@ from trigger.core.settings import Settings, TriggerConfig
 from workflows import coalesce
 from workflows.dbos_compat import DBOSWorkflowIDInUseError
 from workflows.flow_queues import all_specs, spec_for
+from workflows.steps.branch import user_branch
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,25 @@ def queue_names(settings: Settings) -> list[str]:
     return list(all_specs(settings, RUN_QUEUE))
 
 
-def branch_name(username: str, suffix: str) -> str:
-    return f"{username}.{suffix}"
+def _trigger(settings: Settings, name: str | None) -> TriggerConfig | None:
+    """The trigger of that name, or None for a run whose trigger left the config."""
+    return next((t for t in settings.triggers if t.name == name), None)
+
+
+def run_queue(settings: Settings, trigger: str | None) -> str:
+    """The queue a trigger's runs go on: its own when it overrides the per-branch limits."""
+    return spec_for(settings, RUN_QUEUE, _trigger(settings, trigger)).name
+
+
+def resume_queue(settings: Settings, status: WorkflowStatus) -> str | None:
+    """The queue a workflow goes back on when it is resumed (taken over, or resumed by an
+    operator), so that its limits still apply: the queue it is on while DBOS records one;
+    for a run that lost it (DBOS clears it on cancel), its trigger's queue."""
+    if status.queue_name:
+        return status.queue_name
+    if status.name == RUN_WORKFLOW:
+        return run_queue(settings, (status.attributes or {}).get("trigger"))
+    return None
 
 
 class UsernameCache:
@@ -109,12 +127,13 @@ class Enqueuer:
 
     def enqueue(self, request: RunRequest, *, quiet: bool = False) -> Enqueued:
         """Enqueue one run; ``quiet`` when the caller logs its own line naming it."""
-        branch = branch_name(self.usernames.get(), request.branch_suffix)
-        trig = self._trigger(request.trigger)
+        # The partition key is the branch the run will write: built by the same guard.
+        branch = user_branch(self.usernames.get(), request.branch_suffix)
+        trig = _trigger(self.settings, request.trigger)
         burst = coalesce.Burst.before(self.client, trig, request.run_id, branch)
         options: EnqueueOptions = {
             "workflow_name": RUN_WORKFLOW,
-            "queue_name": spec_for(self.settings, RUN_QUEUE, trig).name,
+            "queue_name": run_queue(self.settings, request.trigger),
             "workflow_id": request.run_id,
             "workflow_id_reuse_policy": "reject",
             "queue_partition_key": branch,
@@ -143,9 +162,6 @@ class Enqueuer:
         )
         burst.after(self.client, request.run_id)
         return Enqueued(request.run_id, branch, duplicate=False)
-
-    def _trigger(self, name: str) -> TriggerConfig | None:
-        return next((t for t in self.settings.triggers if t.name == name), None)
 
 
 def attributes_for(request: RunRequest, branch: str) -> dict[str, Any]:

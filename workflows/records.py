@@ -15,26 +15,16 @@ from dbos import DBOSClient, WorkflowStatus
 from trigger.core import text
 from trigger.core.errors import RunNotFoundError
 from trigger.core.matching import run_id_prefix
+from trigger.core.runstatus import dbos_statuses, status_word
 from trigger.core.settings import Settings
 from workflows.diagnosis import reasons
 from workflows.notify.delivery import records as notification_records
 from workflows.queue import RUN_QUEUE, RUN_WORKFLOW
 from workflows.run import RESULT_EVENT
 
-# DBOS status -> the word users see.
-STATUS_WORDS = {
-    "ENQUEUED": "waiting",
-    "DELAYED": "waiting",
-    "PENDING": "running",
-    "SUCCESS": "succeeded",
-    "ERROR": "failed",
-    "CANCELLED": "cancelled",
-    "MAX_RECOVERY_ATTEMPTS_EXCEEDED": "failed",
-}
 # A run writes its phase only once it has news (its job id, its outcome): until then
 # a waiting run is queued and a running one is preparing its branch.
 _DEFAULT_PHASES = {"waiting": "queued", "running": "preparing"}
-STATUSES = ("waiting", "running", "succeeded", "failed", "cancelled", "superseded")
 
 
 def _iso(ms: int | None) -> str | None:
@@ -44,11 +34,7 @@ def _iso(ms: int | None) -> str | None:
 def record(status: WorkflowStatus) -> dict[str, Any]:
     # Older versions stored strings that are not valid Unicode: they come back escaped.
     attrs = text.readable(status.attributes or {})
-    word = STATUS_WORDS.get(str(status.status), str(status.status).lower())
-    if word == "failed" and attrs.get("outcome") == "cancelled":
-        word = "cancelled"
-    if attrs.get("outcome") == "superseded":
-        word = "superseded"
+    word = status_word(str(status.status), attrs)
     output = status.output if isinstance(status.output, dict) else {}
     error = attrs.get("error")
     if status.error is not None and not error:
@@ -86,17 +72,13 @@ def list_runs(
 ) -> list[dict[str, Any]]:
     if trigger is not None and text.problem(trigger) is not None:
         return []  # no trigger is named so; PostgreSQL cannot even compare a text with NUL
-    dbos_statuses = [k for k, v in STATUS_WORDS.items() if v == status] if status else None
-    if status in ("superseded", "cancelled"):
-        # Told apart by the outcome attribute, which DBOS filters on PostgreSQL only.
-        dbos_statuses = ["CANCELLED", "SUCCESS", "ERROR"]
-        limit_rows = None
-    else:
-        limit_rows = limit
+    # Cancelled and superseded runs are told apart by the outcome attribute, which DBOS
+    # filters on PostgreSQL only: read them all, keep the right ones below.
+    limit_rows = None if status in ("superseded", "cancelled") else limit
     rows = client.list_workflows(
         name=RUN_WORKFLOW,
         workflow_id_prefix=run_id_prefix(trigger) if trigger else None,
-        status=dbos_statuses,
+        status=dbos_statuses(status) if status else None,
         limit=limit_rows,
         offset=offset,
         sort_desc=True,
@@ -124,13 +106,19 @@ def _add_waiting_reasons(
             records[run_id]["waiting_reason"] = reason
 
 
-def show_run(client: DBOSClient, run_id: str, settings: Settings | None = None) -> dict[str, Any]:
+def run_status(client: DBOSClient, run_id: str, *, load_input: bool = True) -> WorkflowStatus:
+    """The DBOS status of run ``run_id``; ``RunNotFoundError`` when there is no such run."""
     if text.problem(run_id) is not None:  # no run id holds such a string; PostgreSQL
         # could not even compare one holding NUL
         raise RunNotFoundError(run_id)
-    rows = client.list_workflows(workflow_ids=[run_id], name=RUN_WORKFLOW)
+    rows = client.list_workflows(workflow_ids=[run_id], name=RUN_WORKFLOW, load_input=load_input)
     if not rows:
         raise RunNotFoundError(run_id)
+    return rows[0]
+
+
+def show_run(client: DBOSClient, run_id: str, settings: Settings | None = None) -> dict[str, Any]:
+    rows = [run_status(client, run_id)]
     data = record(rows[0])
     _add_waiting_reasons(client, settings, rows, {run_id: data})
     inputs = rows[0].input

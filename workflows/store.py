@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from trigger.core import db
+
 log = logging.getLogger(__name__)
 
 metadata = sa.MetaData()
@@ -69,10 +71,7 @@ class Store:
         self.url = url
         if create_database and not url.startswith("sqlite"):
             _create_postgres_database(url)
-        if url.startswith("sqlite"):
-            self.engine = sa.create_engine(url, connect_args={"timeout": 30})
-        else:
-            self.engine = sa.create_engine(url, pool_pre_ping=True, pool_size=5)
+        self.engine = db.engine(url)
         _create_tables(self.engine)
         _migrate(self.engine)
 
@@ -201,9 +200,7 @@ def _create_tables(engine: sa.Engine) -> None:
 def _create_postgres_database(url: str) -> None:
     """DBOS creates the system database on launch; we need it a moment earlier."""
     target = sa.make_url(url)
-    admin = sa.create_engine(
-        target.set(database="postgres"), isolation_level="AUTOCOMMIT", pool_pre_ping=True
-    )
+    admin = db.unpooled(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
             exists = conn.execute(

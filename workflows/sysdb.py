@@ -13,8 +13,8 @@ import re
 from pathlib import Path
 
 import sqlalchemy as sa
-from sqlalchemy.pool import NullPool
 
+from trigger.core import db
 from trigger.core.errors import SystemDatabaseError, SystemDatabaseMissingError
 from trigger.core.settings import Settings
 
@@ -41,7 +41,7 @@ def is_ready(settings: Settings) -> bool:
         path = sqlite_path(settings)
         if not path.is_file() or path.stat().st_size == 0:
             return False
-    engine = sa.create_engine(settings.database_url(), poolclass=NullPool)
+    engine = db.unpooled(settings.database_url())
     try:
         with engine.connect() as conn:
             inspector = sa.inspect(conn)

@@ -12,8 +12,8 @@ from __future__ import annotations
 import time
 
 import sqlalchemy as sa
-from sqlalchemy.pool import NullPool
 
+from trigger.core import db
 from trigger.core.settings import Settings
 from workflows.executors import beat_interval, heartbeats
 
@@ -30,7 +30,7 @@ def absent(settings: Settings, engine: sa.Engine | None = None) -> str | None:
     """None when some worker beat lately; else a sentence saying none did, and when the
     last one was seen."""
     owned = engine is None
-    engine = engine or sa.create_engine(settings.database_url(), poolclass=NullPool)
+    engine = engine or db.unpooled(settings.database_url())
     try:
         with engine.connect() as conn:
             if not sa.inspect(conn).has_table(heartbeats.name):

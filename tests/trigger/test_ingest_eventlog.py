@@ -35,7 +35,7 @@ def test_accepted_filtered_duplicate_and_refused_deliveries_are_explained(
     assert _post(url, github_push(), secret="wrong", delivery="bad-1").status_code == 401
 
     log = event_log(settings)
-    story = explain("gh-acc-1", log, enqueuer.client)
+    story = explain("gh-acc-1", log, enqueuer.client, settings)
     outcomes = [e["outcome"] for e in story["events"]]
     assert outcomes == ["accepted", "duplicate"]
     verdicts = {d["trigger"]: d for d in story["events"][0]["decisions"]}
@@ -44,7 +44,7 @@ def test_accepted_filtered_duplicate_and_refused_deliveries_are_explained(
     assert "branches" in verdicts["releases"]["reason"]
     assert [r["id"] for r in story["runs"]] == [run_id]
 
-    refused = explain("gh-bad-1", log, enqueuer.client)
+    refused = explain("gh-bad-1", log, enqueuer.client, settings)
     [event] = refused["events"]
     assert event["outcome"] == "rejected"
     assert "401" in event["reason"]

@@ -54,7 +54,7 @@ def test_a_second_serve_for_the_same_executor_refuses_and_the_run_goes_on_once(
             timeout=60,
             what="the run to finish in the first serve",
         )
-        story = run_story(enqueuer.client, run_id)
+        story = run_story(enqueuer.client, run_id, settings)
     finally:
         enqueuer.close()
     assert len(ledger(settings).jobs()) == 1

@@ -15,6 +15,7 @@ from trigger.cli.common import (
     settings_for,
     table,
 )
+from trigger.core.runstatus import NOTICE_STATUSES
 
 
 @click.command()
@@ -61,7 +62,7 @@ def explain(config: Path | None, as_json: bool, ident: str) -> None:
     settings = settings_for(config)
     client = dbos_client(settings)
     try:
-        story = build(ident, event_log(settings), client)
+        story = build(ident, event_log(settings), client, settings)
     finally:
         client.destroy()
     click.echo(json.dumps(story, indent=2, default=str) if as_json else render(story), nl=as_json)
@@ -87,7 +88,7 @@ def check(config: Path | None) -> None:
 @click.argument("name")
 @click.option(
     "--status",
-    type=click.Choice(["started", "succeeded", "failed", "superseded", "cancelled"]),
+    type=click.Choice(NOTICE_STATUSES),
     default="succeeded",
     show_default=True,
     help="Which message to send.",

@@ -15,6 +15,7 @@ from trigger.cli.common import (
     settings_for,
     table,
 )
+from trigger.core.runstatus import RUN_STATUSES
 
 
 @click.group(cls=Group, invoke_without_command=True)
@@ -23,7 +24,7 @@ from trigger.cli.common import (
 @click.option("--trigger", "trigger_name", default=None, help="Only this trigger's runs.")
 @click.option(
     "--status",
-    type=click.Choice(["waiting", "running", "succeeded", "failed", "cancelled", "superseded"]),
+    type=click.Choice(RUN_STATUSES),
     default=None,
 )
 @click.option("--limit", type=click.IntRange(1, 10000), default=50, show_default=True)

@@ -78,12 +78,13 @@ def manual_event(
     fired_by: str | None = None,
 ) -> Event:
     """The event behind ``fire``. Without ``--event-id`` every fire is a new event."""
-    who = fired_by or _whoami()
+    who = fired_by or whoami()
     attributes: dict[str, AttributeValue] = {"trigger": trigger, "fired_by": who, **inputs}
     return Event(kind="manual", id=event_id or f"fire-{uuid.uuid4().hex}", attributes=attributes)
 
 
-def _whoami() -> str:
+def whoami() -> str:
+    """Who runs this process, for the log: the login name, else ``unknown``."""
     try:
         return getpass.getuser()
     except (KeyError, OSError):

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
-from trigger.core import text
+from trigger.core import db, text
 from trigger.core.eventlog_store import (
     KEY_MAX,
     DecisionRecord,
@@ -157,11 +157,7 @@ class EventLog:
         """Record that a long-running source (``files:<trigger>``) just did its work."""
         stamp = at if at is not None else time.time()
         with self.engine.begin() as conn:
-            updated = conn.execute(
-                sa.update(heartbeats_table).where(heartbeats_table.c.name == name).values(at=stamp)
-            ).rowcount
-            if not updated:
-                conn.execute(sa.insert(heartbeats_table).values(name=name, at=stamp))
+            db.put_row(conn, heartbeats_table, {"name": name}, {"at": stamp})
 
     def heartbeats(self) -> dict[str, float]:
         with self.engine.connect() as conn:
@@ -273,15 +269,9 @@ def event_log(target: Any, retention_days: float | None = None) -> EventLog:
     with _LOGS_LOCK:
         found = _LOGS.get(url)
         if found is None:
-            found = EventLog(engine or _make_engine(url), retention_days or DEFAULT_RETENTION_DAYS)
+            found = EventLog(engine or db.engine(url), retention_days or DEFAULT_RETENTION_DAYS)
             _LOGS[url] = found
     return found
-
-
-def _make_engine(url: str) -> sa.Engine:
-    if url.startswith("sqlite"):
-        return sa.create_engine(url, connect_args={"timeout": 30})
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=5)
 
 
 def record_event(

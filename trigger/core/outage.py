@@ -23,8 +23,8 @@ import psycopg
 import sqlalchemy as sa
 from fastapi import Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from sqlalchemy.pool import NullPool
 
+from trigger.core import db
 from trigger.core.errors import EnqueueUnavailableError, SystemDatabaseUnreachableError
 
 log = logging.getLogger(__name__)
@@ -245,9 +245,7 @@ def _probe_engine(url: str) -> sa.Engine:
     """Reads only: a probe must never create the SQLite file it looks for."""
     if url.startswith("sqlite"):
         path = sa.make_url(url).database or ""
-        return sa.create_engine(
-            "sqlite://",
-            poolclass=NullPool,
-            creator=lambda: sqlite3.connect(f"file:{path}?mode=ro", uri=True),
+        return db.unpooled(
+            "sqlite://", creator=lambda: sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         )
-    return sa.create_engine(url, poolclass=NullPool, connect_args={"connect_timeout": 5})
+    return db.unpooled(url, connect_args={"connect_timeout": 5})

@@ -24,7 +24,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from trigger.context import Component, ServiceContext
-from trigger.core import outage, text
+from trigger.core import db, outage, text
 from trigger.core.errors import TriggerError
 from trigger.core.settings import Settings
 from trigger.http import connections
@@ -80,7 +80,7 @@ def build_app(
         summary="Durable run triggers for Bauplan pipelines",
         version="1",
     )
-    engine = sa.create_engine(settings.database_url(), pool_pre_ping=True)
+    engine = db.engine(settings.database_url())
     app.state.bauplan_trigger = AppState(settings=settings, context=context, engine=engine)
     app.add_exception_handler(RequestValidationError, _invalid_request)
 

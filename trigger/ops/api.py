@@ -33,6 +33,7 @@ from trigger.core.errors import (
 )
 from trigger.core.eventlog import EventLog, event_log
 from trigger.core.eventlog_store import SEQ_MAX
+from trigger.core.runstatus import RunStatus
 from trigger.core.settings import Settings
 from trigger.core.text import Identifier
 from trigger.http.app import header_parameters, state
@@ -181,8 +182,6 @@ router = APIRouter(
     },
 )
 
-RunStatus = Literal["waiting", "running", "succeeded", "failed", "cancelled"]
-
 
 @router.get("/runs", summary="Runs, newest first")
 def get_runs(
@@ -210,7 +209,7 @@ def get_run(request: Request, run_id: str) -> dict[str, Any]:
     from trigger.ops.explain import run_story
 
     try:
-        return run_story(client_of(request), run_id)
+        return run_story(client_of(request), run_id, state(request).settings)
     except RunNotFoundError as exc:
         raise HTTPException(404, detail=str(exc)) from None
 
@@ -294,7 +293,7 @@ def get_event(request: Request, ident: str) -> dict[str, Any]:
     from trigger.ops.explain import NothingToExplainError, explain
 
     try:
-        return explain(ident, log_of(request), client_of(request))
+        return explain(ident, log_of(request), client_of(request), state(request).settings)
     except NothingToExplainError as exc:
         raise HTTPException(404, detail=str(exc)) from None
 

@@ -7,22 +7,22 @@ who did what to a run.
 
 from __future__ import annotations
 
-import getpass
 import logging
 import re
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from dbos import DBOSClient
 
-from trigger.core import text
-from trigger.core.errors import RunControlError, RunNotFoundError
+from trigger.core.errors import RunControlError
+from trigger.core.event import whoami
 from trigger.core.eventlog import event_log
 from trigger.core.eventlog_store import DecisionRecord
 from trigger.core.matching import RunRequest
+from trigger.core.runstatus import status_word
 from trigger.core.settings import Settings
-from workflows.queue import RUN_QUEUE, RUN_WORKFLOW, Enqueuer
-from workflows.records import STATUS_WORDS
+from workflows.queue import Enqueuer, resume_queue
+from workflows.records import run_status
 
 log = logging.getLogger(__name__)
 
@@ -38,38 +38,15 @@ class ControlResult:
     new_run_id: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "action": self.action,
-            "run_id": self.run_id,
-            "status": self.status,
-            "detail": self.detail,
-            "new_run_id": self.new_run_id,
-        }
-
-
-def _status(client: DBOSClient, run_id: str, load_input: bool = False) -> Any:
-    if text.problem(run_id) is not None:  # no run id holds such a string (trigger.core.text)
-        raise RunNotFoundError(run_id)
-    rows = client.list_workflows(workflow_ids=[run_id], name=RUN_WORKFLOW, load_input=load_input)
-    if not rows:
-        raise RunNotFoundError(run_id)
-    return rows[0]
+        return asdict(self)
 
 
 def _word(status: Any) -> str:
-    word = STATUS_WORDS.get(str(status.status), str(status.status).lower())
-    if word == "failed" and (status.attributes or {}).get("outcome") == "cancelled":
-        return "cancelled"
-    return word
+    return status_word(str(status.status), status.attributes)
 
 
 def _who(actor: str | None) -> str:
-    if actor:
-        return actor
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
+    return actor or whoami()
 
 
 def retry_id(client: DBOSClient, run_id: str) -> str:
@@ -86,7 +63,7 @@ def retry(
 ) -> ControlResult:
     """A new run of the same request, linked both ways (``retry_of`` / ``retried_as``)."""
     client = enqueuer.client
-    old = _status(client, run_id, load_input=True)
+    old = run_status(client, run_id)
     word = _word(old)
     if word in ("waiting", "running"):
         raise RunControlError(
@@ -115,7 +92,7 @@ def cancel(
     settings: Settings, client: DBOSClient, run_id: str, actor: str | None = None
 ) -> ControlResult:
     """Dequeue a waiting run; stop a running one and cancel its Bauplan job."""
-    status = _status(client, run_id, load_input=True)
+    status = run_status(client, run_id)
     word = _word(status)
     if word not in ("waiting", "running"):
         raise RunControlError(
@@ -144,8 +121,8 @@ def cancel(
 def resume(
     settings: Settings, client: DBOSClient, run_id: str, actor: str | None = None
 ) -> ControlResult:
-    """Put a cancelled run back on our queue, keeping its branch partition key."""
-    status = _status(client, run_id)
+    """Put a cancelled run back on its trigger's queue, keeping its branch partition key."""
+    status = run_status(client, run_id, load_input=False)
     word = _word(status)
     dbos_status = str(status.status)
     if dbos_status not in ("CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED"):
@@ -162,16 +139,15 @@ def resume(
         raise RunControlError(
             f"run {run_id} has no branch partition key; retry it instead of resuming"
         )
-    client.resume_workflow(run_id, queue_name=RUN_QUEUE)
-    after = _status(client, run_id)
+    queue = resume_queue(settings, status)
+    client.resume_workflow(run_id, queue_name=queue)
+    after = run_status(client, run_id, load_input=False)
     if after.queue_partition_key != partition:  # pragma: no cover - DBOS keeps it in 3.4
         raise RunControlError(f"resuming run {run_id} lost its partition key; retry it instead")
     who = _who(actor)
     client.update_workflow_attributes(run_id, {"phase": "queued", "resumed_by": who}, merge=True)
     trigger = (status.attributes or {}).get("trigger") or "?"
-    _record(
-        settings, "resume", run_id, trigger, who, f"back on {RUN_QUEUE} for {partition}", run_id
-    )
+    _record(settings, "resume", run_id, trigger, who, f"back on {queue} for {partition}", run_id)
     log.info("resumed run %s on branch %s by %s", run_id, partition, who)
     return ControlResult("resume", run_id, word, f"back on the queue for branch {partition}")
 

@@ -16,10 +16,12 @@ from dbos import DBOSClient
 
 from trigger.core.errors import RunNotFoundError, TriggerError
 from trigger.core.eventlog import EventLog
+from trigger.core.runstatus import FINAL_STATUSES
+from trigger.core.settings import Settings
 from trigger.core.text import escaped, problem, readable
 from workflows.notify.outbox import notice_ids
-from workflows.queue import RUN_QUEUE, RUN_WORKFLOW
-from workflows.records import show_run
+from workflows.queue import RUN_QUEUE
+from workflows.records import run_status, show_run
 
 
 class NothingToExplainError(TriggerError):
@@ -31,7 +33,7 @@ class NothingToExplainError(TriggerError):
         )
 
 
-def explain(query: str, log: EventLog, client: DBOSClient) -> dict[str, Any]:
+def explain(query: str, log: EventLog, client: DBOSClient, settings: Settings) -> dict[str, Any]:
     """The story as data: the matching events (oldest first) and every run they name."""
     if problem(query) is not None:  # no id holds such a string; the database might not
         # even take it (a lone surrogate, NUL on PostgreSQL)
@@ -47,7 +49,7 @@ def explain(query: str, log: EventLog, client: DBOSClient) -> dict[str, Any]:
     runs: list[dict[str, Any]] = []
     for run_id in run_ids:
         try:
-            runs.append(run_story(client, run_id))
+            runs.append(run_story(client, run_id, settings))
         except RunNotFoundError:
             if events:
                 runs.append({"id": run_id, "status": "unknown", "missing": True})
@@ -78,9 +80,11 @@ def _verified(event: dict[str, Any]) -> str:
     }.get(event["source"], "yes")
 
 
-def run_story(client: DBOSClient, run_id: str) -> dict[str, Any]:
-    run = show_run(client, run_id)
-    status = client.list_workflows(workflow_ids=[run_id], name=RUN_WORKFLOW, load_input=False)[0]
+def run_story(client: DBOSClient, run_id: str, settings: Settings) -> dict[str, Any]:
+    """One run's story; a waiting run says why in the words ``runs show`` uses (the
+    settings name every queue and limit the diagnosis reads)."""
+    run = show_run(client, run_id, settings)
+    status = run_status(client, run_id, load_input=False)
     attrs = status.attributes or {}
     raw_steps = client.list_workflow_steps(run_id)
     steps = [_step_view(s) for s in raw_steps]
@@ -118,7 +122,7 @@ def run_story(client: DBOSClient, run_id: str) -> dict[str, Any]:
                     "detail": f"job {attrs['job_id']}",
                 }
             )
-    if run["status"] in ("succeeded", "failed", "cancelled"):
+    if run["status"] in FINAL_STATUSES:
         end = status.completed_at or status.updated_at
         detail = run["status"]
         if run.get("duration") is not None:
@@ -135,7 +139,7 @@ def run_story(client: DBOSClient, run_id: str) -> dict[str, Any]:
         if first and last:
             span = datetime.fromisoformat(last) - datetime.fromisoformat(first)
             run["duration"] = span.total_seconds()
-    run["waiting"] = waiting_reason(client, status) if run["status"] == "waiting" else None
+    run["waiting"] = run.pop("waiting_reason", None)
     run["waited_seconds"] = None if waited_ms is None else waited_ms / 1000
     run["priority"] = status.priority
     run["executor"] = status.executor_id
@@ -151,38 +155,6 @@ def run_story(client: DBOSClient, run_id: str) -> dict[str, Any]:
     run["timeline"] = timeline
     # Step outputs and attributes older versions stored may hold lone surrogates.
     return readable(run)
-
-
-def waiting_reason(client: DBOSClient, status: Any) -> str:
-    """Why a queued run has not started: flow control's own reason, else our best reading."""
-    attrs = status.attributes or {}
-    for key in ("waiting_reason", "waiting"):
-        if attrs.get(key):
-            return str(attrs[key])
-    if status.delay_until_epoch_ms:
-        return f"delayed until {_iso_ms(status.delay_until_epoch_ms)}"
-    branch = status.queue_partition_key
-    busy = client.list_workflows(
-        name=RUN_WORKFLOW, status=["PENDING"], queue_name=RUN_QUEUE, load_input=False
-    )
-    same = [w.workflow_id for w in busy if w.queue_partition_key == branch]
-    if same:
-        return f"branch {branch} is busy with run {same[0]} (one run per branch at a time)"
-    ahead = client.list_workflows(
-        name=RUN_WORKFLOW, status=["ENQUEUED"], queue_name=RUN_QUEUE, load_input=False
-    )
-    earlier = [
-        w
-        for w in ahead
-        if w.queue_partition_key == branch
-        and w.workflow_id != status.workflow_id
-        and (w.created_at or 0) < (status.created_at or 0)
-    ]
-    if earlier:
-        return f"behind {len(earlier)} earlier run(s) for branch {branch}"
-    if busy:
-        return f"waiting for a free worker slot ({len(busy)} run(s) in progress)"
-    return "waiting for a worker to pick it up (is a `serve --role worker|all` running?)"
 
 
 def notifications(steps: list[dict[str, Any]], attrs: dict[str, Any]) -> list[dict[str, Any]]:

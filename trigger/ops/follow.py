@@ -12,13 +12,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from trigger.core.errors import RunStillGoingError
+from trigger.core.runstatus import FINAL_STATUSES
 
 if TYPE_CHECKING:  # the CLI imports this module for --help; keep that quick
     from dbos import DBOSClient
 
     from trigger.core.settings import Settings
 
-TERMINAL = ("succeeded", "failed", "cancelled", "superseded")
 # ``fire --wait`` gives up after this long unless told otherwise; the run goes on.
 DEFAULT_TIMEOUT = 3600.0
 
@@ -56,7 +56,7 @@ def follow(
         if on_phase is not None and line != shown:
             on_phase(line)
             shown = line
-        if current["status"] in TERMINAL:
+        if current["status"] in FINAL_STATUSES:
             return current
         if deadline is not None and time.monotonic() > deadline:
             raise RunStillGoingError(run_id, current["status"], timeout or 0)

@@ -27,10 +27,10 @@ from prometheus_client.registry import Collector
 
 from trigger.core import outage
 from trigger.core.eventlog import EventLog, event_log
+from trigger.core.runstatus import STATUS_WORDS
 from trigger.http.app import state
 from trigger.ops.api import GUARD_RESPONSES, authorize
 from workflows.queue import RUN_QUEUE, RUN_WORKFLOW
-from workflows.records import STATUS_WORDS
 
 log = logging.getLogger(__name__)
 

@@ -16,6 +16,8 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse
 
 from trigger.core.errors import RunNotFoundError
+from trigger.core.runstatus import FINAL_STATUSES
+from trigger.http.app import state
 from trigger.ops.api import authorize_page, client_of, log_of
 
 REFRESH_SECONDS = 5
@@ -135,7 +137,7 @@ def run_page(request: Request, run_id: str) -> HTMLResponse:
     from trigger.ops.explain import explain
 
     try:
-        story = explain(run_id, log_of(request), client_of(request))
+        story = explain(run_id, log_of(request), client_of(request), state(request).settings)
     except Exception as exc:
         if isinstance(exc, RunNotFoundError) or type(exc).__name__ == "NothingToExplainError":
             raise HTTPException(404, detail=str(exc)) from None
@@ -199,5 +201,5 @@ def run_page(request: Request, run_id: str) -> HTMLResponse:
         + f"<p class=muted>Retry: <code>bauplan-trigger runs retry {escape(run_id)}</code> "
         f"&middot; cancel: <code>bauplan-trigger runs cancel {escape(run_id)}</code></p>"
     )
-    finished = run["status"] in ("succeeded", "failed", "cancelled")
+    finished = run["status"] in FINAL_STATUSES
     return HTMLResponse(_page(f"run {run_id}", body, refresh=not finished))

@@ -11,7 +11,8 @@ import pytest
 import sqlalchemy as sa
 
 from tests.support import make_settings, wait_until
-from trigger.core.eventlog import EventLog, _make_engine, make_entry, record_event
+from trigger.core import db
+from trigger.core.eventlog import EventLog, make_entry, record_event
 
 
 @pytest.fixture
@@ -23,7 +24,7 @@ def open_log(tmp_path: Path, project_dir: Path) -> Iterator[Callable[..., EventL
     def open_(backend: str | None, days: float = 30) -> EventLog:
         settings = make_settings(tmp_path, backend, project_dir, events={"retention_days": days})
         settings.state_path.mkdir(parents=True, exist_ok=True)
-        opened.append(EventLog(_make_engine(settings.database_url()), days))
+        opened.append(EventLog(db.engine(settings.database_url()), days))
         return opened[-1]
 
     yield open_

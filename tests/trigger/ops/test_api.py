@@ -341,3 +341,14 @@ def test_any_action_body_gets_a_documented_answer(
         action.format(_quoted(ident)), content=content, headers={"Content-Type": "application/json"}
     )
     assert answer.status_code in API_STATUSES | {409}, answer.text
+
+
+def test_runs_can_be_listed_by_every_status_runs_knows(api: Any) -> None:
+    """The API takes the statuses ``runs --status`` takes, superseded among them."""
+    from trigger.core.runstatus import RUN_STATUSES
+
+    _, client = api
+    for word in RUN_STATUSES:
+        listed = client.get("/api/runs", params={"status": word})
+        assert listed.status_code == 200, (word, listed.text)
+        assert listed.json()["runs"] == []

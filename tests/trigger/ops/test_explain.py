@@ -21,7 +21,7 @@ def test_a_manual_fire_tells_its_whole_story(launched: Any) -> None:
     event = manual_event("orders", {"run_date": "2026-11-23"}, event_id="ev-1", fired_by="ana")
     enqueued = fire_event(settings, enqueuer, event, source_addr="cli")
     run = _finished(enqueuer, enqueued.run_id)
-    story = explain("ev-1", event_log(settings), enqueuer.client)
+    story = explain("ev-1", event_log(settings), enqueuer.client, settings)
     [ev] = story["events"]
     assert ev["outcome"] == "accepted" and ev["source"] == "manual"
     assert ev["decisions"] == [
@@ -43,7 +43,9 @@ def test_a_manual_fire_tells_its_whole_story(launched: Any) -> None:
     assert "SUCCEEDED" in text and "rehearsal.orders_2026_11_23" in text
     # The same story, found from the run id and from the job's run.
     assert (
-        explain("run:orders:ev-1", event_log(settings), enqueuer.client)["events"][0]["event_id"]
+        explain("run:orders:ev-1", event_log(settings), enqueuer.client, settings)["events"][0][
+            "event_id"
+        ]
         == "ev-1"
     )
 
@@ -54,7 +56,7 @@ def test_a_duplicate_fire_is_recorded_as_a_duplicate_of_the_first(launched: Any)
     first = fire_event(settings, enqueuer, event)
     second = fire_event(settings, enqueuer, event)
     assert (first.duplicate, second.duplicate) == (False, True)
-    story = explain("twice", event_log(settings), enqueuer.client)
+    story = explain("twice", event_log(settings), enqueuer.client, settings)
     assert [e["outcome"] for e in story["events"]] == ["accepted", "duplicate"]
     assert story["events"][1]["reason"].startswith("duplicate of event twice first received")
     assert "already existed" in story["events"][1]["decisions"][0]["reason"]
@@ -74,7 +76,7 @@ def test_a_rejected_call_with_a_bad_signature_is_explained(launched: Any) -> Non
         "203.0.113.9",
         attributes={"delivery_id": "delivery-72d3"},
     )
-    story = explain("delivery-72d3", event_log(settings), enqueuer.client)
+    story = explain("delivery-72d3", event_log(settings), enqueuer.client, settings)
     [ev] = story["events"]
     assert ev["outcome"] == "rejected" and ev["source_addr"] == "203.0.113.9"
     assert ev["verified"].startswith("no: bad signature")
@@ -117,13 +119,13 @@ def test_an_accepted_push_and_a_filtered_push_are_found_by_sha(launched: Any) ->
         [DecisionRecord("orders", False, "no changed path matches pipelines/orders/**")],
         attributes={"repo": "acme/lake", "git_sha": "1111111"},
     )
-    story = explain(sha, event_log(settings), enqueuer.client)
+    story = explain(sha, event_log(settings), enqueuer.client, settings)
     assert [e["event_id"] for e in story["events"]] == ["gh-delivery-1"]
     assert story["events"][0]["verified"] == "signature ok (sha256)"
     assert [r["id"] for r in story["runs"]] == [enqueued.run_id]
     text = render(story)
     assert "landing: filtered out (branch 'feature/x' matches none of main, release/*)" in text
-    filtered = explain("1111111", event_log(settings), enqueuer.client)
+    filtered = explain("1111111", event_log(settings), enqueuer.client, settings)
     assert filtered["events"][0]["outcome"] == "ignored" and filtered["runs"] == []
     assert "orders: filtered out (no changed path" in render(filtered)
     _finished(enqueuer, enqueued.run_id)
@@ -148,7 +150,7 @@ def test_a_file_drop_is_found_by_its_path(launched: Any) -> None:
         [("orders", True, None, enqueued.run_id)],
         attributes=event.attributes,
     )
-    story = explain("/data/landing/orders.csv", event_log(settings), enqueuer.client)
+    story = explain("/data/landing/orders.csv", event_log(settings), enqueuer.client, settings)
     assert story["events"][0]["event_id"] == event.id
     assert story["events"][0]["verified"].startswith("not needed")
     assert story["runs"][0]["id"] == enqueued.run_id
@@ -158,7 +160,7 @@ def test_a_file_drop_is_found_by_its_path(launched: Any) -> None:
 def test_an_unknown_id_is_a_clear_error(launched: Any) -> None:
     settings, enqueuer = launched()
     with pytest.raises(NothingToExplainError, match="nothing is known about 'nope'"):
-        explain("nope", event_log(settings), enqueuer.client)
+        explain("nope", event_log(settings), enqueuer.client, settings)
 
 
 def test_the_cli_explains_a_fire_in_text_and_json(launched: Any, tmp_path: Any) -> None:
@@ -221,3 +223,32 @@ def test_strings_older_versions_stored_are_told_escaped_without_a_traceback(
     story = json.loads(as_json.stdout)
     assert story["runs"][0]["parameters"] == {"run_date": "26\\ud800", "source": "fire"}
     assert story["events"][0]["attributes"]["fired_by"] == "a\x1b[2J\\ud800"
+
+
+def test_explain_and_runs_give_the_same_waiting_reason(launched: Any, project_dir: Any) -> None:
+    """A trigger with its own queue (two runs per branch): the third run waits for the
+    branch, and ``explain`` says the same as ``runs show`` (one diagnosis)."""
+    from tests.support import wait_until
+    from tests.workflows.flow_support import fire, ledger, release
+    from workflows.records import show_run
+
+    trigger = {
+        "name": "orders",
+        "project_dir": str(project_dir),
+        "branch": "orders_{run_date}",
+        "inputs": ["run_date"],
+        "parameters": {"run_date": "{run_date}"},
+        "per_branch_concurrency": 2,
+    }
+    settings, enqueuer = launched(bauplan={"rehearse_outcome": "hang"}, triggers=[trigger])
+    first, second = fire(settings, enqueuer, "w1"), fire(settings, enqueuer, "w2")
+    wait_until(lambda: len(ledger(settings).jobs()) == 2, what="two concurrent jobs")
+    third = fire(settings, enqueuer, "w3")
+    shown = show_run(enqueuer.client, third, settings)
+    [told] = explain(third, event_log(settings), enqueuer.client, settings)["runs"]
+    busy = f"branch rehearsal.orders_d1 is busy with run {', '.join(sorted([first, second]))}"
+    assert shown["waiting_reason"] == busy
+    assert told["waiting"] == shown["waiting_reason"]
+    wait_until(lambda: release(settings) >= 0 and len(ledger(settings).jobs()) == 3, what="w3")
+    release(settings)
+    assert _finished(enqueuer, third)["status"] == "succeeded"

@@ -157,7 +157,7 @@ def test_a_schedule_tick_tells_its_story(ticker: Any, project_dir: Path) -> None
         timeout=60,
         what="a tick's run to succeed",
     )
-    story = explain(run.workflow_id, event_log(settings), enqueuer.client)
+    story = explain(run.workflow_id, event_log(settings), enqueuer.client, settings)
     [event] = story["events"]
     assert event["source"] == "schedule" and event["source_addr"] == "scheduler"
     assert event["verified"] == "not needed: a schedule tick of this service"

@@ -13,10 +13,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from trigger.core import secrets
+from trigger.core.runstatus import NOTICE_STATUSES, NoticeStatus
 
-RunStatus = Literal["started", "succeeded", "failed", "superseded", "cancelled"]
-RUN_STATUSES: tuple[RunStatus, ...] = ("started", "succeeded", "failed", "superseded", "cancelled")
-DEFAULT_ON: tuple[RunStatus, ...] = ("succeeded", "failed")
+DEFAULT_ON: tuple[NoticeStatus, ...] = ("succeeded", "failed")
 
 _HEADER = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+\Z")
 # Headers a user may not set on a signed webhook: we own them.
@@ -52,7 +51,7 @@ def _env_name(value: str) -> str:
 class _Notifier(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    on: list[RunStatus] = Field(default_factory=lambda: list(DEFAULT_ON))
+    on: list[NoticeStatus] = Field(default_factory=lambda: list(DEFAULT_ON))
     max_attempts: int = Field(default=5, ge=1, le=50, description="tries, counting the first")
     timeout: float = Field(default=10.0, gt=0, le=300, description="seconds per HTTP request")
     retry_interval: float = Field(default=1.0, gt=0, description="first backoff, doubled each try")
@@ -125,7 +124,7 @@ class GithubStatusNotifier(_Notifier):
     run_url: str | None = Field(
         default=None, description="base URL of the run page; the run id is appended"
     )
-    on: list[RunStatus] = Field(default_factory=lambda: list(RUN_STATUSES))
+    on: list[NoticeStatus] = Field(default_factory=lambda: list(NOTICE_STATUSES))
 
     @field_validator("token_env")
     @classmethod

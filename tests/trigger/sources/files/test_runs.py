@@ -74,7 +74,7 @@ def test_one_file_is_one_run_with_the_file_parameters(dropping: Any, landing: Pa
     from trigger.core.eventlog import event_log
     from trigger.ops.explain import explain
 
-    story = explain(str(path), event_log(enqueuer.settings), enqueuer.client)
+    story = explain(str(path), event_log(enqueuer.settings), enqueuer.client, enqueuer.settings)
     assert [e["outcome"] for e in story["events"]] == ["accepted"]
     assert [r["id"] for r in story["runs"]] == [run["id"]]
     assert "files:landing" in event_log(enqueuer.settings).heartbeats()

@@ -1,0 +1,52 @@
+"""The one way our code opens SQLAlchemy engines on the system database.
+
+Two kinds: ``engine`` for a long-lived part that reads and writes often (the
+submission store, the event log, the HTTP app), pooled, and ``unpooled`` for a
+short look or a connection that must stay its own (a readiness check, the
+executor hold), which opens a connection per use and keeps none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.pool import NullPool
+
+# SQLite: wait this long for another writer's lock instead of failing at once
+# ("database is locked"); a burst of ingests and a worker share one file.
+SQLITE_BUSY_TIMEOUT = 30
+# PostgreSQL: the connections a pooled engine keeps open.
+POOL_SIZE = 5
+
+
+def is_sqlite(url: str | sa.URL) -> bool:
+    return str(url).startswith("sqlite")
+
+
+def engine(url: str | sa.URL) -> sa.Engine:
+    """A pooled engine: connections checked before use (a restarted server or a
+    dropped connection costs a reconnect, not an error), SQLite's busy timeout."""
+    if is_sqlite(url):
+        return sa.create_engine(
+            url, pool_pre_ping=True, connect_args={"timeout": SQLITE_BUSY_TIMEOUT}
+        )
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=POOL_SIZE)
+
+
+def unpooled(url: str | sa.URL, **options: Any) -> sa.Engine:
+    """An engine that keeps no connection open between uses; ``options`` go to
+    ``create_engine`` as they are (``connect_args``, ``isolation_level``, ``creator``)."""
+    return sa.create_engine(url, poolclass=NullPool, **options)
+
+
+def put_row(
+    conn: sa.Connection, table: sa.Table, key: Mapping[str, Any], values: Mapping[str, Any]
+) -> None:
+    """Make the row of ``table`` with primary key ``key`` hold ``values``: update it, or
+    insert it when there is none yet. Portable (SQLite and PostgreSQL alike); two first
+    writes of one key at once fail the second on the key, as a heartbeat can afford."""
+    where = [table.c[name] == value for name, value in key.items()]
+    if not conn.execute(sa.update(table).where(*where).values(**values)).rowcount:
+        conn.execute(sa.insert(table).values(**key, **values))
