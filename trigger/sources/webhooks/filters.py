@@ -39,9 +39,21 @@ def changed_paths(event: Event) -> list[str]:
     return [p for p in paths if isinstance(p, str)]
 
 
+def git_rules(trigger: TriggerConfig, kind: str) -> GitSource | None:
+    """The trigger's ``[triggers.github]`` or ``[triggers.gitlab]`` section."""
+    return trigger.github if kind == "github" else trigger.gitlab
+
+
+def git_section(trigger: TriggerConfig, kind: str) -> GitSource:
+    """The section of a trigger already known to listen to ``kind`` pushes."""
+    rules = git_rules(trigger, kind)
+    assert rules is not None
+    return rules
+
+
 def git_filter(event: Event, trigger: TriggerConfig) -> str | None:
     """None when ``trigger`` wants this push, else the rule that filtered it out."""
-    rules: GitSource | None = trigger.github if event.kind == "github" else trigger.gitlab
+    rules = git_rules(trigger, event.kind)
     if rules is None:
         return f"has no [triggers.{event.kind}] section"
     repo = event.attributes.get("repo")

@@ -21,7 +21,7 @@ from trigger.core.gitref import SHA
 from trigger.core.settings import TriggerConfig
 from trigger.http.app import header_parameters, state
 from trigger.ingest import Delivery, Rejected
-from trigger.sources.webhooks.filters import git_filter
+from trigger.sources.webhooks.filters import git_section
 from trigger.sources.webhooks.hook import (
     RESPONSES,
     deliver_push,
@@ -109,20 +109,12 @@ async def _handle(
         _push(payload),
         candidates,
         allowed,
-        _repo,
         _BAD_SIGNATURE,
-        git_filter,
     )
 
 
 def _secret_env(trig: TriggerConfig) -> str:
-    assert trig.github is not None
-    return trig.github.secret_env
-
-
-def _repo(trig: TriggerConfig) -> str:
-    assert trig.github is not None
-    return trig.github.repo
+    return git_section(trig, "github").secret_env
 
 
 def _json_text(body: bytes) -> str:

@@ -18,7 +18,7 @@ from trigger.core.gitref import SHA, ZERO_SHA
 from trigger.core.settings import TriggerConfig
 from trigger.http.app import header_parameters, state
 from trigger.ingest import Delivery, Rejected
-from trigger.sources.webhooks.filters import git_filter
+from trigger.sources.webhooks.filters import git_section
 from trigger.sources.webhooks.hook import (
     RESPONSES,
     deliver_push,
@@ -96,20 +96,12 @@ async def _handle(
         _push(payload),
         candidates,
         allowed,
-        _repo,
         _REFUSED,
-        git_filter,
     )
 
 
 def _secret_env(trig: TriggerConfig) -> str:
-    assert trig.gitlab is not None
-    return trig.gitlab.secret_env
-
-
-def _repo(trig: TriggerConfig) -> str:
-    assert trig.gitlab is not None
-    return trig.gitlab.repo
+    return git_section(trig, "gitlab").secret_env
 
 
 def _push(payload: dict[str, object]) -> Push:

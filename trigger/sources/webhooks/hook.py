@@ -16,7 +16,6 @@ import logging
 import math
 import re
 import sys
-from collections.abc import Callable
 from typing import Any
 
 from fastapi import Request
@@ -25,10 +24,10 @@ from starlette.requests import ClientDisconnect
 
 from trigger.core import secrets, text
 from trigger.core.event import AttributeValue, Event, EventKind
-from trigger.core.matching import Filter
 from trigger.core.settings import TriggerConfig
 from trigger.http.connections import TIMED_OUT, timeout_message
 from trigger.ingest import Delivery, Rejected, deliver
+from trigger.sources.webhooks.filters import git_filter, git_section
 from trigger.sources.webhooks.push import Push, attributes
 
 log = logging.getLogger(__name__)
@@ -194,17 +193,16 @@ async def deliver_push(
     push: Push,
     candidates: list[TriggerConfig],
     allowed: list[TriggerConfig],
-    repo_of: Callable[[TriggerConfig], str],
     refusal: str,
-    check: Filter,
 ) -> JSONResponse:
     """A verified push of GitHub or GitLab: a secret only counts for its own repository."""
     delivery.repo, delivery.ref = push.repo, push.ref
-    for_repo = [t for t in candidates if repo_of(t).lower() == push.repo.lower()]
+    repo = push.repo.lower()
+    for_repo = [t for t in candidates if git_section(t, kind).repo.lower() == repo]
     if for_repo and not any(t in allowed for t in for_repo):
         raise Rejected(401, refusal)
     event = make_event(kind, delivery.id, attributes(push))
-    return await deliver(request, delivery, event, allowed, check)
+    return await deliver(request, delivery, event, allowed, git_filter)
 
 
 def make_event(kind: EventKind, delivery_id: str, attributes: dict[str, AttributeValue]) -> Event:
