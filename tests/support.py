@@ -34,21 +34,21 @@ T = TypeVar("T")
 _pg_state: dict[str, tuple[str, str]] = {}
 
 
-def _probe_postgres() -> tuple[str, str]:
+def _probe_postgres(url: str = PG_ADMIN_URL) -> tuple[str, str]:
     """("ok", ""), ("unreachable", why) when nothing listens, or ("broken", why) when a
     server listens but refuses us (an auth failure, a missing database): a broken set-up
     is never a reason to skip."""
     import psycopg
     from psycopg.conninfo import conninfo_to_dict
 
-    info = conninfo_to_dict(PG_ADMIN_URL)
+    info = conninfo_to_dict(url)
     address = (str(info.get("host") or "127.0.0.1"), int(info.get("port") or 5432))
     try:
         socket.create_connection(address, timeout=3).close()
     except OSError as exc:
         return "unreachable", f"nothing listens on {address[0]}:{address[1]} ({exc})"
     try:
-        with psycopg.connect(PG_ADMIN_URL, connect_timeout=3) as conn:
+        with psycopg.connect(url, connect_timeout=3) as conn:
             conn.execute("SELECT 1")
     except Exception as exc:
         return "broken", " ".join(str(exc).split())
@@ -61,11 +61,19 @@ def require_postgres() -> None:
     if "state" not in _pg_state:
         _pg_state["state"] = _probe_postgres()
     kind, why = _pg_state["state"]
-    if kind == "ok":
-        return
-    if kind == "unreachable" and os.environ.get("CI") != "true":
+    verdict = postgres_verdict(kind, in_ci=os.environ.get("CI") == "true")
+    if verdict == "skip":
         pytest.skip(f"PostgreSQL is not reachable at {PG_ADMIN_URL} ({why})")
-    pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} cannot be used ({kind}: {why})")
+    if verdict == "fail":
+        pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} cannot be used ({kind}: {why})")
+
+
+def postgres_verdict(kind: str, *, in_ci: bool) -> str:
+    """What a PostgreSQL test does after the probe: run, skip (only when nothing listens,
+    outside CI) or fail."""
+    if kind == "ok":
+        return "run"
+    return "skip" if kind == "unreachable" and not in_ci else "fail"
 
 
 @contextlib.contextmanager
@@ -86,6 +94,13 @@ def fresh_database() -> Iterator[str]:
 
 def database_url(name: str) -> str:
     return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+
+
+def make_project(folder: Path, project_id: str, name: str) -> Path:
+    """A Bauplan project folder, as far as rehearsal mode can tell."""
+    folder.mkdir(parents=True)
+    (folder / "bauplan_project.yml").write_text(f"project:\n  id: {project_id}\n  name: {name}\n")
+    return folder
 
 
 def free_port() -> int:
@@ -204,11 +219,9 @@ def wait_until(
     return last
 
 
-FINAL_STATUSES = ("succeeded", "failed", "cancelled", "superseded")
-
-
 def final_run(enqueuer: Any, run_id: str, timeout: float = 90) -> dict[str, Any]:
     """Wait for a run to end; its record (``workflows.records.show_run``)."""
+    from trigger.core.runstatus import FINAL_STATUSES
     from workflows.records import show_run
 
     return wait_until(
