@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal
 
 from dbos import DBOSClient, WorkflowStatus
 
@@ -58,37 +60,63 @@ class _QueueView:
                     )
 
 
+# What holds a waiting run back, as ``/metrics`` counts it; the sentence says the rest.
+Kind = Literal["delayed", "branch_busy", "rate_limited", "global_cap", "queued", "unknown_queue"]
+KINDS: tuple[Kind, ...] = (
+    "queued",
+    "branch_busy",
+    "rate_limited",
+    "global_cap",
+    "delayed",
+    "unknown_queue",
+)
+
+
+@dataclass(frozen=True)
+class Waiting:
+    kind: Kind
+    reason: str
+
+
 def reasons(
     client: DBOSClient, settings: Settings, rows: list[WorkflowStatus], workflow: str, base: str
 ) -> dict[str, str]:
     """``{run id: reason}`` for the waiting rows among ``rows``."""
+    return {k: w.reason for k, w in diagnose(client, settings, rows, workflow, base).items()}
+
+
+def diagnose(
+    client: DBOSClient, settings: Settings, rows: list[WorkflowStatus], workflow: str, base: str
+) -> dict[str, Waiting]:
+    """``{run id: what holds it back}`` for the waiting rows among ``rows``."""
     specs = all_specs(settings, base)
     views: dict[str, _QueueView] = {}
-    out: dict[str, str] = {}
+    out: dict[str, Waiting] = {}
     idle: list[str] = []  # why nothing picks up a run next in line; asked at most once
     for row in rows:
         status = str(row.status)
         if status == "DELAYED":
             until = (row.delay_until_epoch_ms or 0) / 1000
-            out[row.workflow_id] = (
-                f"debouncing: starts at {_iso(until)} unless a newer event replaces it"
+            out[row.workflow_id] = Waiting(
+                "delayed", f"debouncing: starts at {_iso(until)} unless a newer event replaces it"
             )
             continue
         if status != "ENQUEUED":
             continue
         spec = specs.get(row.queue_name or "")
         if spec is None:
-            out[row.workflow_id] = (
+            out[row.workflow_id] = Waiting(
+                "unknown_queue",
                 f"on queue {row.queue_name!r}, which this config does not define; "
-                "no worker with this config will start it"
+                "no worker with this config will start it",
             )
             continue
         if spec.name not in views:
             views[spec.name] = _QueueView(client, spec, workflow)
-        held = _reason(views[spec.name], settings, row)
+        held = _held(views[spec.name], settings, row)
         if held is None and not idle:
             idle.append(_next_in_line(settings))
-        out[row.workflow_id] = held or idle[0]
+        out[row.workflow_id] = held or Waiting("queued", idle[0])
     return out
 
 
@@ -103,21 +131,24 @@ def _next_in_line(settings: Settings) -> str:
     )
 
 
-def _reason(view: _QueueView, settings: Settings, row: WorkflowStatus) -> str | None:
+def _held(view: _QueueView, settings: Settings, row: WorkflowStatus) -> Waiting | None:
     """The limit that holds the run back, or None when none does."""
     branch = row.queue_partition_key or ""
     busy = view.running_by_branch.get(branch, [])
     if len(busy) >= view.spec.per_branch_concurrency:
-        return f"branch {branch} is busy with run {', '.join(sorted(busy))}"
+        return Waiting("branch_busy", f"branch {branch} is busy with run {', '.join(sorted(busy))}")
     limit = view.spec.per_branch_limit
     starts = sorted(view.starts_by_branch.get(branch, []))
     if limit is not None and len(starts) >= limit.runs:
         until = starts[len(starts) - limit.runs] + limit.period_seconds
-        return (
+        return Waiting(
+            "rate_limited",
             f"branch {branch} is rate-limited until {_iso(until)} "
-            f"({len(starts)} starts in the last {limit.period_seconds:g}s, limit {limit.runs})"
+            f"({len(starts)} starts in the last {limit.period_seconds:g}s, limit {limit.runs})",
         )
     cap = settings.queue.global_concurrency
     if cap is not None and view.running >= cap:
-        return f"the global cap is reached ({view.running} of {cap} runs running)"
+        return Waiting(
+            "global_cap", f"the global cap is reached ({view.running} of {cap} runs running)"
+        )
     return None

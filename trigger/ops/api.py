@@ -194,7 +194,12 @@ def get_runs(
     from workflows.records import list_runs
 
     rows = list_runs(
-        client_of(request), trigger=trigger, status=status, limit=limit, offset=offset or None
+        client_of(request),
+        trigger=trigger,
+        status=status,
+        limit=limit,
+        offset=offset or None,
+        settings=state(request).settings,
     )
     following = offset + limit if len(rows) == limit and offset + limit <= INT64_MAX else None
     return {"runs": rows, "offset": offset, "limit": limit, "next_offset": following}

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import sqlalchemy as sa
+from dbos import DBOSClient
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -28,8 +29,10 @@ from prometheus_client.registry import Collector
 from trigger.core import outage
 from trigger.core.eventlog import EventLog, event_log
 from trigger.core.runstatus import STATUS_WORDS
+from trigger.core.settings import Settings
 from trigger.http.app import state
-from trigger.ops.api import GUARD_RESPONSES, authorize
+from trigger.ops.api import GUARD_RESPONSES, authorize, client_of
+from workflows.diagnosis import KINDS, diagnose
 from workflows.queue import RUN_QUEUE, RUN_WORKFLOW
 
 log = logging.getLogger(__name__)
@@ -47,22 +50,43 @@ def _trigger_of(workflow_id: str) -> str:
     return parts[1] if len(parts) >= 3 and parts[0] == "run" else "unknown"
 
 
+# What makes a scrape report the database down rather than fail: any database error,
+# the DBOS client's (which reads the same tables) included.
+_SCRAPE_ERRORS: tuple[type[Exception], ...] = (sa.exc.SQLAlchemyError, *outage.DATABASE_ERRORS)
+
+
 class StateCollector(Collector):
     """A Prometheus collector that queries the system database on each scrape."""
 
-    def __init__(self, engine: sa.Engine, log: EventLog) -> None:
+    def __init__(
+        self, engine: sa.Engine, log: EventLog, client: DBOSClient, settings: Settings
+    ) -> None:
         self.engine = engine
         self.log = log
+        self.client = client
+        self.settings = settings
 
     def collect(self) -> Iterator[Metric]:
         try:
             yield from self._collect()
-        except sa.exc.SQLAlchemyError as exc:
+        except _SCRAPE_ERRORS as exc:
             # The driver's words, so that an outage's line is held back with the others.
             log.warning("metrics scrape could not read the database: %s", outage.reason(exc))
             up = GaugeMetricFamily("bauplan_trigger_database_up", "Whether the scrape read it")
             up.add_metric([], 0)
             yield up
+
+    def _waiting(self) -> Counter[str]:
+        """Waiting runs by what holds them back: the same diagnosis ``runs`` gives, over
+        every run queue (per-trigger ones too) and every limit."""
+        rows = self.client.list_workflows(
+            name=RUN_WORKFLOW,
+            status=["ENQUEUED", "DELAYED"],
+            load_input=False,
+            load_output=False,
+        )
+        held = diagnose(self.client, self.settings, rows, RUN_WORKFLOW, RUN_QUEUE)
+        return Counter(w.kind for w in held.values())
 
     def _collect(self) -> Iterator[Metric]:
         now = time.time()
@@ -111,19 +135,11 @@ class StateCollector(Collector):
             "bauplan_trigger_runs", "Runs by trigger and status", labels=["trigger", "status"]
         )
         by_status: Counter[tuple[str, str]] = Counter()
-        busy_branches = {r.queue_partition_key for r in rows if r.status == "PENDING"}
-        waiting: Counter[str] = Counter()
+        waiting = self._waiting()
         durations: dict[str, list[float]] = defaultdict(list)
         for r in rows:
             trigger = _trigger_of(r.workflow_uuid)
             by_status[(trigger, STATUS_WORDS.get(r.status, str(r.status).lower()))] += 1
-            if r.status in ("ENQUEUED", "DELAYED") and r.queue_name == RUN_QUEUE:
-                if r.status == "DELAYED":
-                    waiting["delayed"] += 1
-                elif r.queue_partition_key in busy_branches:
-                    waiting["branch_busy"] += 1
-                else:
-                    waiting["queued"] += 1
             if r.status in _FINAL:
                 first, last = spans.get(r.workflow_uuid, (None, None))
                 if first and last:
@@ -136,17 +152,18 @@ class StateCollector(Collector):
         yield runs
 
         depth = GaugeMetricFamily(
-            "bauplan_trigger_queue_depth", "Runs waiting on the run queue", labels=[]
+            "bauplan_trigger_queue_depth", "Runs waiting on the run queues", labels=[]
         )
         depth.add_metric([], sum(waiting.values()))
         yield depth
         reasons = GaugeMetricFamily(
             "bauplan_trigger_waiting_runs",
-            "Waiting runs by reason: queued, branch_busy (another run holds the branch), delayed",
+            "Waiting runs by what holds them back: queued (next in line), branch_busy, "
+            "rate_limited, global_cap, delayed (debouncing), unknown_queue (not in this config)",
             labels=["reason"],
         )
-        for reason in ("queued", "branch_busy", "delayed"):
-            reasons.add_metric([reason], waiting[reason])
+        for kind in KINDS:
+            reasons.add_metric([kind], waiting[kind])
         yield reasons
 
         histogram = HistogramMetricFamily(
@@ -189,7 +206,8 @@ def _registry(request: Request) -> CollectorRegistry:
         registry = CollectorRegistry(auto_describe=False)
         engine = state(request).engine
         settings = state(request).settings
-        registry.register(StateCollector(engine, event_log(engine, settings.events.retention_days)))
+        log_ = event_log(engine, settings.events.retention_days)
+        registry.register(StateCollector(engine, log_, client_of(request), settings))
         app_state.bt_metrics = registry
     found: CollectorRegistry = app_state.bt_metrics
     return found

@@ -80,3 +80,56 @@ def test_metrics_move_as_runs_happen(launched: Any) -> None:
     finally:
         close_api(app)
         app.state.bauplan_trigger.engine.dispose()
+
+
+def test_waiting_runs_are_counted_on_every_queue_by_what_holds_them(
+    launched: Any, project_dir: Any
+) -> None:
+    """A trigger with its own queue (two runs per branch): the third run waits for the
+    branch, and ``/metrics`` counts it, and ``/api/runs`` lists it, as ``runs`` explains
+    it (one diagnosis)."""
+    from tests.workflows.flow_support import fire, ledger, release
+
+    trigger = {
+        "name": "orders",
+        "project_dir": str(project_dir),
+        "branch": "orders_{run_date}",
+        "inputs": ["run_date"],
+        "parameters": {"run_date": "{run_date}"},
+        "per_branch_concurrency": 2,
+    }
+    settings, enqueuer = launched(bauplan={"rehearse_outcome": "hang"}, triggers=[trigger])
+    app = create_app(settings)
+    try:
+        with client_for(app) as client:
+            fire(settings, enqueuer, "w1"), fire(settings, enqueuer, "w2")
+            wait_until(lambda: len(ledger(settings).jobs()) == 2, what="two concurrent jobs")
+            third = fire(settings, enqueuer, "w3")
+            shown = show_run(enqueuer.client, third, settings)
+            assert shown["waiting_reason"].startswith("branch rehearsal.orders_d1 is busy")
+            listed = client.get("/api/runs", params={"status": "waiting"}).json()["runs"]
+            assert [(r["id"], r["waiting_reason"]) for r in listed] == [
+                (third, shown["waiting_reason"])
+            ]
+            samples = _samples(client.get("/metrics").text)
+            assert samples[("bauplan_trigger_queue_depth", ())] == 1
+            waiting = {
+                labels[0][1]: value
+                for (name, labels), value in samples.items()
+                if name == "bauplan_trigger_waiting_runs"
+            }
+            assert waiting == {
+                "queued": 0,
+                "branch_busy": 1,
+                "rate_limited": 0,
+                "global_cap": 0,
+                "delayed": 0,
+                "unknown_queue": 0,
+            }
+            wait_until(
+                lambda: release(settings) >= 0 and len(ledger(settings).jobs()) == 3, what="w3"
+            )
+            release(settings)
+    finally:
+        close_api(app)
+        app.state.bauplan_trigger.engine.dispose()
