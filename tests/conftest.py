@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import ServeProcess, fresh_database, make_settings
+from tests.support import ServeProcess, fresh_database, make_project, make_settings
 
 _OUR_ENV_PREFIXES = ("BAUPLAN_TRIGGER_", "BAUPLAN_", "DBOS_")
 
@@ -51,10 +51,7 @@ def postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
 @pytest.fixture
 def project_dir(tmp_path: Path) -> Path:
     """A Bauplan project folder, as far as rehearsal mode can tell."""
-    folder = tmp_path / "pipelines" / "orders"
-    folder.mkdir(parents=True)
-    (folder / "bauplan_project.yml").write_text("project:\n  id: test\n  name: orders\n")
-    return folder
+    return make_project(tmp_path / "pipelines" / "orders", "test", "orders")
 
 
 @pytest.fixture

@@ -20,29 +20,13 @@ OURS = ("trigger", "workflows")
 
 # Who may import whom, by the longest matching prefix: a module of the key may import
 # only modules under the listed prefixes (and the key's own package).
+# The layers above the two halves, lowest first: each may import the layers below it.
+_BASE = ("trigger.core", "workflows")
+_UPPER = ("trigger.context", "trigger.http", "trigger.ingest", "trigger.sources", "trigger.ops")
 ALLOWED: dict[str, tuple[str, ...]] = {
     "trigger.core": ("trigger.core",),
-    "workflows": ("trigger.core", "workflows"),
-    "trigger.context": ("trigger.core", "workflows"),
-    "trigger.http": ("trigger.core", "workflows", "trigger.context", "trigger.http"),
-    "trigger.ingest": ("trigger.core", "workflows", "trigger.http"),
-    "trigger.sources": (
-        "trigger.core",
-        "workflows",
-        "trigger.context",
-        "trigger.http",
-        "trigger.ingest",
-        "trigger.sources",
-    ),
-    "trigger.ops": (
-        "trigger.core",
-        "workflows",
-        "trigger.context",
-        "trigger.http",
-        "trigger.ingest",
-        "trigger.sources",
-        "trigger.ops",
-    ),
+    "workflows": _BASE,
+    **{layer: (*_BASE, *_UPPER[: i + 1]) for i, layer in enumerate(_UPPER)},
     "trigger.service": ("trigger", "workflows"),
     "trigger.cli": ("trigger", "workflows"),
     "trigger.cli.logs": ("trigger.core",),

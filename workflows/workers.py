@@ -1,4 +1,4 @@
-"""Is any worker running? Read from the executor heartbeats that ``takeover`` writes.
+"""Is any worker running? Read from the executor heartbeats that ``workflows.executors`` writes.
 
 Every process that runs the queue (``serve`` with role ``all`` or ``worker``) beats
 every ``beat_interval`` seconds; ingress processes never launch DBOS and never beat.

@@ -21,7 +21,7 @@ from hypothesis import event
 from hypothesis import strategies as st
 
 from tests.support import fresh_database, make_settings
-from tests.trigger.hookkit import LiveServer, github_trigger
+from tests.trigger.hookkit import LiveServer, generic_trigger, github_trigger
 from tests.trigger.properties import OUTSIDE_TEXT
 
 # The answers a hook documents (trigger/ingest.py RESPONSES, plus generic's 404).
@@ -46,17 +46,11 @@ def hook_triggers(project_dir: Path) -> list[dict[str, Any]]:
     gitlab = {**github_trigger(project_dir, name="gl")}
     gitlab["gitlab"] = {"repo": "acme/data/lakehouse", "secret_env": "GITLAB_WEBHOOK_TOKEN"}
     del gitlab["github"]
-    generic = {
-        "name": "loader",
-        "project_dir": str(project_dir),
-        "branch": "load_{body_table}",
-        "parameters": {"table": "{body_table}", "rows": "{body_rows}"},
-        "generic": {
-            "secret_env": "GENERIC_WEBHOOK_SECRET",
-            "fields": {"table": "string", "rows": "number", "full": "boolean"},
-            "optional": ["rows", "full"],
-        },
-    }
+    generic = generic_trigger(
+        project_dir,
+        fields={"table": "string", "rows": "number", "full": "boolean"},
+        optional=["rows", "full"],
+    )
     return [github_trigger(project_dir), gitlab, generic]
 
 
@@ -86,7 +80,7 @@ def running_ingress(tmp_path: Path, backend: str | None) -> Iterator[Ingress]:
     enqueuer = Enqueuer(settings)
     context = ServiceContext(settings=settings, role="ingress", enqueuer=enqueuer)
     server = LiveServer(create_app(settings, context))
-    # As serve does (trigger/http.py): without it each answer waits 40 ms for an ACK.
+    # As serve does (trigger/http/app.py): without it each answer waits 40 ms for an ACK.
     server.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         with server, httpx.Client(base_url=server.url, timeout=60) as http:
@@ -123,3 +117,14 @@ def header_values() -> st.SearchStrategy[bytes]:
     """Any bytes a header value may carry on the wire (no CR, LF, NUL or other C0)."""
     chars = st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f")
     return st.text(chars, max_size=30).map(lambda s: s.encode("latin-1").strip())
+
+
+def posts_and_reads_back(
+    ingress: Ingress, path: str, delivery: tuple[bytes, dict[str, Any]]
+) -> None:
+    """One fuzzed delivery: the answer is one the hooks document, and what it took reads
+    back through the API."""
+    body, headers = delivery
+    answer = ingress.http.post(path, content=body, headers=headers)
+    assert answer.status_code in HOOK_STATUSES, answer.text
+    reads_back(ingress, answer)

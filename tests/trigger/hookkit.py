@@ -115,6 +115,22 @@ def github_trigger(project_dir: Path, name: str = "orders", **rules: Any) -> dic
     }
 
 
+def generic_trigger(project_dir: Path, **generic: Any) -> dict[str, Any]:
+    section = {
+        "secret_env": "GENERIC_WEBHOOK_SECRET",
+        "fields": {"table": "string", "rows": "integer", "full": "boolean"},
+        "optional": ["full"],
+        **generic,
+    }
+    return {
+        "name": "loader",
+        "project_dir": str(project_dir),
+        "branch": "load_{body_table}",
+        "parameters": {"table": "{body_table}", "rows": "{body_rows}"},
+        "generic": section,
+    }
+
+
 class _ThreadServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:

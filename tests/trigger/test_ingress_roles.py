@@ -9,11 +9,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import base_config, make_settings, wait_until, write_config
+from tests.support import base_config, final_run, make_settings, write_config
 from tests.trigger.hookkit import body_of, github_headers, github_push, github_trigger
 from workflows.bauplan.rehearsal import Ledger
 from workflows.queue import Enqueuer
-from workflows.records import show_run
 from workflows.runtime import ledger_path
 
 
@@ -52,11 +51,8 @@ def test_an_ingress_and_a_worker_process_run_a_push_together(
     settings = make_settings(tmp_path, backend, project_dir, **overrides)
     enqueuer = Enqueuer(settings)
     try:
-        run = wait_until(
-            lambda: (r := show_run(enqueuer.client, run_id))["status"] == "succeeded" and r,
-            timeout=60,
-            what="the worker to run the pushed event",
-        )
+        run = final_run(enqueuer, run_id, timeout=60)
+        assert run["status"] == "succeeded", run
     finally:
         enqueuer.close()
     assert run["branch"] == "rehearsal.orders_main"

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import base_config, wait_until, write_config
+from tests.support import base_config, final_run, wait_until, write_config
 from tests.workflows.flow_support import fire, ledger
 from trigger.core.settings import build_settings
 from trigger.ops.explain import run_story
@@ -49,11 +49,8 @@ def test_a_second_serve_for_the_same_executor_refuses_and_the_run_goes_on_once(
         assert f"pid {first.proc.pid}" in line and socket.gethostname() in line
         assert "[service] name" in line and "--role" in line
 
-        run = wait_until(
-            lambda: (r := show_run(enqueuer.client, run_id))["status"] == "succeeded" and r,
-            timeout=60,
-            what="the run to finish in the first serve",
-        )
+        run = final_run(enqueuer, run_id, timeout=60)
+        assert run["status"] == "succeeded", run
         story = run_story(enqueuer.client, run_id, settings)
     finally:
         enqueuer.close()
@@ -86,11 +83,8 @@ def test_a_taken_port_is_refused_before_dbos_launches_and_a_restart_after_kill_9
         assert show_run(enqueuer.client, run_id)["status"] == "running"
 
         restarted = serve_process(config, env)
-        run = wait_until(
-            lambda: (r := show_run(enqueuer.client, run_id))["status"] == "succeeded" and r,
-            timeout=60,
-            what="the restarted serve to finish the run",
-        )
+        run = final_run(enqueuer, run_id, timeout=60)
+        assert run["status"] == "succeeded", run
     finally:
         enqueuer.close()
     assert "DBOS launched" not in refused.log()

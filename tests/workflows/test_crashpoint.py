@@ -21,11 +21,12 @@ from typing import Any
 
 import pytest
 
-from tests.support import FINAL_STATUSES, base_config, free_port, match, wait_until, write_config
+from tests.support import base_config, free_port, match, wait_until, write_config
 from tests.trigger.hookkit import make_repo
 from tests.workflows.notify.conftest import notifier_config, notify_env
 from tests.workflows.notify.receiver import Receiver
 from trigger.core.event import manual_event
+from trigger.core.runstatus import FINAL_STATUSES
 from trigger.core.settings import build_settings
 from workflows.bauplan.rehearsal import Ledger, RehearsalClient
 from workflows.notify.outbox import NOTICE_WORKFLOW

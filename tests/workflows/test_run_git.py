@@ -56,26 +56,12 @@ def test_a_workspace_lost_between_steps_is_rebuilt_before_submitting(
     assert not workspace.workspace_path(settings.state_path, request.run_id).exists()
 
 
-def test_a_commit_that_cannot_be_fetched_fails_the_run_clearly(
-    launched: Any, tmp_path: Path
-) -> None:
-    upstream = tmp_path / "upstream"
-    make_repo(upstream)
-    settings, enqueuer = launched()
-    request = _request(upstream, "f" * 40, run_id="run:orders:gh-2")
-    enqueuer.enqueue(request)
-    run = _final(enqueuer, request.run_id)
-    assert run["status"] == "failed"
-    assert "is not in" in run["error"]
-    assert Ledger(ledger_path(settings)).jobs() == []
-
-
 def test_a_commit_missing_after_a_fresh_fetch_fails_the_run_at_once(
     launched: Any, tmp_path: Path
 ) -> None:
     upstream = tmp_path / "upstream"
     make_repo(upstream)
-    _, enqueuer = launched()
+    settings, enqueuer = launched()
     request = _request(upstream, "e" * 40, run_id="run:orders:gh-3")
     enqueuer.enqueue(request)
     run = _final(enqueuer, request.run_id)
@@ -85,3 +71,4 @@ def test_a_commit_missing_after_a_fresh_fetch_fails_the_run_at_once(
         f"commit {'e' * 40} is not in {upstream} after a fresh fetch (was it force-pushed "
         "away, or pushed to another repository?); the run is not retried"
     )
+    assert Ledger(ledger_path(settings)).jobs() == []  # nothing was submitted

@@ -10,7 +10,15 @@ from typing import Any
 
 import pytest
 
-from tests.support import base_config, final_run, make_settings, match, wait_until, write_config
+from tests.support import (
+    base_config,
+    final_run,
+    make_project,
+    make_settings,
+    match,
+    wait_until,
+    write_config,
+)
 from trigger.core.errors import SubmissionUnclear
 from trigger.core.event import manual_event
 from workflows.bauplan.adapter import Bauplan
@@ -26,10 +34,7 @@ BRANCH = "rehearsal.orders_2026_11_23"
 @pytest.fixture
 def other_project(tmp_path: Path) -> Path:
     """A second Bauplan project, as another trigger sharing a branch would run."""
-    folder = tmp_path / "pipelines" / "audit"
-    folder.mkdir(parents=True)
-    (folder / "bauplan_project.yml").write_text("project:\n  id: audit-id\n  name: audit\n")
-    return folder
+    return make_project(tmp_path / "pipelines" / "audit", "audit-id", "audit")
 
 
 def _fire(settings: Any, enqueuer: Enqueuer, run_date: str, event_id: str) -> str:

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from tests.support import make_settings, wait_until
+from tests.support import final_run, make_settings
 from tests.trigger.fuzzkit import (
     HOOK_STATUSES,
     JSON_VALUES,
@@ -21,24 +21,9 @@ from tests.trigger.fuzzkit import (
     json_bytes,
     reads_back,
 )
-from tests.trigger.hookkit import LiveServer, body_of, standard_headers
+from tests.trigger.hookkit import LiveServer, body_of, generic_trigger, standard_headers
 from tests.trigger.properties import OUTSIDE_TEXT, examples
 from trigger.service import create_app
-from workflows.records import show_run
-
-
-def generic_trigger(project_dir: Path) -> dict[str, Any]:
-    return {
-        "name": "loader",
-        "project_dir": str(project_dir),
-        "branch": "load_{body_table}",
-        "parameters": {"table": "{body_table}", "rows": "{body_rows}"},
-        "generic": {
-            "secret_env": "GENERIC_WEBHOOK_SECRET",
-            "fields": {"table": "string", "rows": "integer", "full": "boolean"},
-            "optional": ["full"],
-        },
-    }
 
 
 def _post(url: str, data: dict[str, Any] | bytes, trigger: str = "loader", **kw: Any):
@@ -62,11 +47,8 @@ def test_a_signed_body_runs_with_its_fields_as_templates(hooks: Any, project_dir
     assert again.status_code == 200 and again.json()["duplicate"] is True
     run_id = response.json()["runs"][0]
     assert run_id == "run:loader:wh-msg_2Lx"
-    run = wait_until(
-        lambda: (r := show_run(enqueuer.client, run_id))["status"] == "succeeded" and r,
-        timeout=60,
-        what="the run to succeed",
-    )
+    run = final_run(enqueuer, run_id, timeout=60)
+    assert run["status"] == "succeeded", run
     assert run["branch"] == "rehearsal.load_orders"
     assert run["parameters"] == {"table": "orders", "rows": "12"}
 

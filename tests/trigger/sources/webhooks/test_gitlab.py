@@ -11,14 +11,13 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from tests.support import make_settings, wait_until
+from tests.support import final_run, make_settings
 from tests.trigger.fuzzkit import (
-    HOOK_STATUSES,
     JSON_VALUES,
     Ingress,
     header_values,
     json_bytes,
-    reads_back,
+    posts_and_reads_back,
 )
 from tests.trigger.hookkit import (
     LiveServer,
@@ -29,7 +28,6 @@ from tests.trigger.hookkit import (
 )
 from tests.trigger.properties import OUTSIDE_TEXT, examples
 from trigger.service import create_app
-from workflows.records import show_run
 
 AFTER = "da1560886d4f094c3e6c9ef40349f7d38b5d27d7"
 ZERO = "0" * 40
@@ -71,11 +69,8 @@ def test_a_push_hook_runs_and_a_redelivery_is_a_duplicate(hooks: Any, project_di
     assert again.status_code == 200 and again.json()["duplicate"] is True
     assert again.json()["runs"] == first.json()["runs"]
     run_id = first.json()["runs"][0]
-    run = wait_until(
-        lambda: (r := show_run(enqueuer.client, run_id))["status"] == "succeeded" and r,
-        timeout=60,
-        what="the run to succeed",
-    )
+    run = final_run(enqueuer, run_id, timeout=60)
+    assert run["status"] == "succeeded", run
     assert run["parameters"] == {"sha": AFTER[:7], "pusher": "jsmith"}
     assert run["event"]["repo"] == "acme/data/lakehouse"
     assert run["event"]["head_message"] == "fixed readme"
@@ -168,7 +163,4 @@ def _deliveries(draw: st.DrawFn) -> tuple[bytes, dict[str, Any]]:
 def test_any_body_with_the_token_gets_a_documented_answer_and_what_is_taken_reads_back(
     ingress: Ingress, delivery: tuple[bytes, dict[str, Any]]
 ) -> None:
-    body, headers = delivery
-    answer = ingress.http.post("/hooks/gitlab", content=body, headers=headers)
-    assert answer.status_code in HOOK_STATUSES, answer.text
-    reads_back(ingress, answer)
+    posts_and_reads_back(ingress, "/hooks/gitlab", delivery)
