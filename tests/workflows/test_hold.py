@@ -25,13 +25,13 @@ from workflows.store import Store
 EXECUTOR = "host-worker-w1"
 
 _HOLDER = """
-import json, sys, time
+import json, sys
 from trigger.core.settings import build_settings
 from workflows import hold
 data, env, executor = json.loads(sys.argv[1])
 hold.take(build_settings(data, environ=env), executor)
 print("held", flush=True)
-time.sleep(600)
+sys.stdin.read()  # hold until the test kills this process or closes our stdin
 """
 
 
@@ -82,6 +82,7 @@ def test_a_holder_killed_with_kill_9_frees_the_executor_id_at_once(
 ) -> None:
     holder = subprocess.Popen(
         [sys.executable, "-c", _HOLDER, json.dumps([*settings_data, EXECUTOR])],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -97,8 +98,9 @@ def test_a_holder_killed_with_kill_9_frees_the_executor_id_at_once(
     finally:
         holder.kill()
         holder.wait(timeout=30)
-        if holder.stdout is not None:
-            holder.stdout.close()
+        for pipe in (holder.stdin, holder.stdout):
+            if pipe is not None:
+                pipe.close()
 
 
 def _try_take(settings: Any) -> hold.Hold | None:
