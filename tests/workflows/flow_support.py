@@ -7,10 +7,30 @@ import time
 from typing import Any
 
 from tests.support import final_run as final  # noqa: F401  (the flow tests import it here)
-from tests.support import match
+from tests.support import match, wait_until
 from trigger.core.event import manual_event
 from workflows.bauplan.rehearsal import Ledger
 from workflows.runtime import ledger_path
+
+
+def orders_trigger(project_dir: Any, **extra: Any) -> dict[str, Any]:
+    """The ``orders`` trigger, one branch per ``run_date``, with flow settings of its own."""
+    return {
+        "name": "orders",
+        "project_dir": str(project_dir),
+        "branch": "orders_{run_date}",
+        "inputs": ["run_date"],
+        "parameters": {"run_date": "{run_date}"},
+        **extra,
+    }
+
+
+def fill_the_branch(settings: Any, enqueuer: Any) -> tuple[list[str], str]:
+    """With two runs per branch and hung jobs: two runs running, a third waiting for the
+    branch; (the running run ids, the waiting one)."""
+    running = [fire(settings, enqueuer, "w1"), fire(settings, enqueuer, "w2")]
+    wait_until(lambda: len(ledger(settings).jobs()) == 2, what="two concurrent jobs")
+    return running, fire(settings, enqueuer, "w3")
 
 
 def fire(

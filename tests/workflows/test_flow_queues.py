@@ -11,22 +11,12 @@ from tests.workflows.flow_support import (
     intervals_by_ref,
     ledger,
     max_overlap,
+    orders_trigger,
     release,
 )
 from trigger.core.settings import TriggerConfig
 from workflows.flow_queues import spec_for
 from workflows.queue import RUN_QUEUE
-
-
-def _trigger(project_dir: Any, **extra: Any) -> dict[str, Any]:
-    return {
-        "name": "orders",
-        "project_dir": str(project_dir),
-        "branch": "orders_{run_date}",
-        "inputs": ["run_date"],
-        "parameters": {"run_date": "{run_date}"},
-        **extra,
-    }
 
 
 def test_ten_events_on_one_branch_never_overlap(launched: Any, backend: str | None) -> None:
@@ -138,7 +128,7 @@ def test_a_busy_branch_names_the_run_it_waits_for(
 def test_a_trigger_override_gets_its_own_queue_and_limits(launched: Any, project_dir: Any) -> None:
     settings, enqueuer = launched(
         bauplan={"rehearse_outcome": "hang"},
-        triggers=[_trigger(project_dir, per_branch_concurrency=2)],
+        triggers=[orders_trigger(project_dir, per_branch_concurrency=2)],
     )
     first = fire(settings, enqueuer, "o1")
     second = fire(settings, enqueuer, "o2")
@@ -154,10 +144,10 @@ def test_queue_names_come_from_the_settings_alone(settings_factory: Any, project
     settings = settings_factory(
         queue={"per_branch_limit": {"runs": 3, "period_seconds": 0.5}},
         triggers=[
-            _trigger(project_dir),
-            {**_trigger(project_dir, per_branch_concurrency=1), "name": "same"},
+            orders_trigger(project_dir),
+            {**orders_trigger(project_dir, per_branch_concurrency=1), "name": "same"},
             {
-                **_trigger(project_dir, per_branch_limit={"runs": 1, "period_seconds": 10}),
+                **orders_trigger(project_dir, per_branch_limit={"runs": 1, "period_seconds": 10}),
                 "name": "slow",
             },
         ],

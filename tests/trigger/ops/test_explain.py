@@ -229,21 +229,12 @@ def test_explain_and_runs_give_the_same_waiting_reason(launched: Any, project_di
     """A trigger with its own queue (two runs per branch): the third run waits for the
     branch, and ``explain`` says the same as ``runs show`` (one diagnosis)."""
     from tests.support import wait_until
-    from tests.workflows.flow_support import fire, ledger, release
+    from tests.workflows.flow_support import fill_the_branch, ledger, orders_trigger, release
     from workflows.records import show_run
 
-    trigger = {
-        "name": "orders",
-        "project_dir": str(project_dir),
-        "branch": "orders_{run_date}",
-        "inputs": ["run_date"],
-        "parameters": {"run_date": "{run_date}"},
-        "per_branch_concurrency": 2,
-    }
+    trigger = orders_trigger(project_dir, per_branch_concurrency=2)
     settings, enqueuer = launched(bauplan={"rehearse_outcome": "hang"}, triggers=[trigger])
-    first, second = fire(settings, enqueuer, "w1"), fire(settings, enqueuer, "w2")
-    wait_until(lambda: len(ledger(settings).jobs()) == 2, what="two concurrent jobs")
-    third = fire(settings, enqueuer, "w3")
+    (first, second), third = fill_the_branch(settings, enqueuer)
     shown = show_run(enqueuer.client, third, settings)
     [told] = explain(third, event_log(settings), enqueuer.client, settings)["runs"]
     busy = f"branch rehearsal.orders_d1 is busy with run {', '.join(sorted([first, second]))}"

@@ -88,23 +88,14 @@ def test_waiting_runs_are_counted_on_every_queue_by_what_holds_them(
     """A trigger with its own queue (two runs per branch): the third run waits for the
     branch, and ``/metrics`` counts it, and ``/api/runs`` lists it, as ``runs`` explains
     it (one diagnosis)."""
-    from tests.workflows.flow_support import fire, ledger, release
+    from tests.workflows.flow_support import fill_the_branch, ledger, orders_trigger, release
 
-    trigger = {
-        "name": "orders",
-        "project_dir": str(project_dir),
-        "branch": "orders_{run_date}",
-        "inputs": ["run_date"],
-        "parameters": {"run_date": "{run_date}"},
-        "per_branch_concurrency": 2,
-    }
+    trigger = orders_trigger(project_dir, per_branch_concurrency=2)
     settings, enqueuer = launched(bauplan={"rehearse_outcome": "hang"}, triggers=[trigger])
     app = create_app(settings)
     try:
         with client_for(app) as client:
-            fire(settings, enqueuer, "w1"), fire(settings, enqueuer, "w2")
-            wait_until(lambda: len(ledger(settings).jobs()) == 2, what="two concurrent jobs")
-            third = fire(settings, enqueuer, "w3")
+            _, third = fill_the_branch(settings, enqueuer)
             shown = show_run(enqueuer.client, third, settings)
             assert shown["waiting_reason"].startswith("branch rehearsal.orders_d1 is busy")
             listed = client.get("/api/runs", params={"status": "waiting"}).json()["runs"]
