@@ -28,7 +28,7 @@ from prometheus_client.registry import Collector
 
 from trigger.core import outage
 from trigger.core.eventlog import EventLog, event_log
-from trigger.core.runstatus import STATUS_WORDS
+from trigger.core.runstatus import FINAL_STATUSES, STATUS_WORDS, status_word
 from trigger.core.settings import Settings
 from trigger.http.app import state
 from trigger.ops.api import GUARD_RESPONSES, authorize, client_of
@@ -38,7 +38,8 @@ from workflows.queue import RUN_QUEUE, RUN_WORKFLOW
 log = logging.getLogger(__name__)
 
 DURATION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0)
-_FINAL = ("SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED")
+# The DBOS statuses of a run that has ended.
+_FINAL = frozenset(k for k, word in STATUS_WORDS.items() if word in FINAL_STATUSES)
 
 
 def _table(engine: sa.Engine, name: str) -> str:
@@ -101,8 +102,8 @@ class StateCollector(Collector):
 
         status = _table(self.engine, "workflow_status")
         query = sa.text(
-            f"SELECT workflow_uuid, status, queue_name, queue_partition_key, "  # noqa: S608
-            f"started_at_epoch_ms, completed_at, updated_at FROM {status} WHERE name = :name"
+            f"SELECT workflow_uuid, status, started_at_epoch_ms, completed_at, updated_at "  # noqa: S608
+            f"FROM {status} WHERE name = :name"
         )
         with self.engine.connect() as conn:
             rows = conn.execute(query, {"name": RUN_WORKFLOW}).all()
@@ -139,7 +140,7 @@ class StateCollector(Collector):
         durations: dict[str, list[float]] = defaultdict(list)
         for r in rows:
             trigger = _trigger_of(r.workflow_uuid)
-            by_status[(trigger, STATUS_WORDS.get(r.status, str(r.status).lower()))] += 1
+            by_status[(trigger, status_word(r.status, None))] += 1
             if r.status in _FINAL:
                 first, last = spans.get(r.workflow_uuid, (None, None))
                 if first and last:
