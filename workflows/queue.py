@@ -18,7 +18,7 @@ from dbos import DBOS, DBOSClient, EnqueueOptions, Queue, WorkflowStatus
 
 from trigger.core.errors import BauplanFailure, EnqueueUnavailableError
 from trigger.core.matching import RunRequest
-from trigger.core.settings import Settings, TriggerConfig
+from trigger.core.settings import Settings
 from workflows import coalesce
 from workflows.dbos_compat import DBOSWorkflowIDInUseError
 from workflows.flow_queues import all_specs, spec_for
@@ -56,14 +56,9 @@ def queue_names(settings: Settings) -> list[str]:
     return list(all_specs(settings, RUN_QUEUE))
 
 
-def _trigger(settings: Settings, name: str | None) -> TriggerConfig | None:
-    """The trigger of that name, or None for a run whose trigger left the config."""
-    return next((t for t in settings.triggers if t.name == name), None)
-
-
 def run_queue(settings: Settings, trigger: str | None) -> str:
     """The queue a trigger's runs go on: its own when it overrides the per-branch limits."""
-    return spec_for(settings, RUN_QUEUE, _trigger(settings, trigger)).name
+    return spec_for(settings, RUN_QUEUE, settings.find_trigger(trigger)).name
 
 
 def resume_queue(settings: Settings, status: WorkflowStatus) -> str | None:
@@ -129,7 +124,7 @@ class Enqueuer:
         """Enqueue one run; ``quiet`` when the caller logs its own line naming it."""
         # The partition key is the branch the run will write: built by the same guard.
         branch = user_branch(self.usernames.get(), request.branch_suffix)
-        trig = _trigger(self.settings, request.trigger)
+        trig = self.settings.find_trigger(request.trigger)
         burst = coalesce.Burst.before(self.client, trig, request.run_id, branch)
         options: EnqueueOptions = {
             "workflow_name": RUN_WORKFLOW,

@@ -109,7 +109,7 @@ def enqueue_tick(trigger: str, scheduled_iso: str) -> str | None:
     from workflows import runtime
 
     settings = runtime.current().settings
-    trig = next((t for t in settings.triggers if t.name == trigger), None)
+    trig = settings.find_trigger(trigger)
     if trig is None or trig.schedule is None:
         log.warning("schedule tick for trigger %s, which has no schedule any more", trigger)
         return None

@@ -105,10 +105,14 @@ class Settings(BaseSettings):
     def trigger(self, name: str) -> TriggerConfig:
         from trigger.core.errors import UnknownTriggerError
 
-        for item in self.triggers:
-            if item.name == name:
-                return item
-        raise UnknownTriggerError(name, [t.name for t in self.triggers])
+        found = self.find_trigger(name)
+        if found is None:
+            raise UnknownTriggerError(name, [t.name for t in self.triggers])
+        return found
+
+    def find_trigger(self, name: str | None) -> TriggerConfig | None:
+        """The trigger of that name, or None (a run whose trigger left the config)."""
+        return next((t for t in self.triggers if t.name == name), None)
 
     @property
     def base_dir(self) -> Path:
