@@ -7,8 +7,9 @@ from whatever id the operator has in hand. Stored in the system database next to
 DBOS's tables. Never the raw payload and never a secret: callers pass the Event's
 attributes, which hold neither.
 
-Ingress code calls :func:`record_event` once per received event, after the enqueue
-(or the refusal) so the decisions carry the run ids.
+The ingest writer (``workflows.intake``) writes an event's rows in the transaction
+that enqueues its runs, so the decisions carry the run ids; :func:`record_event`
+writes the events that start nothing (a refused delivery, an operator's action).
 """
 
 from __future__ import annotations
@@ -24,16 +25,18 @@ from typing import Any, Literal
 import sqlalchemy as sa
 
 from trigger.core import db, text
+from trigger.core.batch import GroupCommit
 from trigger.core.eventlog_store import (
     KEY_MAX,
     DecisionRecord,
     Entry,
-    GroupWriter,
     decisions_table,
     ensure_tables,
     events_table,
     heartbeats_table,
     keys_table,
+    log_written,
+    write_batch,
 )
 
 log = logging.getLogger(__name__)
@@ -69,7 +72,9 @@ class EventLog:
         self._last_prune = float("-inf")
         self._lock = threading.Lock()
         ensure_tables(engine)
-        self._writer = GroupWriter(engine, self._maybe_prune)
+        self._writer: GroupCommit[Entry, int] = GroupCommit(
+            engine, write_batch, name="event-log-writer", after_write=self.written
+        )
 
     def record(self, **fields: Any) -> int:
         """Record one event (the fields of :func:`make_entry`); its ``seq`` once committed."""
@@ -77,7 +82,16 @@ class EventLog:
 
     def submit(self, entry: Entry) -> Future[int]:
         """Hand ``entry`` to the group writer; the future holds its ``seq`` once committed."""
-        return self._writer.submit(entry)
+        return self._writer.submit(entry).future
+
+    async def submit_async(self, entry: Entry) -> int:
+        """:meth:`submit` for a coroutine: the event loop serves others while it waits."""
+        return await self._writer.submit(entry).wait()
+
+    def written(self, entries: Sequence[Entry], _outcomes: Sequence[object] = ()) -> None:
+        """After every committed group, here or in the ingest writer: its lines, pruning."""
+        log_written(entries)
+        self._maybe_prune()
 
     def get(self, seq: int) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
@@ -309,20 +323,6 @@ def record_heartbeat(target: Any, name: str) -> None:
     event_log(target).beat(name)
 
 
-def record_dispatch(
-    target: Any,
-    event: Any,
-    decided: Sequence[Any],
-    enqueued: Mapping[str, Any],
-    *,
-    source_addr: str | None = None,
-    extra: Mapping[str, Any] | None = None,
-) -> int:
-    """Record an event that passed verification (see :func:`dispatch_entry`)."""
-    entry = dispatch_entry(event, decided, enqueued, source_addr=source_addr, extra=extra)
-    return event_log(target).submit(entry).result()
-
-
 def dispatch_entry(
     event: Any,
     decided: Sequence[Any],
@@ -330,6 +330,7 @@ def dispatch_entry(
     *,
     source_addr: str | None = None,
     extra: Mapping[str, Any] | None = None,
+    repeat: bool = False,
 ) -> Entry:
     """The log entry of an event that passed verification, from ``matching.decide`` and
     the enqueues.
@@ -337,7 +338,8 @@ def dispatch_entry(
     ``event`` is a ``trigger.core.event.Event``; ``decided`` the list ``decide()`` returned;
     ``enqueued`` maps run id -> ``workflows.queue.Enqueued`` for the requests enqueued.
     The outcome is ``accepted`` when at least one new run was enqueued, ``duplicate``
-    when every matching run already existed, ``ignored`` when no trigger matched.
+    when every matching run already existed or the event was received before
+    (``repeat``: whatever it decided then), ``ignored`` when no trigger matched.
     """
     verdicts: list[DecisionRecord] = []
     new = dup = 0
@@ -359,10 +361,10 @@ def dispatch_entry(
     if new:
         outcome: Outcome = "accepted"
         reason = None
-    elif dup:
+    elif dup or repeat:
         outcome = "duplicate"
-        reason = f"duplicate of event {event.id}: its runs already exist"
-        duplicate_of = event.id  # the writer dates the first acceptance
+        reason = f"duplicate of event {event.id}: it was received before"
+        duplicate_of = event.id  # the writer dates the first reception
     else:
         outcome = "ignored"
         reason = "no trigger matched" if decided else "no triggers are configured"

@@ -1,21 +1,18 @@
 """The event log's tables and its writer, which commits entries in groups.
 
-A webhook is answered only after its event is in the log, so the write sits on the
-ack path. One transaction per event would make every ack wait for its own commit;
-the :class:`GroupWriter` instead writes every entry that arrived while the previous
-transaction was committing in one transaction (three statements, one commit). A
-lone entry is written at once, so a quiet service sees no extra delay.
+Entries are written in groups (``trigger.core.batch``): the ingest writer
+(``workflows.intake``) inserts an event's rows in the transaction that enqueues its
+runs; the log's own writer takes the events that start nothing (refused deliveries,
+operator actions). Every event id is indexed, so a redelivery is found in one lookup.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,8 +23,6 @@ log = logging.getLogger(__name__)
 KEY_MAX = 300
 # ``seq`` is an sa.Integer: 32 bits on PostgreSQL, so no seq (and no paging bound) is larger.
 SEQ_MAX = 2**31 - 1
-_BATCH_MAX = 256
-_IDLE_SECONDS = 5.0
 
 metadata = sa.MetaData()
 
@@ -36,7 +31,7 @@ events_table = sa.Table(
     metadata,
     sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("source", sa.String(32), nullable=False),
-    sa.Column("event_id", sa.String(300), nullable=True),
+    sa.Column("event_id", sa.String(300), nullable=True, index=True),
     sa.Column("received_at", sa.Float, nullable=False, index=True),
     sa.Column("outcome", sa.String(16), nullable=False),
     sa.Column("reason", sa.Text, nullable=True),
@@ -114,12 +109,13 @@ class Entry:
         }
 
 
-def first_accepted(conn: sa.Connection, event_id: str) -> float | None:
-    """When the event with this id was first accepted, if the log still has it."""
+def first_received(conn: sa.Connection, event_id: str) -> float | None:
+    """When the event with this id was first received (accepted or ignored), if the log
+    still has it."""
     seqs = sa.select(keys_table.c.event_seq).where(keys_table.c.value == event_id[:KEY_MAX])
     found = conn.execute(
         sa.select(events_table.c.received_at)
-        .where(events_table.c.seq.in_(seqs), events_table.c.outcome == "accepted")
+        .where(events_table.c.seq.in_(seqs), events_table.c.outcome.in_(("accepted", "ignored")))
         .order_by(events_table.c.seq)
         .limit(1)
     ).first()
@@ -128,9 +124,11 @@ def first_accepted(conn: sa.Connection, event_id: str) -> float | None:
 
 def write_batch(conn: sa.Connection, entries: Sequence[Entry]) -> list[int]:
     """Insert ``entries`` in this transaction; their new ``seq`` values, in order."""
+    if not entries:
+        return []
     for entry in entries:
         if entry.duplicate_of is not None:
-            when = first_accepted(conn, entry.duplicate_of)
+            when = first_received(conn, entry.duplicate_of)
             if when is not None:
                 stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(when))
                 entry.reason = f"duplicate of event {entry.duplicate_of} first received {stamp} UTC"
@@ -165,76 +163,16 @@ def write_batch(conn: sa.Connection, entries: Sequence[Entry]) -> list[int]:
     return seqs
 
 
-class GroupWriter:
-    """A thread that writes submitted entries, a group per transaction.
-
-    The thread starts on the first submit and stops after a few idle seconds, so an
-    engine nobody writes to holds no thread. ``after_write`` runs once per group.
-    """
-
-    def __init__(self, engine: sa.Engine, after_write: Callable[[], None]) -> None:
-        self.engine = engine
-        self.after_write = after_write
-        self._queue: queue.SimpleQueue[tuple[Entry, Future[int]]] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-
-    def submit(self, entry: Entry) -> Future[int]:
-        done: Future[int] = Future()
-        with self._lock:
-            self._queue.put((entry, done))
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="event-log-writer", daemon=True
-                )
-                self._thread.start()
-        return done
-
-    def _take(self) -> list[tuple[Entry, Future[int]]] | None:
-        try:
-            first = self._queue.get(timeout=_IDLE_SECONDS)
-        except queue.Empty:
-            with self._lock:
-                if self._queue.empty():
-                    self._thread = None
-                    return None
-            return []
-        group = [first]
-        while len(group) < _BATCH_MAX:
-            try:
-                group.append(self._queue.get_nowait())
-            except queue.Empty:
-                break
-        return group
-
-    def _run(self) -> None:
-        while (group := self._take()) is not None:
-            if group:
-                self._write(group)
-
-    def _write(self, group: list[tuple[Entry, Future[int]]]) -> None:
-        entries = [entry for entry, _ in group]
-        try:
-            with self.engine.begin() as conn:
-                seqs = write_batch(conn, entries)
-        except Exception as exc:  # every waiter learns, none is left hanging
-            for _, done in group:
-                done.set_exception(exc)
-            return
-        for entry in entries:
-            (log.debug if entry.quiet else log.info)(
-                "event %s source=%s outcome=%s%s",
-                entry.event_id or "-",
-                entry.source,
-                entry.outcome,
-                f" reason={entry.reason}" if entry.reason else "",
-            )
-        for seq, (_, done) in zip(seqs, group, strict=True):
-            done.set_result(seq)
-        try:
-            self.after_write()
-        except Exception as exc:  # housekeeping must never stop the writer
-            log.warning("event log housekeeping failed: %s", type(exc).__name__)
+def log_written(entries: Sequence[Entry]) -> None:
+    """The one line per event the log writes, once its group committed."""
+    for entry in entries:
+        (log.debug if entry.quiet else log.info)(
+            "event %s source=%s outcome=%s%s",
+            entry.event_id or "-",
+            entry.source,
+            entry.outcome,
+            f" reason={entry.reason}" if entry.reason else "",
+        )
 
 
 _READY: set[str] = set()
@@ -247,4 +185,7 @@ def ensure_tables(engine: sa.Engine) -> None:
         if key in _READY:
             return
         metadata.create_all(engine, checkfirst=True)
+        # A log made by an older version lacks the indexes added since.
+        for index in events_table.indexes:
+            index.create(engine, checkfirst=True)
         _READY.add(key)

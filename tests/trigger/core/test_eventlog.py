@@ -124,9 +124,9 @@ def test_a_failed_group_fails_every_waiter_and_the_writer_keeps_going(
 def test_the_writer_thread_stops_when_idle_and_starts_again(
     open_log: Callable[..., EventLog], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import trigger.core.eventlog_store as store
+    import trigger.core.batch as batch
 
-    monkeypatch.setattr(store, "_IDLE_SECONDS", 0.2)
+    monkeypatch.setattr(batch, "_IDLE_SECONDS", 0.2)
     log = open_log(None)
     log.record(source="manual", event_id="one", outcome="accepted")
     wait_until(
@@ -147,7 +147,7 @@ def test_a_duplicate_names_when_its_event_was_first_accepted(
         source="github",
         event_id="gh-1",
         outcome="duplicate",
-        reason="duplicate of event gh-1: its runs already exist",
+        reason="duplicate of event gh-1: it was received before",
         duplicate_of="gh-1",
     )
     entry = log.get(seq)
