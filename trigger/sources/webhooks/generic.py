@@ -13,7 +13,6 @@ import logging
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
 from standardwebhooks import Webhook
 
 from trigger.core import text
@@ -30,6 +29,7 @@ from trigger.sources.webhooks.hook import (
     parse_object,
     read_body,
     require_json,
+    respond,
     secret_of,
 )
 
@@ -51,15 +51,7 @@ _MAX_STRING = 1000
 )
 async def generic_hook(request: Request, trigger: str) -> JSONResponse:
     delivery = Delivery("generic", repo="-", ref=trigger[:63], request=request)
-    try:
-        return await _handle(request, delivery, trigger)
-    except Rejected as exc:
-        return await delivery.reject(exc)
-    except ValidationError:
-        return await delivery.reject(Rejected(400, "the payload is refused by the event model"))
-    except Exception:  # a payload shape we did not foresee is the sender's 400, never a 500
-        log.exception("delivery %s could not be processed", delivery.id)
-        return await delivery.reject(Rejected(400, "the payload could not be processed"))
+    return await respond(delivery, _handle(request, delivery, trigger))
 
 
 async def _handle(request: Request, delivery: Delivery, name: str) -> JSONResponse:

@@ -14,9 +14,7 @@ from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
 
-from trigger.core.errors import HookPayloadError
 from trigger.core.gitref import SHA
 from trigger.core.settings import TriggerConfig
 from trigger.http.app import header_parameters, state
@@ -30,6 +28,7 @@ from trigger.sources.webhooks.hook import (
     media_type,
     parse_object,
     read_body,
+    respond,
     verified,
 )
 from trigger.sources.webhooks.push import COMMIT_CAP, Push, commit_list, identifier, obj, text
@@ -58,15 +57,9 @@ _HEADERS = ("x-github-event", "x-github-delivery", "x-hub-signature-256")
 async def github_hook(request: Request) -> JSONResponse:
     delivery = Delivery("github", request=request)
     headers = request.headers
-    try:
-        return await _handle(request, delivery, *(headers.get(name) for name in _HEADERS))
-    except Rejected as exc:
-        return await delivery.reject(exc)
-    except (HookPayloadError, ValidationError) as exc:
-        return await delivery.reject(Rejected(400, _payload_message(exc)))
-    except Exception:  # a payload shape we did not foresee is the sender's 400, never a 500
-        log.exception("delivery %s could not be processed", delivery.id)
-        return await delivery.reject(Rejected(400, "the payload could not be processed"))
+    return await respond(
+        delivery, _handle(request, delivery, *(headers.get(name) for name in _HEADERS))
+    )
 
 
 async def _handle(
@@ -158,9 +151,3 @@ def _push(payload: dict[str, object]) -> Push:
         commits_complete=complete,
         peeled=peeled if peeled and SHA.match(peeled) else None,
     )
-
-
-def _payload_message(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        return "the payload has a field the event model refuses (a delivery id or attribute)"
-    return str(exc)

@@ -11,9 +11,7 @@ import logging
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
 
-from trigger.core.errors import HookPayloadError
 from trigger.core.gitref import SHA, ZERO_SHA
 from trigger.core.settings import TriggerConfig
 from trigger.http.app import header_parameters, state
@@ -26,6 +24,7 @@ from trigger.sources.webhooks.hook import (
     parse_object,
     read_body,
     require_json,
+    respond,
     token_verifies,
     verified,
 )
@@ -55,27 +54,15 @@ _HANDLED = ("Push Hook", "Tag Push Hook")
 )
 async def gitlab_hook(request: Request) -> JSONResponse:
     delivery = Delivery("gitlab", request=request)
+    return await respond(delivery, _handle(request, delivery))
+
+
+async def _handle(request: Request, delivery: Delivery) -> JSONResponse:
     headers = request.headers
-    try:
-        delivery.id = event_id(
-            "gl", headers.get("idempotency-key") or headers.get("x-gitlab-event-uuid")
-        )
-        return await _handle(
-            request, delivery, headers.get("x-gitlab-event"), headers.get("x-gitlab-token")
-        )
-    except Rejected as exc:
-        return await delivery.reject(exc)
-    except (HookPayloadError, ValidationError) as exc:
-        message = str(exc) if isinstance(exc, HookPayloadError) else "the payload is refused"
-        return await delivery.reject(Rejected(400, message))
-    except Exception:  # a payload shape we did not foresee is the sender's 400, never a 500
-        log.exception("delivery %s could not be processed", delivery.id)
-        return await delivery.reject(Rejected(400, "the payload could not be processed"))
-
-
-async def _handle(
-    request: Request, delivery: Delivery, kind: str | None, token: str | None
-) -> JSONResponse:
+    delivery.id = event_id(
+        "gl", headers.get("idempotency-key") or headers.get("x-gitlab-event-uuid")
+    )
+    kind, token = headers.get("x-gitlab-event"), headers.get("x-gitlab-token")
     settings = state(request).settings
     require_json(request)
     body = await read_body(request, settings.service.max_body_bytes)

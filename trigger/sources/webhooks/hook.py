@@ -16,13 +16,16 @@ import logging
 import math
 import re
 import sys
+from collections.abc import Awaitable
 from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.requests import ClientDisconnect
 
 from trigger.core import secrets, text
+from trigger.core.errors import HookPayloadError
 from trigger.core.event import AttributeValue, Event, EventKind
 from trigger.core.settings import TriggerConfig
 from trigger.http.connections import TIMED_OUT, timeout_message
@@ -46,6 +49,23 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     415: {"description": "content type other than application/json"},
     503: {"description": "the system database cannot take the enqueue; retry"},
 }
+
+
+async def respond(delivery: Delivery, handled: Awaitable[JSONResponse]) -> JSONResponse:
+    """Every hook's answer: its handler's, or the refusal it raised. A payload shape we
+    did not foresee is the sender's 400, never a 500."""
+    try:
+        return await handled
+    except Rejected as exc:
+        return await delivery.reject(exc)
+    except HookPayloadError as exc:
+        return await delivery.reject(Rejected(400, str(exc)))
+    except ValidationError:
+        message = "the payload has a field the event model refuses (a delivery id or attribute)"
+        return await delivery.reject(Rejected(400, message))
+    except Exception:
+        log.exception("delivery %s could not be processed", delivery.id)
+        return await delivery.reject(Rejected(400, "the payload could not be processed"))
 
 
 def event_id(prefix: str, raw: str | None) -> str:
