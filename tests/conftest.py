@@ -67,7 +67,7 @@ def launched(settings_factory: Any) -> Iterator[Any]:
     """DBOS launched in this process, like ``serve --role all``; yields a starter that
     takes settings overrides and returns ``(settings, enqueuer)``."""
     from workflows import app
-    from workflows.queue import Enqueuer
+    from workflows.intake import Enqueuer
 
     enqueuers: list[Enqueuer] = []
     state: dict[str, bool] = {"launched": False}

@@ -10,7 +10,7 @@ import pytest
 from tests.support import base_config, make_settings, match, wait_until, write_config
 from trigger.core.event import manual_event
 from workflows.bauplan.rehearsal import Ledger
-from workflows.queue import Enqueuer
+from workflows.intake import Enqueuer
 from workflows.records import list_runs
 
 pytestmark = pytest.mark.slow

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trigger.core.settings import Settings
-from workflows.queue import Enqueuer
+from workflows.intake import Enqueuer
 
 
 @dataclass

@@ -1,17 +1,22 @@
-"""The one hand-over every source ends in: decide, enqueue, record, answer.
+"""The one hand-over every source ends in: decide, then enqueue and log together.
 
-A webhook handler (``trigger.sources.webhooks``) reads and verifies its delivery
-and calls :func:`deliver`, which answers only after every run is durably enqueued
-(503 when the system database cannot take them, so the sender retries). ``fire``,
-the API and schedule ticks call :func:`dispatch`. Both decide with the source's own
-filter, so what matches never depends on which modules happen to be imported.
-Run ids come from the event id: a redelivery finds its runs and is a ``duplicate``.
+Each source turns the outside world into an ``Event`` and calls :func:`ingest` (a
+thread: ``fire``, schedule ticks, the folder watcher) or :func:`ingest_async` (the
+HTTP handlers). Both decide with the source's own filter, so what matches never
+depends on which modules happen to be imported, and hand the event and its run
+requests to the process's ingest writer (``workflows.intake``), which enqueues the
+runs and logs the event in one transaction. Run ids come from the event id, and
+the log remembers every event id: a redelivery is a ``duplicate``.
+
+Webhook handlers answer through :class:`Delivery`: only after the commit, with 503
+when the system database could not take the runs in time (``enqueue_timeout``;
+nothing is left behind then, so the sender's retry is the first attempt).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -20,14 +25,53 @@ from fastapi.responses import JSONResponse
 
 from trigger.core.errors import EnqueueUnavailableError
 from trigger.core.event import Event
-from trigger.core.eventlog import Outcome, dispatch_entry, event_log, make_entry, record_dispatch
-from trigger.core.eventlog_store import Entry
+from trigger.core.eventlog import Outcome, event_log, make_entry
 from trigger.core.matching import Filter, RunRequest, decide
 from trigger.core.settings import Settings, TriggerConfig
 from trigger.http.app import state
-from workflows.queue import Enqueued, Enqueuer
+from workflows.intake import Enqueuer, Intake, Taken
 
 log = logging.getLogger(__name__)
+
+# A source's last touch on a matched run's request (the pushed commit, the file's
+# identity), given the trigger that matched.
+Shape = Callable[[RunRequest, TriggerConfig], RunRequest]
+
+
+def intake(
+    settings: Settings,
+    event: Event,
+    check: Filter,
+    *,
+    among: Sequence[TriggerConfig] | None = None,
+    shape: Shape | None = None,
+    source_addr: str | None = None,
+    log_idle: bool = True,
+    quiet: bool = False,
+) -> Intake:
+    """Every trigger's verdict on ``event`` (those of ``among`` only, when given) and
+    the run requests of the ones that matched."""
+    decisions = decide(event, settings, check, among)
+    by_name = {t.name: t for t in (among if among is not None else settings.triggers)}
+    requests = [
+        shape(d.request, by_name[d.trigger]) if shape is not None else d.request
+        for d in decisions
+        if d.request is not None
+    ]
+    return Intake(event, decisions, requests, source_addr, log_idle=log_idle, quiet=quiet)
+
+
+def ingest(
+    enqueuer: Enqueuer,
+    event: Event,
+    check: Filter,
+    *,
+    timeout: float | None = None,
+    **options: Any,
+) -> Taken:
+    """Decide, enqueue and log ``event``; its outcome once committed (``options``: see
+    :func:`intake`). Raises ``EnqueueUnavailableError`` when the database cannot take it."""
+    return enqueuer.take(intake(enqueuer.settings, event, check, **options), timeout)
 
 
 class Rejected(Exception):
@@ -95,34 +139,15 @@ def _client_addr(request: Request | None) -> str | None:
     return request.client.host if request is not None and request.client else None
 
 
-async def _log_event(request: Request, entry: Entry) -> None:
-    """The event log tells the story; failing to write it must not fail the delivery.
-    The entry joins the log's next group commit; the event loop serves other
-    deliveries while it waits."""
+async def _log_event(request: Request, entry: Any) -> None:
+    """A refused delivery starts nothing: it goes to the log's own writer, and failing
+    to write it must not change the answer."""
     try:
         log_ = event_log(state(request).engine, state(request).settings.events.retention_days)
         # The delivery line says it all: the log's own line for it would repeat it.
-        await asyncio.wrap_future(log_.submit(replace(entry, quiet=True)))
+        await log_.submit_async(replace(entry, quiet=True))
     except Exception as exc:
         log.warning("event log write failed: %s", type(exc).__name__)
-
-
-def dispatch(
-    settings: Settings,
-    enqueuer: Enqueuer,
-    event: Event,
-    check: Filter,
-    *,
-    source_addr: str | None = None,
-) -> list[Enqueued]:
-    """Enqueue every run the event asks for and record the event; returns the enqueues."""
-    decided = decide(event, settings, check)
-    enqueued: dict[str, Enqueued] = {}
-    for d in decided:
-        if d.request is not None:
-            enqueued[d.request.run_id] = enqueuer.enqueue(d.request)
-    record_dispatch(settings, event, decided, enqueued, source_addr=source_addr)
-    return list(enqueued.values())
 
 
 def git_code(request: RunRequest, trig: TriggerConfig, event: Event) -> RunRequest:
@@ -148,64 +173,45 @@ async def deliver(
     allowed: list[TriggerConfig],
     check: Filter,
 ) -> JSONResponse:
-    """Decide among ``allowed`` (the triggers whose secret verified), enqueue, answer."""
+    """Decide among ``allowed`` (the triggers whose secret verified), enqueue and log in
+    one commit, answer."""
     app_state = state(request)
+    if app_state.context is None:
+        raise Rejected(503, "this process does not enqueue runs; send hooks to an ingress")
     settings = app_state.settings
-    decisions = decide(event, settings, check, allowed)
-    by_name = {t.name: t for t in allowed}
-    runs = [git_code(d.request, by_name[d.trigger], event) for d in decisions if d.request]
-    if not runs:
-        reasons = {d.trigger: d.reason or "" for d in decisions}
+    taken_in = intake(
+        settings,
+        event,
+        check,
+        among=allowed,
+        shape=lambda run, trig: git_code(run, trig, event),
+        source_addr=_client_addr(request),
+        quiet=True,
+    )
+    try:
+        taken = await app_state.context.enqueuer.take_async(
+            taken_in, settings.service.enqueue_timeout
+        )
+    except EnqueueUnavailableError as exc:
+        log.warning("delivery %s not enqueued: %s", delivery.id, exc)
+        raise Rejected(503, "the system database cannot take the runs now; retry") from None
+    except Exception as exc:
+        log.error("delivery %s not enqueued: %s: %s", delivery.id, type(exc).__name__, exc)
+        raise Rejected(503, "the runs could not be enqueued now; retry") from None
+    delivery.recorded = True
+    run_ids = [r.run_id for r in taken.runs]
+    if taken.outcome == "ignored":
+        reasons = {d.trigger: d.reason or "" for d in taken_in.decisions}
         distinct = set(reasons.values())
         why = distinct.pop() if len(distinct) == 1 else "no matching trigger"
         if not reasons:
             why = "no trigger listens to this repository with this secret"
         ignored = {"ignored": why, "triggers": reasons, "event": event.id}
-        await _log_event(
-            request, dispatch_entry(event, decisions, {}, source_addr=_client_addr(request))
-        )
-        delivery.recorded = True
         return await delivery.answer(202, ignored, f"ignored ({why})")
-    if app_state.context is None:
-        raise Rejected(503, "this process does not enqueue runs; send hooks to an ingress")
-    enqueuer = app_state.context.enqueuer
-    results = []
-    # DBOS retries a lost database connection for minutes; senders give up after
-    # seconds (GitHub: 10). Answer 503 in time; an enqueue that still lands later
-    # makes the sender's retry a duplicate, which is harmless.
-    deadline = settings.service.enqueue_timeout
-    for run in runs:
-        try:
-            results.append(
-                await asyncio.wait_for(
-                    asyncio.to_thread(enqueuer.enqueue, run, quiet=True), deadline
-                )
-            )
-        except TimeoutError:
-            log.warning("enqueue of %s took over %.1fs; answering 503", run.run_id, deadline)
-            raise Rejected(
-                503, "the system database did not take the runs in time; retry"
-            ) from None
-        except EnqueueUnavailableError as exc:
-            log.warning("enqueue of %s failed: %s", run.run_id, exc)
-            raise Rejected(503, "the system database cannot take the runs now; retry") from None
-        except Exception as exc:
-            log.error("enqueue of %s failed: %s: %s", run.run_id, type(exc).__name__, exc)
-            raise Rejected(503, "the runs could not be enqueued now; retry") from None
-    run_ids = [r.run_id for r in results]
-    await _log_event(
-        request,
-        dispatch_entry(
-            event, decisions, {r.run_id: r for r in results}, source_addr=_client_addr(request)
-        ),
-    )
-    delivery.recorded = True
     body: dict[str, Any] = {"runs": run_ids, "event": event.id}
-    paths_complete = event.attributes.get("paths_complete")
-    if paths_complete is False:
+    if event.attributes.get("paths_complete") is False:
         body["paths_complete"] = False
-    if all(r.duplicate for r in results):
-        body["duplicate"] = True
+    body["duplicate"] = taken.outcome == "duplicate"
+    if taken.outcome == "duplicate":
         return await delivery.answer(200, body, "duplicate")
-    body["duplicate"] = False
     return await delivery.answer(202, body, "accepted")

@@ -31,7 +31,7 @@ from trigger.sources import schedule
 from trigger.sources.files import component as files
 from trigger.sources.webhooks import generic, github, gitlab
 from workflows import app
-from workflows.queue import Enqueuer
+from workflows.intake import Enqueuer
 from workflows.runtime import ClientFactory
 
 log = logging.getLogger(__name__)

@@ -1,18 +1,21 @@
-"""What a burst of events becomes: ``on_burst`` and debounce, at enqueue time.
+"""What a burst of events becomes: ``on_burst`` and debounce, decided where the run
+is enqueued.
 
-A new run of a coalescing trigger supersedes the older runs of the same trigger
-on the same branch that have not started yet. The order of writes is what
-makes this safe against a worker dequeuing such a run at the same moment:
+A new run of a coalescing trigger supersedes the older runs of the same trigger on
+the same branch that have not started yet. All of it happens in the ingest writer's
+transaction (``workflows.intake``), the one that enqueues the new run and logs its
+event, so a crash leaves either the new run with its predecessors retired, or
+neither. Concurrent writers (several ingress processes) take the trigger and
+branch in turn: a transaction-scoped advisory lock on PostgreSQL; SQLite has one
+writer at a time anyway.
 
-1. write ``superseded_by`` on the old run's attributes;
-2. re-read its status, and only if it is still waiting, cancel it in DBOS;
-3. the run workflow's first step (``gate``) reads its own attributes and ends
-   as superseded, before any Bauplan call, if ``superseded_by`` is set.
-
-A run dequeued before step 1 has passed its gate and is left alone (for
-``latest``) or asked to cancel its job (``cancel``: ``cancel_requested_by``,
-read by the workflow between polls). A run dequeued after step 1 stops at its
-gate, so no job is ever submitted by a superseded run.
+A waiting run is retired by one conditional update (mark it superseded and cancel
+it, only if it is still waiting), so a worker dequeuing it at the same moment
+either takes it first (the update finds it started and leaves it alone, or for
+``cancel`` asks it to cancel its job: ``cancel_requested_by``, read between polls)
+or finds it cancelled. The run workflow's first step (``gate``) also ends a run
+whose attributes name a successor, before any Bauplan call, so no job is ever
+submitted by a superseded run.
 
 Debounce delays the enqueue (DBOS ``DELAYED``) by ``debounce_seconds``; each new
 event supersedes the delayed one, so the newest event runs once the burst is
@@ -22,21 +25,103 @@ steady stream still runs.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from dbos import DBOSClient, WorkflowStatus
+import sqlalchemy as sa
 
 from trigger.core.matching import run_id_prefix
 from trigger.core.settings import TriggerConfig
 from trigger.core.settings.flow import coalesces
+from workflows.dbos_compat import WorkflowTable
 
 log = logging.getLogger(__name__)
 
 WAITING = ["ENQUEUED", "DELAYED"]
 RUNNING = ["PENDING"]
+
+
+@dataclass(frozen=True)
+class Sibling:
+    """Another run of the same trigger on the same branch, as the transaction sees it."""
+
+    workflow_id: str
+    status: str
+    attributes: dict[str, Any]
+    created_at: int | None = None  # ms, as DBOS keeps it
+
+    @property
+    def started(self) -> bool:
+        # A run that passed its gate has a phase, even if a takeover put it back on the queue.
+        return self.status in RUNNING or "phase" in self.attributes
+
+
+class Runs:
+    """The run workflows of DBOS's table, read and retired in the caller's transaction."""
+
+    def __init__(self, conn: sa.Connection, table: WorkflowTable, run_workflow: str) -> None:
+        self.conn = conn
+        self.table = table
+        self.run_workflow = run_workflow
+        table.bind(conn)
+
+    def take_turns(self, keys: list[tuple[str, str]]) -> None:
+        """Hold each (trigger, branch) until commit, in one order for every writer."""
+        if self.table.is_sqlite:
+            return  # the transaction holds SQLite's one write lock already
+        for trigger, branch in sorted(set(keys)):
+            digest = hashlib.blake2b(f"{trigger}\0{branch}".encode(), digest_size=8).digest()
+            self.conn.execute(
+                sa.select(sa.func.pg_advisory_xact_lock(int.from_bytes(digest, "big", signed=True)))
+            )
+
+    def same_branch(self, trigger: str, branch: str, run_id: str) -> list[Sibling]:
+        t = self.table.table
+        rows = self.conn.execute(
+            sa.select(t.c.workflow_uuid, t.c.status, t.c.attributes, t.c.created_at).where(
+                t.c.name == self.run_workflow,
+                t.c.workflow_uuid.startswith(run_id_prefix(trigger), autoescape=True),
+                t.c.status.in_(WAITING + RUNNING),
+                t.c.queue_partition_key == branch,
+                t.c.workflow_uuid != run_id,
+            )
+        )
+        return [
+            Sibling(
+                r.workflow_uuid,
+                r.status,
+                r.attributes if isinstance(r.attributes, dict) else {},
+                r.created_at,
+            )
+            for r in rows
+        ]
+
+    def supersede(self, old_id: str, new_id: str) -> bool:
+        """Retire a waiting run in favour of ``new_id``; False when it started meanwhile."""
+        t = self.table.table
+        marks = {"superseded_by": new_id, "outcome": "superseded", "phase": "finished"}
+        done = self.conn.execute(
+            sa.update(t)
+            .where(t.c.workflow_uuid == old_id, t.c.status.in_(WAITING))
+            .values(attributes=self.table.merged(marks), **WorkflowTable.cancelled_values())
+        ).rowcount
+        if done:
+            log.info("superseded run %s by %s", old_id, new_id)
+        else:
+            log.info("run %s started before %s superseded it", old_id, new_id)
+        return bool(done)
+
+    def request_cancel(self, old_id: str, new_id: str) -> None:
+        t = self.table.table
+        self.conn.execute(
+            sa.update(t)
+            .where(t.c.workflow_uuid == old_id)
+            .values(attributes=self.table.merged({"cancel_requested_by": new_id}))
+        )
+        log.info("asked running run %s to cancel its job for %s", old_id, new_id)
 
 
 @dataclass
@@ -45,28 +130,24 @@ class Burst:
     branch: str
     delay_seconds: float = 0.0
     burst_started_at: float | None = None
-    # Runs that existed before this enqueue: older than it whatever their timestamps.
-    seen_before: list[str] = field(default_factory=list)
+    # The runs of the trigger on the branch before this one: older than it, all of them.
+    older: list[Sibling] = field(default_factory=list)
 
     @classmethod
-    def before(
-        cls, client: DBOSClient, trig: TriggerConfig | None, run_id: str, branch: str
-    ) -> Burst:
+    def before(cls, runs: Runs, trig: TriggerConfig | None, run_id: str, branch: str) -> Burst:
         """Look at the runs already waiting, to date the burst and pick the delay."""
         if trig is None or not coalesces(trig):
             return cls(trig, branch)
         now = time.time()
-        rows = _same_branch(client, trig.name, branch, WAITING + RUNNING)
-        rows = [w for w in rows if w.workflow_id != run_id]
-        waiting = [w for w in rows if str(w.status) in WAITING]
-        started = [_burst_start(w) for w in waiting]
+        older = runs.same_branch(trig.name, branch, run_id)
+        started = [_burst_start(w) for w in older if w.status in WAITING]
         burst_start = min([now, *started])
         delay = 0.0
         if trig.debounce_seconds is not None:
             delay = trig.debounce_seconds
             if trig.max_wait_seconds is not None:
                 delay = min(delay, max(0.0, burst_start + trig.max_wait_seconds - now))
-        return cls(trig, branch, delay, burst_start, [w.workflow_id for w in rows])
+        return cls(trig, branch, delay, burst_start, older)
 
     def attributes(self) -> dict[str, Any]:
         if self.trigger is None or self.burst_started_at is None:
@@ -79,70 +160,23 @@ class Burst:
             attrs["debounce_until"] = time.time() + self.delay_seconds
         return attrs
 
-    def after(self, client: DBOSClient, run_id: str) -> None:
+    def after(self, runs: Runs, run_id: str) -> None:
         """Supersede the older waiting runs; for ``cancel``, ask the running ones to stop."""
         trig = self.trigger
         if trig is None or self.burst_started_at is None:
             return
-        rows = _same_branch(client, trig.name, self.branch, WAITING + RUNNING)
-        mine = next((w for w in rows if w.workflow_id == run_id), None)
-        if mine is None or mine.created_at is None:
-            return
-        for old in rows:
-            older = old.workflow_id in self.seen_before or (old.created_at or 0) < mine.created_at
-            if old.workflow_id == run_id or not older:
-                continue
-            started = str(old.status) in RUNNING or "phase" in (old.attributes or {})
-            if not started and supersede(client, old.workflow_id, run_id):
+        for old in self.older:
+            if not old.started and runs.supersede(old.workflow_id, run_id):
                 continue
             if trig.on_burst == "cancel":
-                request_cancel(client, old.workflow_id, run_id)
+                runs.request_cancel(old.workflow_id, run_id)
 
 
-def supersede(client: DBOSClient, old_id: str, new_id: str) -> bool:
-    """Retire a waiting run in favour of ``new_id``; False when it started meanwhile."""
-    client.update_workflow_attributes(old_id, {"superseded_by": new_id}, merge=True)
-    [row] = client.list_workflows(workflow_ids=[old_id], load_input=False, load_output=False)
-    if str(row.status) not in WAITING:
-        # It was dequeued before the mark: its gate ran first, or will see the mark.
-        log.info("run %s started before %s superseded it", old_id, new_id)
-        return False
-    # The outcome goes first so no reader ever sees a bare CANCELLED; if the run is
-    # dequeued in between, its gate ends it as superseded all the same.
-    client.update_workflow_attributes(
-        old_id, {"outcome": "superseded", "phase": "finished"}, merge=True
-    )
-    client.cancel_workflow(old_id)
-    log.info("superseded run %s by %s", old_id, new_id)
-    return True
-
-
-def request_cancel(client: DBOSClient, old_id: str, new_id: str) -> None:
-    client.update_workflow_attributes(old_id, {"cancel_requested_by": new_id}, merge=True)
-    log.info("asked running run %s to cancel its job for %s", old_id, new_id)
-
-
-def _same_branch(
-    client: DBOSClient, trigger: str, branch: str, statuses: list[str]
-) -> list[WorkflowStatus]:
-    from workflows.queue import RUN_WORKFLOW
-
-    # Filtering by attributes is PostgreSQL-only in DBOS; the partition key is the branch.
-    rows = client.list_workflows(
-        name=RUN_WORKFLOW,
-        workflow_id_prefix=run_id_prefix(trigger),
-        status=sorted(set(statuses)),
-        load_input=False,
-        load_output=False,
-    )
-    return [row for row in rows if row.queue_partition_key == branch]
-
-
-def _burst_start(status: WorkflowStatus) -> float:
-    value = (status.attributes or {}).get("burst_started_at")
+def _burst_start(run: Sibling) -> float:
+    value = run.attributes.get("burst_started_at")
     if isinstance(value, int | float):
         return float(value)
-    return (status.created_at or 0) / 1000
+    return (run.created_at or 0) / 1000
 
 
 def _own_attributes() -> dict[str, Any]:

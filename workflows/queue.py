@@ -1,4 +1,4 @@
-"""The run queue: its registration in ``serve`` and the one way runs are enqueued.
+"""The run queue: its registration in ``serve`` and what every enqueue carries.
 
 Every enqueue carries a partition key (the full Bauplan branch: a partitioned
 queue leaves key-less workflows ENQUEUED forever), an explicit priority (DBOS
@@ -13,16 +13,13 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-import sqlalchemy.exc
-from dbos import DBOS, DBOSClient, EnqueueOptions, Queue, WorkflowStatus
+from dbos import DBOS, EnqueueOptions, Queue, WorkflowStatus
 
 from trigger.core.errors import BauplanFailure, EnqueueUnavailableError
 from trigger.core.matching import RunRequest
 from trigger.core.settings import Settings
 from workflows import coalesce
-from workflows.dbos_compat import DBOSWorkflowIDInUseError
 from workflows.flow_queues import all_specs, spec_for
-from workflows.steps.branch import user_branch
 
 log = logging.getLogger(__name__)
 
@@ -105,58 +102,23 @@ class Enqueued:
     duplicate: bool
 
 
-class Enqueuer:
-    """Enqueues run requests through ``DBOSClient`` on the shared system database."""
-
-    def __init__(self, settings: Settings, client: DBOSClient | None = None) -> None:
-        self.settings = settings
-        # Fail fast when the database is gone (DBOS would otherwise block for minutes):
-        # a webhook sender needs its 503 within seconds to retry.
-        self.client = client or DBOSClient(
-            system_database_url=settings.database_url(), retry_connection_errors=False
-        )
-        self.usernames = UsernameCache(settings)
-
-    def close(self) -> None:
-        self.client.destroy()
-
-    def enqueue(self, request: RunRequest, *, quiet: bool = False) -> Enqueued:
-        """Enqueue one run; ``quiet`` when the caller logs its own line naming it."""
-        # The partition key is the branch the run will write: built by the same guard.
-        branch = user_branch(self.usernames.get(), request.branch_suffix)
-        trig = self.settings.find_trigger(request.trigger)
-        burst = coalesce.Burst.before(self.client, trig, request.run_id, branch)
-        options: EnqueueOptions = {
-            "workflow_name": RUN_WORKFLOW,
-            "queue_name": run_queue(self.settings, request.trigger),
-            "workflow_id": request.run_id,
-            "workflow_id_reuse_policy": "reject",
-            "queue_partition_key": branch,
-            "priority": request.priority,
-            "app_version": self.settings.service.application_version,
-            "attributes": {**attributes_for(request, branch), **burst.attributes()},
-        }
-        if burst.delay_seconds:
-            options["delay_seconds"] = burst.delay_seconds
-        try:
-            self.client.enqueue(options, request.as_dict())
-        except DBOSWorkflowIDInUseError:
-            log.info("run %s already exists; not enqueued again", request.run_id)
-            return Enqueued(request.run_id, branch, duplicate=True)
-        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as exc:
-            raise EnqueueUnavailableError(
-                f"the system database did not take the enqueue ({type(exc).__name__}); "
-                "retry when it is reachable"
-            ) from None
-        (log.debug if quiet else log.info)(
-            "enqueued run %s trigger=%s event=%s branch=%s",
-            request.run_id,
-            request.trigger,
-            request.event_id,
-            branch,
-        )
-        burst.after(self.client, request.run_id)
-        return Enqueued(request.run_id, branch, duplicate=False)
+def enqueue_options(
+    settings: Settings, request: RunRequest, branch: str, burst: coalesce.Burst
+) -> EnqueueOptions:
+    """How a run request goes on the queue (``workflows.intake`` does the enqueue)."""
+    options: EnqueueOptions = {
+        "workflow_name": RUN_WORKFLOW,
+        "queue_name": run_queue(settings, request.trigger),
+        "workflow_id": request.run_id,
+        "workflow_id_reuse_policy": "reject",
+        "queue_partition_key": branch,
+        "priority": request.priority,
+        "app_version": settings.service.application_version,
+        "attributes": {**attributes_for(request, branch), **burst.attributes()},
+    }
+    if burst.delay_seconds:
+        options["delay_seconds"] = burst.delay_seconds
+    return options
 
 
 def attributes_for(request: RunRequest, branch: str) -> dict[str, Any]:

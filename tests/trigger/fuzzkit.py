@@ -70,7 +70,7 @@ def running_ingress(tmp_path: Path, backend: str | None) -> Iterator[Ingress]:
     from trigger.context import ServiceContext
     from trigger.service import create_app
     from workflows.app import prepare_database
-    from workflows.queue import Enqueuer
+    from workflows.intake import Enqueuer
 
     project = tmp_path / "pipelines" / "orders"
     project.mkdir(parents=True)

@@ -190,3 +190,22 @@ def make_repo(path: Path, subdir: str = "pipelines/orders") -> list[str]:
     (project / "models.py").write_text("VERSION = 2\n")
     git(path, "commit", "-q", "-am", "second")
     return [first, git(path, "rev-parse", "HEAD")]
+
+
+@contextlib.contextmanager
+def ingress_server(settings: Any) -> Iterator[LiveServer]:
+    """The app as an ingress serves it (an enqueuer, no worker) on ``settings``' database:
+    what a delivery decides is logged by the same writer that would enqueue its runs."""
+    from trigger.context import ServiceContext
+    from trigger.service import create_app
+    from workflows.app import prepare_database
+    from workflows.intake import Enqueuer
+
+    prepare_database(settings)
+    enqueuer = Enqueuer(settings)
+    context = ServiceContext(settings=settings, role="ingress", enqueuer=enqueuer)
+    try:
+        with LiveServer(create_app(settings, context)) as server:
+            yield server
+    finally:
+        enqueuer.close()

@@ -12,7 +12,7 @@ import pytest
 from tests.support import base_config, final_run, make_settings, write_config
 from tests.trigger.hookkit import body_of, github_headers, github_push, github_trigger
 from workflows.bauplan.rehearsal import Ledger
-from workflows.queue import Enqueuer
+from workflows.intake import Enqueuer
 from workflows.runtime import ledger_path
 
 

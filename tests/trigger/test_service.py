@@ -13,7 +13,7 @@ from tests.support import base_config, final_run, wait_until, write_config
 from tests.workflows.flow_support import fire, ledger
 from trigger.core.settings import build_settings
 from trigger.ops.explain import run_story
-from workflows.queue import Enqueuer
+from workflows.intake import Enqueuer
 from workflows.records import show_run
 
 pytestmark = pytest.mark.slow

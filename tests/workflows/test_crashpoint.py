@@ -29,8 +29,8 @@ from trigger.core.event import manual_event
 from trigger.core.runstatus import FINAL_STATUSES
 from trigger.core.settings import build_settings
 from workflows.bauplan.rehearsal import Ledger, RehearsalClient
+from workflows.intake import Enqueuer
 from workflows.notify.outbox import NOTICE_WORKFLOW
-from workflows.queue import Enqueuer
 from workflows.records import list_runs, show_run
 from workflows.runtime import ledger_path
 from workflows.steps import code as workspace

@@ -20,7 +20,7 @@ from trigger.core.event import manual_event
 from trigger.core.settings import build_settings
 from workflows import app
 from workflows.executors import Heartbeat, heartbeats, last_beat
-from workflows.queue import Enqueuer
+from workflows.intake import Enqueuer
 from workflows.store import Store
 
 

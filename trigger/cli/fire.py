@@ -46,7 +46,7 @@ def fire(
     from trigger.ops.follow import follow
     from trigger.sources.manual import fire_event
     from workflows import sysdb, workers
-    from workflows.queue import Enqueuer
+    from workflows.intake import Enqueuer
 
     settings = settings_for(config)
     trig = settings.trigger(trigger_name)
@@ -63,7 +63,7 @@ def fire(
         click.echo(f"note: set up the system database at {sysdb.where(settings)}", err=True)
     enqueuer = Enqueuer(settings, dbos_client(settings))
     try:
-        enqueued = fire_event(settings, enqueuer, event, source_addr="cli")
+        enqueued = fire_event(enqueuer, event, source_addr="cli")
         if not as_json:
             note = " (already exists: this event id was fired before)" if enqueued.duplicate else ""
             click.echo(f"{enqueued.run_id}{note}")

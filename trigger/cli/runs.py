@@ -119,7 +119,7 @@ def runs_show(config: Path | None, as_json: bool, run_id: str) -> None:
 def runs_retry(config: Path | None, as_json: bool, run_id: str) -> None:
     """Start a new run of RUN_ID's request, linked to it."""
     from trigger.ops.control import retry
-    from workflows.queue import Enqueuer
+    from workflows.intake import Enqueuer
 
     settings = settings_for(config)
     enqueuer = Enqueuer(settings, dbos_client(settings))

@@ -35,6 +35,28 @@ def engine(url: str | sa.URL) -> sa.Engine:
     return sa.create_engine(url, pool_pre_ping=True, pool_size=POOL_SIZE)
 
 
+def writer(url: str | sa.URL) -> sa.Engine:
+    """An engine for one writer thread that commits groups (``trigger.core.batch``):
+    savepoints work on SQLite too, and there each transaction takes the write lock at
+    ``BEGIN`` (IMMEDIATE), so a transaction that reads before it writes never fails
+    on a snapshot another writer moved on from; it waits, up to the busy timeout."""
+    if not is_sqlite(url):
+        return sa.create_engine(
+            url, pool_pre_ping=True, pool_size=2, connect_args={"connect_timeout": 10}
+        )
+    made = engine(url)
+
+    @sa.event.listens_for(made, "connect")
+    def _driver_leaves_transactions_to_us(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None
+
+    @sa.event.listens_for(made, "begin")
+    def _begin_immediate(conn: sa.Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return made
+
+
 def unpooled(url: str | sa.URL, **options: Any) -> sa.Engine:
     """An engine that keeps no connection open between uses; ``options`` go to
     ``create_engine`` as they are (``connect_args``, ``isolation_level``, ``creator``)."""

@@ -46,7 +46,7 @@ from trigger.http.credentials import (
     refusal,
 )
 from trigger.http.sameorigin import REQUESTED_BY, check_request
-from workflows.queue import Enqueuer
+from workflows.intake import Enqueuer
 
 log = logging.getLogger(__name__)
 
@@ -133,11 +133,11 @@ def enqueuer_of(request: Request) -> Enqueuer:
     res = _resources(request)
     if "enqueuer" not in res:
         context = state(request).context
-        res["enqueuer"] = (
-            context.enqueuer
-            if context is not None
-            else Enqueuer(state(request).settings, client=client_of(request))
-        )
+        if context is not None:
+            res["enqueuer"] = context.enqueuer
+        else:
+            res["enqueuer"] = Enqueuer(state(request).settings, client=client_of(request))
+            res["owned_enqueuer"] = res["enqueuer"]
     enqueuer: Enqueuer = res["enqueuer"]
     return enqueuer
 
@@ -148,8 +148,12 @@ def log_of(request: Request) -> EventLog:
 
 
 def close_api(app: FastAPI) -> None:
-    """Release the DBOS client the API made for itself (tests and shutdown)."""
+    """Release the DBOS client and the enqueuer the API made for itself (tests and
+    shutdown); closing the enqueuer destroys the client it was given."""
     res = getattr(app.state, "bt_api", None)
+    if res and "owned_enqueuer" in res:
+        res.pop("owned_enqueuer").close()
+        res.pop("owned_client", None)
     if res and "owned_client" in res:
         res.pop("owned_client").destroy()
 
@@ -339,7 +343,12 @@ def post_fire(request: Request, name: str, body: FireBody | None = None) -> dict
         raise _unprocessable(("body", "event_id"), f"event_id is not valid: {why}") from None
     host = request.client.host if request.client else None
     try:
-        enqueued = fire_event(settings, enqueuer_of(request), event, source_addr=host)
+        enqueued = fire_event(
+            enqueuer_of(request),
+            event,
+            source_addr=host,
+            timeout=settings.service.enqueue_timeout,
+        )
     except EnqueueUnavailableError:
         raise  # the app answers 503, as for every database outage
     except TriggerError as exc:

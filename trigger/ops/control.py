@@ -21,7 +21,8 @@ from trigger.core.eventlog_store import DecisionRecord
 from trigger.core.matching import RunRequest
 from trigger.core.runstatus import status_word
 from trigger.core.settings import Settings
-from workflows.queue import Enqueuer, resume_queue
+from workflows.intake import Enqueuer
+from workflows.queue import resume_queue
 from workflows.records import run_status
 
 log = logging.getLogger(__name__)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from trigger.core.errors import TriggerError
 from trigger.core.event import Event
-from trigger.core.settings import Settings, TriggerConfig
-from trigger.ingest import dispatch
-from workflows.queue import Enqueued, Enqueuer
+from trigger.core.settings import TriggerConfig
+from trigger.ingest import ingest
+from workflows.intake import Enqueuer
+from workflows.queue import Enqueued
 
 
 def manual_filter(event: Event, trigger: TriggerConfig) -> str | None:
@@ -16,10 +17,15 @@ def manual_filter(event: Event, trigger: TriggerConfig) -> str | None:
 
 
 def fire_event(
-    settings: Settings, enqueuer: Enqueuer, event: Event, *, source_addr: str | None = None
+    enqueuer: Enqueuer,
+    event: Event,
+    *,
+    source_addr: str | None = None,
+    timeout: float | None = None,
 ) -> Enqueued:
-    """A manual fire: exactly one run of the named trigger, or a clear error."""
-    results = dispatch(settings, enqueuer, event, manual_filter, source_addr=source_addr)
+    """A manual fire: exactly one run of the named trigger, or a clear error. Given up
+    after ``timeout`` seconds (``EnqueueUnavailableError``), it leaves nothing behind."""
+    results = ingest(enqueuer, event, manual_filter, source_addr=source_addr, timeout=timeout).runs
     if not results:
         raise TriggerError(
             f"trigger {event.attributes.get('trigger')!r} did not produce a run for this fire"

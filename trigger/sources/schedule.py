@@ -28,7 +28,7 @@ from trigger.context import Component, ServiceContext
 from trigger.core import outage
 from trigger.core.event import Event
 from trigger.core.settings import Settings, TriggerConfig
-from workflows.queue import Enqueuer
+from workflows.intake import Enqueuer
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +104,9 @@ _ENQUEUER = _Holder()
 
 
 def enqueue_tick(trigger: str, scheduled_iso: str) -> str | None:
-    """The tick's one step: dispatch the schedule event; returns the run id."""
-    from trigger.ingest import dispatch
+    """The tick's one step: ingest the schedule event; returns the run id. Run again
+    after a crash, it finds the tick's event and run: a duplicate, nothing new."""
+    from trigger.ingest import ingest
     from workflows import runtime
 
     settings = runtime.current().settings
@@ -114,12 +115,10 @@ def enqueue_tick(trigger: str, scheduled_iso: str) -> str | None:
         log.warning("schedule tick for trigger %s, which has no schedule any more", trigger)
         return None
     event = tick_event(trig, datetime.fromisoformat(scheduled_iso))
-    enqueued = dispatch(
-        settings, _ENQUEUER.get(settings), event, _schedule_filter, source_addr="scheduler"
-    )
-    for item in enqueued:
+    taken = ingest(_ENQUEUER.get(settings), event, _schedule_filter, source_addr="scheduler")
+    for item in taken.new_runs:
         log.info("schedule tick %s enqueued run %s", event.id, item.run_id)
-    return enqueued[0].run_id if enqueued else None
+    return taken.runs[0].run_id if taken.runs else None
 
 
 @DBOS.workflow(name=TICK_WORKFLOW)

@@ -118,7 +118,7 @@ def test_a_retried_step_names_its_run_and_the_error(tmp_path: Path, project_dir:
     from trigger.sources.manual import fire_event
     from workflows import app
     from workflows.bauplan.rehearsal import Ledger
-    from workflows.queue import Enqueuer
+    from workflows.intake import Enqueuer
     from workflows.runtime import ledger_path
 
     settings = make_settings(tmp_path, None, project_dir)
@@ -132,7 +132,7 @@ def test_a_retried_step_names_its_run_and_the_error(tmp_path: Path, project_dir:
     try:
         Ledger(ledger_path(settings)).inject_fault("run", "TooManyRequestsError", "slow down")
         event = manual_event("orders", {"run_date": "r"}, event_id="retry-1")
-        fire_event(settings, enqueuer, event, source_addr="test")
+        fire_event(enqueuer, event, source_addr="test")
         assert final_run(enqueuer, "run:orders:retry-1")["status"] == "succeeded"
     finally:
         enqueuer.close()

@@ -120,7 +120,7 @@ def test_a_token_link_followed_from_another_site_opens_the_page(
     """A SameSite=Strict cookie stays off the whole redirect chain of a cross-site click;
     the page has the browser load it once more, from itself, and then it comes."""
     settings, enqueuer = launched(**PROTECTED)
-    run = fire_event(settings, enqueuer, manual_event("orders", {"run_date": "d"}, event_id="l1"))
+    run = fire_event(enqueuer, manual_event("orders", {"run_date": "d"}, event_id="l1"))
     final_run(enqueuer, run.run_id)
     app = create_app(settings)
     try:

@@ -116,8 +116,8 @@ def _cases(operation: Any, mode: GenerationMode, known: dict[str, list[str]]) ->
 )
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 def test_every_operation_keeps_to_the_openapi_document(hooks: Any, project_dir: Path) -> None:
-    settings, enqueuer, url = hooks(triggers=_triggers(project_dir))
-    seed = fire_event(settings, enqueuer, manual_event("orders", {}, event_id="seed"))
+    _settings, enqueuer, url = hooks(triggers=_triggers(project_dir))
+    seed = fire_event(enqueuer, manual_event("orders", {}, event_id="seed"))
     final_run(enqueuer, seed.run_id)
     known = {
         "name": ["orders", "loader"],

@@ -130,9 +130,9 @@ def test_strings_older_versions_stored_read_back_escaped_through_every_reader(ap
     from datetime import UTC, datetime
 
     from trigger.core.event import Event
-    from trigger.ingest import dispatch
+    from trigger.ingest import ingest
     from trigger.sources.manual import manual_filter
-    from workflows.queue import Enqueuer
+    from workflows.intake import Enqueuer
 
     settings, client = api
     enqueuer = Enqueuer(settings)
@@ -144,7 +144,7 @@ def test_strings_older_versions_stored_read_back_escaped_through_every_reader(ap
                 received_at=datetime.now(UTC),
                 attributes={"trigger": "quick", "fired_by": "oct\ud800cat"},
             )
-            dispatch(settings, enqueuer, stored, manual_filter)
+            ingest(enqueuer, stored, manual_filter)
     finally:
         enqueuer.close()
     run = _until(client, "run:quick:old-2", *FINAL)

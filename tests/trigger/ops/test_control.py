@@ -42,9 +42,9 @@ def test_cancel_resume_and_retry_from_the_cli(
     launched: Any, project_dir: Path, tmp_path: Path
 ) -> None:
     settings, enqueuer = launched(triggers=shared_branch_triggers(project_dir))
-    slow = fire_event(settings, enqueuer, manual_event("slow", {}, event_id="hold")).run_id
+    slow = fire_event(enqueuer, manual_event("slow", {}, event_id="hold")).run_id
     holder = _until(enqueuer, slow, "running", job=True)
-    quick = fire_event(settings, enqueuer, manual_event("quick", {}, event_id="wait")).run_id
+    quick = fire_event(enqueuer, manual_event("quick", {}, event_id="wait")).run_id
     _until(enqueuer, quick, "waiting")
 
     refused = _cli(settings, tmp_path, "runs", "retry", slow)
@@ -100,9 +100,9 @@ def test_resume_puts_a_run_back_on_its_triggers_own_queue(launched: Any, project
     }
     settings, enqueuer = launched(triggers=[limited])
     own = f"{RUN_QUEUE}.c1-r1p600"
-    first = fire_event(settings, enqueuer, manual_event("limited", {}, event_id="l1")).run_id
+    first = fire_event(enqueuer, manual_event("limited", {}, event_id="l1")).run_id
     assert _until(enqueuer, first, "succeeded")["status"] == "succeeded"
-    second = fire_event(settings, enqueuer, manual_event("limited", {}, event_id="l2")).run_id
+    second = fire_event(enqueuer, manual_event("limited", {}, event_id="l2")).run_id
     assert enqueuer.client.list_workflows(workflow_ids=[second])[0].queue_name == own
     cancel(settings, enqueuer.client, second, "ana")
     assert _until(enqueuer, second, "cancelled")["status"] == "cancelled"

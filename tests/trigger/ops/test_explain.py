@@ -19,7 +19,7 @@ from trigger.sources.manual import fire_event
 def test_a_manual_fire_tells_its_whole_story(launched: Any) -> None:
     settings, enqueuer = launched()
     event = manual_event("orders", {"run_date": "2026-11-23"}, event_id="ev-1", fired_by="ana")
-    enqueued = fire_event(settings, enqueuer, event, source_addr="cli")
+    enqueued = fire_event(enqueuer, event, source_addr="cli")
     run = _finished(enqueuer, enqueued.run_id)
     story = explain("ev-1", event_log(settings), enqueuer.client, settings)
     [ev] = story["events"]
@@ -53,8 +53,8 @@ def test_a_manual_fire_tells_its_whole_story(launched: Any) -> None:
 def test_a_duplicate_fire_is_recorded_as_a_duplicate_of_the_first(launched: Any) -> None:
     settings, enqueuer = launched()
     event = manual_event("orders", {"run_date": "d"}, event_id="twice")
-    first = fire_event(settings, enqueuer, event)
-    second = fire_event(settings, enqueuer, event)
+    first = fire_event(enqueuer, event)
+    second = fire_event(enqueuer, event)
     assert (first.duplicate, second.duplicate) == (False, True)
     story = explain("twice", event_log(settings), enqueuer.client, settings)
     assert [e["outcome"] for e in story["events"]] == ["accepted", "duplicate"]
@@ -89,7 +89,7 @@ def test_an_accepted_push_and_a_filtered_push_are_found_by_sha(launched: Any) ->
     """The GitHub source records through the recording API; this is the call it makes."""
     settings, enqueuer = launched()
     push = manual_event("orders", {"run_date": "p"}, event_id="gh-abc")
-    enqueued = fire_event(settings, enqueuer, push)
+    enqueued = fire_event(enqueuer, push)
     sha = "9fceb02d0ae598e95dc970b74767f19372d61af8"
     record_event(
         settings,
@@ -139,7 +139,7 @@ def test_a_file_drop_is_found_by_its_path(launched: Any) -> None:
         attributes={"file_path": "/data/landing/orders.csv", "file_size": 120},
     )
     fire = manual_event("orders", {"run_date": "f"}, event_id="filedrop-1")
-    enqueued = fire_event(settings, enqueuer, fire)
+    enqueued = fire_event(enqueuer, fire)
     record_event(
         settings,
         "files",
@@ -211,7 +211,7 @@ def test_strings_older_versions_stored_are_told_escaped_without_a_traceback(
         received_at=datetime.now(UTC),
         attributes={"trigger": "orders", "run_date": "26\ud800", "fired_by": "a\x1b[2J\ud800"},
     )
-    _finished(enqueuer, fire_event(settings, enqueuer, stored).run_id)
+    _finished(enqueuer, fire_event(enqueuer, stored).run_id)
     config = base_config(tmp_path, settings.project_path(settings.triggers[0]))
     path = write_config(tmp_path / "bauplan-trigger.toml", config)
     env = {"DBOS_SYSTEM_DATABASE_URL": settings.system_database_url} if settings.is_postgres else {}

@@ -17,7 +17,7 @@ from trigger.core.event import manual_event
 from trigger.core.settings import load_settings
 from trigger.ops.control import cancel
 from trigger.sources.manual import fire_event
-from workflows.queue import Enqueuer
+from workflows.intake import Enqueuer
 from workflows.records import show_run
 
 
@@ -76,7 +76,7 @@ def test_fire_wait_on_a_terminal_prints_each_phase(
     settings = load_settings(config)
     enqueuer = Enqueuer(settings)
     try:
-        fire_event(settings, enqueuer, manual_event("slow", {}, event_id="s1"), source_addr="t")
+        fire_event(enqueuer, manual_event("slow", {}, event_id="s1"), source_addr="t")
         wait_until(lambda: show_run(enqueuer.client, "run:slow:s1")["job_id"], what="the slow job")
         terminal = _Terminal("fire", "quick", "--config", str(config), "--event-id", "q1", "--wait")
         wait_until(lambda: terminal.lines, what="the first phase")

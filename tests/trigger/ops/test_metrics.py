@@ -37,7 +37,7 @@ def test_metrics_move_as_runs_happen(launched: Any) -> None:
             ) not in before
             assert before[("bauplan_trigger_queue_depth", ())] == 0
 
-            run = fire_event(settings, enqueuer, manual_event("orders", {"run_date": "m"}))
+            run = fire_event(enqueuer, manual_event("orders", {"run_date": "m"}))
             record_event(settings, "github", "bad-1", "rejected", "bad signature", "192.0.2.1")
             record_heartbeat(settings, "files:landing")
             wait_until(

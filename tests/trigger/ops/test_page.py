@@ -56,7 +56,7 @@ def _browse(url: str, tmp_path: Path, *mode: str) -> subprocess.CompletedProcess
 def test_the_page_shows_runs_and_events_and_a_run_story(launched: Any, tmp_path: Path) -> None:
     settings, enqueuer = launched(bauplan={"rehearse_outcome": "fail"})
     fired = fire_event(
-        settings, enqueuer, manual_event("orders", {"run_date": "2026-11-23"}, event_id="page-1")
+        enqueuer, manual_event("orders", {"run_date": "2026-11-23"}, event_id="page-1")
     )
     record_event(settings, "github", "d-bad", "rejected", "bad signature", "198.51.100.7")
     wait_until(

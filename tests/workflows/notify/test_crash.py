@@ -15,7 +15,7 @@ from tests.workflows.notify.receiver import HANG, Reply
 from tests.workflows.notify.test_delivery import push_event
 from trigger.core.matching import build_request
 from workflows.bauplan.rehearsal import Ledger
-from workflows.queue import Enqueuer
+from workflows.intake import Enqueuer
 from workflows.records import show_run
 from workflows.runtime import ledger_path
 

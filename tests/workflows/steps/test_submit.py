@@ -23,7 +23,7 @@ from trigger.core.errors import SubmissionUnclear
 from trigger.core.event import manual_event
 from workflows.bauplan.adapter import Bauplan
 from workflows.bauplan.rehearsal import Ledger, RehearsalClient
-from workflows.queue import Enqueuer
+from workflows.intake import Enqueuer
 from workflows.runtime import ledger_path
 from workflows.steps import submit as submission
 from workflows.store import Store

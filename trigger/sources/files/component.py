@@ -12,7 +12,7 @@ from trigger.sources.files.watcher import Watcher, watcher_status
 async def files_component(ctx: ServiceContext) -> None:
     """One watcher per trigger with a ``[triggers.files]`` table; runs until cancelled."""
     watchers = [
-        Watcher(ctx.settings, trig, ctx.enqueuer.enqueue)
+        Watcher(ctx.settings, trig, ctx.enqueuer)
         for trig in ctx.settings.triggers
         if trig.files is not None
     ]

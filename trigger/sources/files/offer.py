@@ -1,35 +1,31 @@
-"""Offering: a settled file version becomes an ``Event``, is matched and enqueued.
+"""Offering: settled file versions become ``Event``s, matched and ingested together.
 
-The run id comes from the version (see ``trigger.core.fileversion``), so offering the
-same version again, after a rescan, a restart or a crash, finds its run instead of
-starting another: the enqueue answers "duplicate".
+A burst of ready versions is handed to the ingest writer at once, so one commit
+enqueues and logs many files. The run id comes from the version (see
+``trigger.core.fileversion``), so offering the same version again, after a rescan,
+a restart or a crash, finds its run instead of starting another: a duplicate.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from trigger.core.errors import EnqueueUnavailableError
+from trigger.core.batch import Ticket
 from trigger.core.event import Event
-from trigger.core.eventlog import record_dispatch
 from trigger.core.fileversion import FileVersion, file_event, sha256_of, shown
-from trigger.core.matching import RunRequest, decide
 from trigger.core.settings import Settings, TriggerConfig
 from trigger.core.settings.files import Matcher
+from trigger.ingest import intake
 from trigger.sources.files.tracker import Key
+from workflows.intake import Enqueuer, Intake, Taken, unavailable
 
 log = logging.getLogger(__name__)
 
-# Concurrent enqueues in a burst on PostgreSQL (the DBOSClient pool holds 5). SQLite takes
-# one writer at a time: threads there only add lock waits, so bursts stay sequential.
-OFFER_THREADS = 4
-
-Enqueue = Callable[[RunRequest], Any]
+_OUTCOMES = {"accepted": "enqueued", "duplicate": "duplicates", "ignored": "ignored"}
 
 
 def files_filter(event: Event, trigger: TriggerConfig) -> str | None:
@@ -57,7 +53,7 @@ class Offers:
         trig: TriggerConfig,
         root: Path,
         matcher: Matcher,
-        enqueue: Enqueue,
+        enqueuer: Enqueuer,
         version_of: Callable[[str], Key | None],
     ) -> None:
         assert trig.files is not None
@@ -66,64 +62,65 @@ class Offers:
         self.source = trig.files
         self.root = root
         self.matcher = matcher
-        self.enqueue = enqueue
+        self.enqueuer = enqueuer
         self._version = version_of
         self.need_sha = self.source.identity == "content" or "file_sha256" in _used_fields(trig)
         self.last_error: str | None = None
 
     def all(self, ready: list[FileVersion]) -> list[tuple[FileVersion, str]]:
-        """Enqueue a batch; a burst uses a few connections at once (each enqueue is one
-        committed insert, so order between files does not matter)."""
-        if not self.settings.is_postgres or len(ready) < 2 * OFFER_THREADS:
-            return [self._safely(version) for version in ready]
-        with ThreadPoolExecutor(OFFER_THREADS, thread_name_prefix="files-offer") as pool:
-            return list(pool.map(self._safely, ready))
+        """Offer a batch: every version's event goes to the writer before any is waited
+        for, so a burst shares its commits."""
+        pending: list[tuple[FileVersion, str | Ticket[Intake, Taken]]] = []
+        for version in ready:
+            try:
+                pending.append((version, self._submit(version)))
+            except OSError as exc:
+                log.warning("file %s cannot be read: %s", shown(version.rel), exc.strerror)
+                pending.append((version, "changed"))
+        return [(v, t if isinstance(t, str) else self._outcome(v, t)) for v, t in pending]
 
-    def _safely(self, version: FileVersion) -> tuple[FileVersion, str]:
-        try:
-            return version, self._one(version)
-        except EnqueueUnavailableError as exc:
-            self.last_error = str(exc)
-            log.warning("file %s not enqueued yet: %s", shown(version.rel), exc)
-            return version, "retry"
-        except OSError as exc:
-            log.warning("file %s cannot be read: %s", shown(version.rel), exc.strerror)
-            return version, "changed"
-
-    def _one(self, version: FileVersion) -> str:
+    def _submit(self, version: FileVersion) -> str | Ticket[Intake, Taken]:
         path = self.root / version.rel
         sha = sha256_of(path) if self.need_sha else None
         # The version we hash must be the version that settled.
         if self._version(version.rel) != version.key:
             return "changed"
         event = file_event(self.trig.name, self.source, self.root, version, sha256=sha)
-        decisions = decide(event, self.settings, files_filter, [self.trig])
-        if not decisions or decisions[0].request is None:
-            reason = decisions[0].reason if decisions else "no such trigger"
+        info = self._file_info(version, sha)
+        offered = intake(
+            self.settings,
+            event,
+            files_filter,
+            among=[self.trig],
+            shape=lambda request, _trig: replace(request, file=info),
+            # Rescans offer every file again; only a new run is a new story to tell.
+            log_idle=False,
+        )
+        if not offered.requests:
+            reason = offered.decisions[0].reason if offered.decisions else "no such trigger"
             log.info(
                 "file %s ignored by trigger %s: %s", shown(version.rel), self.trig.name, reason
             )
             return "ignored"
-        request = replace(decisions[0].request, file=self._file_info(version, sha))
-        enqueued = self.enqueue(request)
-        if not getattr(enqueued, "duplicate", False):
-            # Rescans offer every file again; only a new run is a new story to tell.
-            self._record(event, decisions, request.run_id, enqueued)
+        return self.enqueuer.submit(offered)
+
+    def _outcome(self, version: FileVersion, ticket: Ticket[Intake, Taken]) -> str:
+        try:
+            taken = ticket.result()
+        except Exception as exc:
+            self.last_error = str(unavailable(exc))
+            log.warning("file %s not enqueued yet: %s", shown(version.rel), self.last_error)
+            return "retry"
+        [run] = taken.runs
         log.info(
             "file %s ready (%d bytes) for trigger %s: run %s%s",
             shown(version.rel),
             version.size,
             self.trig.name,
-            request.run_id,
-            " (already ran or queued)" if getattr(enqueued, "duplicate", False) else "",
+            run.run_id,
+            " (already ran or queued)" if run.duplicate else "",
         )
-        return "duplicates" if getattr(enqueued, "duplicate", False) else "enqueued"
-
-    def _record(self, event: Any, decisions: list[Any], run_id: str, enqueued: Any) -> None:
-        try:
-            record_dispatch(self.settings, event, decisions, {run_id: enqueued})
-        except Exception as exc:  # the event log must never block a file's run
-            log.warning("event log write failed for run %s: %s", run_id, type(exc).__name__)
+        return _OUTCOMES[taken.outcome]
 
     def _file_info(self, version: FileVersion, sha: str | None) -> dict[str, Any]:
         """What the run's before/after steps need, untruncated (see workflows/steps/files.py)."""

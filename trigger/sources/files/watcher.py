@@ -33,8 +33,9 @@ from trigger.core.fileversion import (
 from trigger.core.settings import Settings, TriggerConfig
 from trigger.core.settings.files import Matcher
 from trigger.sources.files.folder import check_dir, undecodable, watch_dir
-from trigger.sources.files.offer import Enqueue, Offers
+from trigger.sources.files.offer import Offers
 from trigger.sources.files.tracker import Key, Tracker
+from workflows.intake import Enqueuer
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ def watcher_status() -> list[dict[str, Any]]:
 
 
 class Watcher:
-    def __init__(self, settings: Settings, trig: TriggerConfig, enqueue: Enqueue) -> None:
+    def __init__(self, settings: Settings, trig: TriggerConfig, enqueuer: Enqueuer) -> None:
         assert trig.files is not None
         self.settings = settings
         self.trig = trig
@@ -66,7 +67,7 @@ class Watcher:
         settle = 0.0 if self.source.ready_marker else self.source.settle_seconds
         self.tracker = Tracker(settle)
         self.waiting: dict[str, set[str]] = {}  # marker rel -> files waiting for it
-        self.offers = Offers(settings, trig, self.root, self.matcher, enqueue, self._version)
+        self.offers = Offers(settings, trig, self.root, self.matcher, enqueuer, self._version)
         self.state = "starting"
         self.last_scan_at: datetime | None = None
         self.last_error: str | None = None

@@ -1,4 +1,5 @@
-"""Helpers for the file-drop tests: a watcher running in a thread, a trigger config."""
+"""Helpers for the file-drop tests: a watcher running in a thread, what it queued, a
+trigger config."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from typing import Any
 
 from trigger.core.matching import RunRequest
 from trigger.sources.files.watcher import Watcher
-from workflows.queue import Enqueued
+from workflows.intake import Enqueuer
+from workflows.queue import RUN_WORKFLOW
 
 
 def files_trigger(project_dir: Path, landing: Path, **files: Any) -> dict[str, Any]:
@@ -31,22 +33,23 @@ def files_trigger(project_dir: Path, landing: Path, **files: Any) -> dict[str, A
     }
 
 
-class Recorder:
-    """An enqueue callable that keeps the requests, like a queue with workflow-id dedup."""
+class Queued:
+    """What the watcher's offers put on the real queue (SQLite, no worker runs them),
+    read back from DBOS: the requests in enqueue order, and the re-offers that found
+    their run already there."""
 
-    def __init__(self) -> None:
-        self.requests: list[RunRequest] = []
-        self.duplicates = 0
-        self._lock = threading.Lock()
+    def __init__(self, enqueuer: Enqueuer, thread: WatcherThread) -> None:
+        self.enqueuer = enqueuer
+        self.thread = thread
 
-    def __call__(self, request: RunRequest) -> Enqueued:
-        with self._lock:
-            duplicate = any(r.run_id == request.run_id for r in self.requests)
-            if duplicate:
-                self.duplicates += 1
-            else:
-                self.requests.append(request)
-        return Enqueued(request.run_id, "b", duplicate)
+    @property
+    def requests(self) -> list[RunRequest]:
+        rows = self.enqueuer.client.list_workflows(name=RUN_WORKFLOW, sort_desc=False)
+        return [RunRequest.from_dict(row.input["args"][0]) for row in rows if row.input]
+
+    @property
+    def duplicates(self) -> int:
+        return sum(w.counts["duplicates"] for w in self.thread.watchers)
 
     def rels(self) -> list[str]:
         return sorted(str(r.summary["file_rel"]) for r in self.requests)
@@ -55,8 +58,8 @@ class Recorder:
 class WatcherThread:
     """The ``serve`` files component's watchers on their own event loop in a thread."""
 
-    def __init__(self, settings: Any, enqueue: Any) -> None:
-        self.watchers = [Watcher(settings, t, enqueue) for t in settings.triggers if t.files]
+    def __init__(self, settings: Any, enqueuer: Enqueuer) -> None:
+        self.watchers = [Watcher(settings, t, enqueuer) for t in settings.triggers if t.files]
         self.error: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Future[Any] | None = None

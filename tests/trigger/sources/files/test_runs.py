@@ -35,7 +35,7 @@ def dropping(launched: Any, project_dir: Path, landing: Path) -> Iterator[Any]:
                 queue={"polling_interval": 0.1, **(queue or {})},
             )
         settings, enqueuer = state["settings"], state["enqueuer"]
-        thread = WatcherThread(settings, enqueuer.enqueue).start()
+        thread = WatcherThread(settings, enqueuer).start()
         threads.append(thread)
         return thread, enqueuer, Ledger(ledger_path(settings))
 

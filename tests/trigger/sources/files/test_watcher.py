@@ -1,8 +1,8 @@
-"""The file-drop source without DBOS: config, readiness, identity, the watch loop.
+"""The file-drop source: config, readiness, identity, the watch loop.
 
-The watcher gets a recording enqueue callable here (the source's only contract
-with the durable side); tests/trigger/test_files_runs.py runs the same loop
-against real DBOS.
+The watch loop offers to the real ingest path on SQLite, with no worker: what it
+queued is read back from DBOS (``support.Queued``); tests/trigger/sources/files/
+test_runs.py runs the same loop with a worker on both databases.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from tests.support import CONFIG_DIR, make_settings, wait_until
 from tests.trigger.properties import examples
-from tests.trigger.sources.files.support import Recorder, WatcherThread, files_trigger
+from tests.trigger.sources.files.support import Queued, WatcherThread, files_trigger
 from trigger.core.errors import ConfigError, WatchDirError
 from trigger.core.event import Event
 from trigger.core.fileversion import FileVersion, event_id, file_event
@@ -30,25 +30,29 @@ from trigger.sources.files.folder import check_dir, watch_dir
 from trigger.sources.files.offer import files_filter
 from trigger.sources.files.tracker import Tracker
 from trigger.sources.files.watcher import watcher_status
+from workflows.app import prepare_database
+from workflows.intake import Enqueuer
 
 
 @pytest.fixture
 def watch(tmp_path: Path, project_dir: Path, landing: Path) -> Iterator[Any]:
-    started: list[WatcherThread] = []
+    started: list[tuple[WatcherThread, Enqueuer]] = []
 
-    def start(**files: Any) -> tuple[WatcherThread, Recorder]:
+    def start(**files: Any) -> tuple[WatcherThread, Queued]:
         settings = make_settings(
             tmp_path, None, project_dir, triggers=[files_trigger(project_dir, landing, **files)]
         )
-        recorder = Recorder()
-        thread = WatcherThread(settings, recorder).start()
-        started.append(thread)
+        prepare_database(settings)
+        enqueuer = Enqueuer(settings)
+        thread = WatcherThread(settings, enqueuer)
+        started.append((thread.start(), enqueuer))
         wait_until(lambda: thread.watcher.last_scan_at is not None, what="the first scan")
-        return thread, recorder
+        return thread, Queued(enqueuer, thread)
 
     yield start
-    for thread in started:
+    for thread, enqueuer in started:
         thread.stop()
+        enqueuer.close()
 
 
 # -- config --------------------------------------------------------------------------
@@ -176,53 +180,53 @@ def test_a_file_event_matches_only_its_own_trigger(tmp_path: Path, project_dir: 
 def test_temp_name_then_rename_is_one_offer_and_excluded_names_none(
     watch: Any, landing: Path
 ) -> None:
-    thread, recorder = watch()
+    thread, queued = watch()
     for name in (".hidden.csv", "a.csv.tmp", "b.part", "c.crdownload", "d~", ".#e"):
         (landing / name).write_text("skip me")
     (landing / "a.csv.tmp").write_text("id,qty\n1,2\n")
     os.rename(landing / "a.csv.tmp", landing / "a.csv")
-    wait_until(lambda: recorder.rels() == ["a.csv"], what="a.csv to be offered")
+    wait_until(lambda: queued.rels() == ["a.csv"], what="a.csv to be offered")
     wait_until(lambda: len(thread.watcher.tracker) == 0, what="nothing left pending")
-    assert recorder.rels() == ["a.csv"]
-    [request] = recorder.requests
+    assert queued.rels() == ["a.csv"]
+    [request] = queued.requests
     assert request.file is not None and request.file["size"] == len("id,qty\n1,2\n")
 
 
 def test_marker_mode_waits_for_the_companion_file(watch: Any, landing: Path) -> None:
-    thread, recorder = watch(ready_marker="{name}.done")
+    thread, queued = watch(ready_marker="{name}.done")
     (landing / "a.csv").write_text("data")
     wait_until(lambda: thread.watcher.status()["waiting_for_marker"] == 1, what="a.csv to wait")
-    assert recorder.requests == []
+    assert queued.requests == []
     (landing / "a.csv.done").write_text("")
-    wait_until(lambda: recorder.rels() == ["a.csv"], what="a.csv to be offered")
-    assert recorder.requests[0].file is not None
-    assert recorder.requests[0].file["marker"] == "a.csv.done"
+    wait_until(lambda: queued.rels() == ["a.csv"], what="a.csv to be offered")
+    assert queued.requests[0].file is not None
+    assert queued.requests[0].file["marker"] == "a.csv.done"
 
 
 def test_a_folder_marker_releases_every_file_beside_it(watch: Any, landing: Path) -> None:
-    thread, recorder = watch(ready_marker="_SUCCESS", recursive=True)
+    thread, queued = watch(ready_marker="_SUCCESS", recursive=True)
     (landing / "day1").mkdir()
     for n in range(3):
         (landing / "day1" / f"part-{n}.parquet").write_text(str(n))
     wait_until(lambda: thread.watcher.status()["waiting_for_marker"] == 3, what="3 waiting")
     (landing / "day1" / "_SUCCESS").write_text("")
-    wait_until(lambda: len(recorder.requests) == 3, what="3 offers")
-    assert recorder.rels() == [f"day1/part-{n}.parquet" for n in range(3)]
+    wait_until(lambda: len(queued.requests) == 3, what="3 offers")
+    assert queued.rels() == [f"day1/part-{n}.parquet" for n in range(3)]
 
 
 def test_new_content_is_a_second_offer_and_a_touch_with_content_identity_none(
     watch: Any, landing: Path
 ) -> None:
-    _thread, recorder = watch(identity="content")
+    _thread, queued = watch(identity="content")
     path = landing / "a.csv"
     path.write_text("v1")
-    wait_until(lambda: len(recorder.requests) == 1, what="the first version")
+    wait_until(lambda: len(queued.requests) == 1, what="the first version")
     os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 5_000_000_000))
-    wait_until(lambda: recorder.duplicates == 1, what="the touched file to be re-offered")
-    assert len(recorder.requests) == 1
+    wait_until(lambda: queued.duplicates == 1, what="the touched file to be re-offered")
+    assert len(queued.requests) == 1
     path.write_text("v2")
-    wait_until(lambda: len(recorder.requests) == 2, what="the new content")
-    shas = [r.summary["file_sha256"] for r in recorder.requests]
+    wait_until(lambda: len(queued.requests) == 2, what="the new content")
+    shas = [r.summary["file_sha256"] for r in queued.requests]
     assert shas[0] != shas[1] and all(isinstance(s, str) and len(s) == 64 for s in shas)
 
 
@@ -237,10 +241,10 @@ def test_symlinks_out_of_the_dir_and_names_that_cannot_be_values_are_skipped_say
     (landing / "bad\nname.csv").write_text("x")
     (landing / "tab\x1b[31m.csv").write_text("x")
     Path(os.fsdecode(os.fsencode(landing) + b"/latin1-\xe9.csv")).write_bytes(b"x")
-    thread, recorder = watch(patterns=["*.csv"])
+    thread, queued = watch(patterns=["*.csv"])
     wait_until(lambda: thread.watcher.counts["skipped"] == 4, what="four skips")
-    wait_until(lambda: len(recorder.requests) == 1, what="one offer")
-    assert recorder.rels() == ["inside.csv"]
+    wait_until(lambda: len(queued.requests) == 1, what="one offer")
+    assert queued.rels() == ["inside.csv"]
     skips = sorted(r.getMessage() for r in caplog.records if r.getMessage().startswith("skipping"))
     assert [line.split(" in ", 1)[0] for line in skips] == [
         "skipping bad\\nname.csv",
@@ -256,7 +260,7 @@ def test_symlinks_out_of_the_dir_and_names_that_cannot_be_values_are_skipped_say
 def test_a_dir_removed_while_watching_is_reported_and_watched_again(
     watch: Any, landing: Path
 ) -> None:
-    thread, recorder = watch()
+    thread, queued = watch()
     landing.rmdir()
     wait_until(lambda: thread.watcher.state == "missing", what="state missing")
     [status] = [s for s in watcher_status() if s["dir"] == str(landing)]
@@ -264,7 +268,7 @@ def test_a_dir_removed_while_watching_is_reported_and_watched_again(
     landing.mkdir()
     wait_until(lambda: thread.watcher.state == "watching", timeout=30, what="watching again")
     (landing / "late.csv").write_text("x")
-    wait_until(lambda: recorder.rels() == ["late.csv"], what="late.csv offered")
+    wait_until(lambda: queued.rels() == ["late.csv"], what="late.csv offered")
 
 
 def test_an_unusable_dir_at_start_up_is_one_line(tmp_path: Path) -> None:
@@ -298,23 +302,23 @@ def test_check_reports_a_missing_watched_dir(tmp_path: Path, project_dir: Path) 
 
 
 def test_a_file_deleted_before_it_settles_starts_nothing(watch: Any, landing: Path) -> None:
-    thread, recorder = watch(settle_seconds=1.0)
+    thread, queued = watch(settle_seconds=1.0)
     (landing / "gone.csv").write_text("x")
     wait_until(lambda: thread.watcher.tracker.is_pending("gone.csv"), what="gone.csv pending")
     (landing / "gone.csv").unlink()
     (landing / "kept.csv").write_text("y")
-    wait_until(lambda: recorder.rels() == ["kept.csv"], what="kept.csv offered")
+    wait_until(lambda: queued.rels() == ["kept.csv"], what="kept.csv offered")
     wait_until(lambda: len(thread.watcher.tracker) == 0, what="nothing left pending")
-    assert recorder.rels() == ["kept.csv"]
+    assert queued.rels() == ["kept.csv"]
 
 
 _NAMES = st.binary(min_size=1, max_size=250) | st.text(min_size=1, max_size=120).map(str.encode)
 
 
 @pytest.fixture
-def watching(watch: Any) -> tuple[WatcherThread, Recorder]:
+def watching(watch: Any) -> tuple[WatcherThread, Queued]:
     """One watcher for all the examples of a property: settling quickly."""
-    started: tuple[WatcherThread, Recorder] = watch(settle_seconds=0.05)
+    started: tuple[WatcherThread, Queued] = watch(settle_seconds=0.05)
     return started
 
 
@@ -322,12 +326,12 @@ def watching(watch: Any) -> tuple[WatcherThread, Recorder]:
 @given(names=st.lists(_NAMES, min_size=1, max_size=4))
 @example(names=[b"bad\nname.csv", b"latin1-\xe9.csv", b"ok.csv"])
 def test_any_file_name_is_offered_or_skipped_saying_why_and_watching_goes_on(
-    watching: tuple[WatcherThread, Recorder],
+    watching: tuple[WatcherThread, Queued],
     landing: Path,
     caplog: pytest.LogCaptureFixture,
     names: list[bytes],
 ) -> None:
-    thread, recorder = watching
+    thread, queued = watching
     expected: dict[str, str] = {}
     for raw in names:
         number = len(list(landing.iterdir()))
@@ -338,7 +342,7 @@ def test_any_file_name_is_offered_or_skipped_saying_why_and_watching_goes_on(
             expected[rel] = "offered" if problem(rel) is None else "skipped"
 
     def settled() -> bool:
-        offered = set(recorder.rels())
+        offered = set(queued.rels())
         lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("skipping")]
         return all(
             rel in offered
@@ -348,6 +352,6 @@ def test_any_file_name_is_offered_or_skipped_saying_why_and_watching_goes_on(
         )
 
     wait_until(settled, timeout=20, what=f"each of {expected} offered or skipped")
-    assert not {rel for rel, how in expected.items() if how == "skipped"} & set(recorder.rels())
+    assert not {rel for rel, how in expected.items() if how == "skipped"} & set(queued.rels())
     assert thread.error is None and thread.watcher.state == "watching"
     assert not [r.getMessage() for r in caplog.records if "restarting in" in r.getMessage()]

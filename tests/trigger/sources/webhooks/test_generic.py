@@ -21,9 +21,13 @@ from tests.trigger.fuzzkit import (
     json_bytes,
     reads_back,
 )
-from tests.trigger.hookkit import LiveServer, body_of, generic_trigger, standard_headers
+from tests.trigger.hookkit import (
+    body_of,
+    generic_trigger,
+    ingress_server,
+    standard_headers,
+)
 from tests.trigger.properties import OUTSIDE_TEXT, examples
-from trigger.service import create_app
 
 
 def _post(url: str, data: dict[str, Any] | bytes, trigger: str = "loader", **kw: Any):
@@ -36,7 +40,7 @@ def _post(url: str, data: dict[str, Any] | bytes, trigger: str = "loader", **kw:
 def offline(tmp_path: Path, project_dir: Path) -> Any:
     settings = make_settings(tmp_path, None, project_dir, triggers=[generic_trigger(project_dir)])
     settings.state_path.mkdir(parents=True, exist_ok=True)
-    return lambda: LiveServer(create_app(settings))
+    return lambda: ingress_server(settings)
 
 
 def test_a_signed_body_runs_with_its_fields_as_templates(hooks: Any, project_dir: Path) -> None:

@@ -20,14 +20,13 @@ from tests.trigger.fuzzkit import (
     posts_and_reads_back,
 )
 from tests.trigger.hookkit import (
-    LiveServer,
     body_of,
     commit,
     gitlab_headers,
     gitlab_push,
+    ingress_server,
 )
 from tests.trigger.properties import OUTSIDE_TEXT, examples
-from trigger.service import create_app
 
 AFTER = "da1560886d4f094c3e6c9ef40349f7d38b5d27d7"
 ZERO = "0" * 40
@@ -51,12 +50,14 @@ def _post(url: str, data: dict[str, Any], **header_args: Any) -> httpx.Response:
 
 @pytest.fixture
 def offline(tmp_path: Path, project_dir: Path) -> Any:
-    def start(**rules: Any) -> LiveServer:
+    """An ingress on SQLite with no worker, for answers that never start a run."""
+
+    def start(**rules: Any) -> Any:
         settings = make_settings(
             tmp_path, None, project_dir, triggers=[gitlab_trigger(project_dir, **rules)]
         )
         settings.state_path.mkdir(parents=True, exist_ok=True)
-        return LiveServer(create_app(settings))
+        return ingress_server(settings)
 
     return start
 
@@ -96,9 +97,11 @@ def test_a_wrong_or_missing_token_is_401(offline: Any) -> None:
 def test_deletions_other_events_and_tags_start_nothing(offline: Any) -> None:
     tag = gitlab_push(object_kind="tag_push", ref="refs/tags/v1.0.0", commits=[])
     with offline() as server:
-        deleted = _post(server.url, gitlab_push(after=ZERO, commits=[], checkout_sha=None))
-        issue = _post(server.url, {"object_kind": "issue"}, event="Issue Hook")
-        tagged = _post(server.url, tag, event="Tag Push Hook")
+        deleted = _post(
+            server.url, gitlab_push(after=ZERO, commits=[], checkout_sha=None), uuid="del"
+        )
+        issue = _post(server.url, {"object_kind": "issue"}, event="Issue Hook", uuid="issue")
+        tagged = _post(server.url, tag, event="Tag Push Hook", uuid="tag")
     assert "delet" in deleted.json()["ignored"]
     assert "'Issue Hook'" in issue.json()["ignored"]
     assert tagged.json()["ignored"] == "tag push; the trigger has no tags rule"
@@ -108,11 +111,13 @@ def test_total_commits_count_over_the_list_makes_paths_unknown(offline: Any) -> 
     shown = [commit(AFTER, "docs/readme.md")]
     with offline(paths=["pipelines/**"]) as server:
         complete = _post(server.url, gitlab_push(commits=shown, total_commits_count=1))
-        truncated = _post(server.url, gitlab_push(commits=shown, total_commits_count=45))
+        truncated = _post(
+            server.url, gitlab_push(commits=shown, total_commits_count=45), uuid="u-2"
+        )
     assert complete.json()["ignored"] == "filtered by paths rule"
-    # Truncated: the path rule cannot be decided, so the trigger matches (and this
-    # process has no enqueuer, which proves it got as far as enqueueing).
-    assert truncated.status_code == 503
+    # Truncated: the path rule cannot be decided, so the trigger matches.
+    assert truncated.status_code == 202, truncated.text
+    assert truncated.json()["paths_complete"] is False and truncated.json()["runs"]
 
 
 def test_hostile_refs_are_400(offline: Any) -> None:
