@@ -48,6 +48,7 @@ import os
 import statistics
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -221,13 +222,15 @@ async def _steady(target: str, rate: float, seconds: float, tag: str) -> dict[st
     elapsed = time.perf_counter() - start
     await pool.close()
     latencies = [lat for code, lat in results if code == 202]
+    others = Counter(str(code) for code, _ in results if code != 202)  # 0: connection lost
     return {
         "offered_per_s": rate,
         "requests": total,
         "acks": len(latencies),
         "failures": total - len(latencies),
+        "failure_codes": dict(others),
         "acks_per_s": round(len(latencies) / elapsed, 1),
-        "connections_opened": len(pool.opened),
+        "connections_opened": pool.connects,
         **quantiles_ms(latencies),
     }
 
