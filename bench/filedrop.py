@@ -54,6 +54,7 @@ from bench.harness import (
     quantiles_ms,
     scratch,
     serve_env,
+    wait_quiet,
     write_config,
 )
 
@@ -132,6 +133,7 @@ def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
         proc.wait_ready()
         _watching(proc)
         raw = RawClient(url)
+        idle = wait_quiet(args.wait_quiet) if args.wait_quiet else None
         raw_before = raw.rate(args.files, RAW_THREADS)
 
         latency_ms: list[float] = []
@@ -190,6 +192,7 @@ def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
         "latency_files": args.latency_files,
         "latency_minus_settle": lat,
         "latency_mean_ms": round(statistics.fmean(latency_ms), 1) if latency_ms else None,
+        "machine_busy_cores_before": idle,
         "cpu_burst": cpu.report(len(burst), "enqueue"),
         "watcher_health": health,
     }
@@ -226,6 +229,13 @@ def main() -> None:
         default=PG_ADMIN,
         help=f"admin URL of the PostgreSQL server (default {PG_ADMIN}); a fresh database "
         "is created on it and dropped. PostgreSQL is the only backend measured.",
+    )
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="before measuring, wait up to this long for the machine to be idle",
     )
     args = parser.parse_args()
     args.files = args.files or (1000 if args.quick else 5000)

@@ -366,3 +366,17 @@ class CpuMeter:
         if per:
             out[f"cpu_ms_per_{unit}"] = {k: round(v * 1000 / per, 3) for k, v in used.items()}
         return out
+
+
+def wait_quiet(max_seconds: float, busy_cores: float = 0.3, for_seconds: float = 3.0) -> float:
+    """Wait (at most ``max_seconds``) until the machine has used under ``busy_cores`` for
+    ``for_seconds`` running: on a shared machine, someone's test run can take both
+    cores. Returns the cores busy over the last quiet (or last) stretch."""
+    deadline = time.monotonic() + max_seconds
+    while True:
+        busy0, total0 = _machine_busy()
+        time.sleep(for_seconds)
+        busy1, total1 = _machine_busy()
+        busy = (busy1 - busy0) / max(total1 - total0, 1) * (os.cpu_count() or 1)
+        if busy < busy_cores or time.monotonic() >= deadline:
+            return round(busy, 2)

@@ -68,6 +68,7 @@ from bench.harness import (
     quantiles_ms,
     scratch,
     serve_env,
+    wait_quiet,
     write_config,
 )
 from bench.loadgen import Connection, Pool, build_request
@@ -467,6 +468,13 @@ def main() -> None:
     parser.add_argument("--job-seconds", type=float, default=0.2, help="rehearsal job length")
     parser.add_argument("--sequential", type=int, help="sequential requests (default 600)")
     parser.add_argument("--rounds", type=int, default=6, help="sequential interleaving rounds")
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="before each scenario, wait up to this long for the machine to be idle",
+    )
     args = parser.parse_args()
     quick = args.quick
     args.requests = args.requests or (1500 if quick else 4000)
@@ -487,7 +495,8 @@ def main() -> None:
     started = time.perf_counter()
     results: dict[str, Any] = {}
     for name in chosen:
-        results[name] = runners[name]()
+        idle = wait_quiet(args.wait_quiet) if args.wait_quiet else None
+        results[name] = runners[name]() | {"machine_busy_cores_before": idle}
     raws = [
         results[k]["raw_8_thread_enqueue_per_s"] for k in ("ingress_1", "ingress_2") if k in results
     ]
