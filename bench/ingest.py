@@ -19,7 +19,8 @@ the hooks (a shared machine's load moves). Scenarios:
 4. ``steady_all_backlog``: 1,500 runs enqueued first (webhooks on ``--backlog-branches``
    git branches, through an ingress that is then stopped), then ``serve --role all``
    (HTTP and the worker in one process) starts draining them with rehearsal jobs of
-   ``--job-seconds``, and the steady 100 requests/s is measured while it drains. The
+   ``--job-seconds`` (polled every 0.1 s, queue polled every 0.1 s, one run at a time
+   per branch), and the steady 100 requests/s is measured while it drains. The
    backlog's waiting (ENQUEUED) and running counts at the start and end of the window
    show it really was draining.
 5. ``sequential``: one client, one request at a time on one keep-alive connection,
