@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import time
@@ -168,6 +169,7 @@ def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
         health = proc.health().get("checks", {}).get("files")
     finally:
         proc.stop()
+    shutil.rmtree(work)  # kept, with the serve log, when the run fails
 
     rate = (len(burst) - 1) / max(burst[-1] - burst[0], 1e-6)
     reference = (raw_before + raw_after) / 2

@@ -46,6 +46,7 @@ import hashlib
 import hmac
 import json
 import os
+import shutil
 import statistics
 import sys
 import time
@@ -275,6 +276,7 @@ def ingress(args: argparse.Namespace, processes: int) -> dict[str, Any]:
             enqueued = site.count("run:orders:gh-sat-%")
         finally:
             site.close()
+        shutil.rmtree(site.work)  # kept, with the serve logs, when a scenario fails
     reference = (before["per_s"] + after["per_s"]) / 2
     out: dict[str, Any] = {
         "ingress_processes": processes,
@@ -305,6 +307,7 @@ def steady_ingress(args: argparse.Namespace) -> dict[str, Any]:
                 result = asyncio.run(_steady(proc.url, args.rate, args.seconds, "steady"))
         finally:
             site.close()
+        shutil.rmtree(site.work)  # kept, with the serve logs, when a scenario fails
     return result | {"cpu": cpu.report(result["acks"], "ack")}
 
 
@@ -348,6 +351,7 @@ def steady_all_backlog(args: argparse.Namespace) -> dict[str, Any]:
             at_end = _backlog(site, backlog_like)
         finally:
             site.close()
+        shutil.rmtree(site.work)  # kept, with the serve logs, when a scenario fails
     drained = at_end["finished"] - at_start["finished"]
     return result | {
         "backlog_runs": args.backlog,
@@ -414,6 +418,7 @@ def sequential(args: argparse.Namespace) -> dict[str, Any]:
             raw.close()
         finally:
             site.close()
+        shutil.rmtree(site.work)  # kept, with the serve logs, when a scenario fails
     bare_q, ours_q = quantiles_ms(bare), quantiles_ms(ours)
     return {
         "requests": len(codes),
