@@ -62,26 +62,39 @@ class Connection:
             await self.writer.wait_closed()
 
 
+# uvicorn closes a keep-alive connection idle for 5 s; a request written to it then fails
+# without reaching the app. Like any HTTP client, do not reuse one idle that long.
+MAX_IDLE_SECONDS = 4.0
+
+
 class Pool:
     """Connections handed out one request at a time, opened as the load needs them."""
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.idle: list[Connection] = []
+        self.idle: list[tuple[Connection, float]] = []
         self.opened: list[Connection] = []
+        self.connects = 0
 
     async def send(self, raw: bytes) -> tuple[int, float]:
-        conn = self.idle.pop() if self.idle else None
+        conn = None
+        while self.idle and conn is None:
+            conn, since = self.idle.pop()
+            if time.monotonic() - since > MAX_IDLE_SECONDS or conn.reader.at_eof():
+                self.opened.remove(conn)
+                await conn.close()
+                conn = None
         if conn is None:
             conn = await Connection.open(self.url)
             self.opened.append(conn)
+            self.connects += 1
         try:
             result = await conn.send(raw)
         except (OSError, asyncio.IncompleteReadError, ValueError):
             self.opened.remove(conn)
             await conn.close()
             return 0, 0.0  # counted as a failure, not an ack
-        self.idle.append(conn)
+        self.idle.append((conn, time.monotonic()))
         return result
 
     async def close(self) -> None:
