@@ -56,7 +56,8 @@ from trigger.core.event import manual_event
 from trigger.core.settings import Settings, build_settings
 from workflows import app
 from workflows.bauplan.rehearsal import Ledger
-from workflows.queue import RUN_QUEUE, Enqueuer
+from workflows.intake import Enqueuer
+from workflows.queue import RUN_QUEUE
 from workflows.runtime import ledger_path
 
 UNFINISHED = ("ENQUEUED", "PENDING", "DELAYED")

@@ -36,7 +36,7 @@ from trigger.core.event import manual_event
 from trigger.core.settings import build_settings
 from workflows import app
 from workflows.bauplan.rehearsal import Ledger
-from workflows.queue import Enqueuer
+from workflows.intake import Enqueuer
 from workflows.records import show_run
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
