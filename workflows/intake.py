@@ -6,10 +6,11 @@ that arrived together and, in one transaction on the system database:
 
 1. finds which events were received before (a redelivery is a ``duplicate``,
    whatever it decided the first time, and enqueues nothing);
-2. enqueues each new run with ``DBOSClient.enqueue_in_transaction``, under a
-   savepoint, so a run whose workflow id exists becomes a duplicate without failing
-   the others; coalescing (``workflows.coalesce``) retires older runs in the same
-   transaction;
+2. enqueues each new run with ``DBOSClient.enqueue_in_transaction``; a run whose
+   workflow id exists is a duplicate (DBOS answers it without an SQL error, so this
+   needs no savepoint); coalescing (``workflows.coalesce``) retires older runs in
+   the same transaction. If anything in the group fails, the group is written again
+   with a savepoint per event and per run, so only what failed fails;
 3. inserts the event rows, verdicts and lookup keys (``trigger.core.eventlog``).
 
 The caller hears back only after the commit, so an event is logged if and only if
@@ -19,8 +20,9 @@ its runs are enqueued, and one commit covers a whole burst. A caller that gives 
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 import sqlalchemy as sa
@@ -80,19 +82,28 @@ class Taken:
 class Enqueuer:
     """The process's hand-over to the queue: a ``DBOSClient`` and the ingest writer."""
 
-    def __init__(self, settings: Settings, client: DBOSClient | None = None) -> None:
+    def __init__(
+        self, settings: Settings, client: DBOSClient | None = None, *, writers: int | None = None
+    ) -> None:
+        """``writers``: group-commit threads on PostgreSQL (default ``db.WRITER_THREADS``;
+        SQLite has one writer at a time, so one thread)."""
         self.settings = settings
         url = settings.database_url()
         # Fail fast when the database is gone (DBOS would otherwise block for minutes):
         # a webhook sender needs its 503 within seconds to retry.
         self.client = client or DBOSClient(system_database_url=url, retry_connection_errors=False)
         self.usernames = UsernameCache(settings)
-        self.engine = db.writer(url)
+        self.engine = db.writer(url, writers or db.WRITER_THREADS)
         ensure_tables(self.engine)
         self._table = WorkflowTable(self.client)
         self._log = event_log(url, settings.events.retention_days)
         self._writer: GroupCommit[Intake, Taken] = GroupCommit(
-            self.engine, self._write, name="ingest-writer", after_write=self._written
+            self.engine,
+            self._write,
+            name="ingest-writer",
+            careful=self._write_guarded,
+            after_write=self._written,
+            threads=1 if db.is_sqlite(url) else writers or db.WRITER_THREADS,
         )
 
     def close(self) -> None:
@@ -121,7 +132,12 @@ class Enqueuer:
 
     # -- the writer thread ----------------------------------------------------------
 
-    def _write(self, conn: sa.Connection, intakes: Sequence[Intake]) -> list[Taken | Exception]:
+    def _write(
+        self, conn: sa.Connection, intakes: Sequence[Intake], *, guarded: bool = False
+    ) -> list[Taken | Exception]:
+        """The group's transaction. First unguarded: DBOS answers an existing workflow id
+        without an SQL error, so a duplicate needs no savepoint, and any failure fails
+        the attempt; the writer then calls :meth:`_write_guarded`."""
         runs = coalesce.Runs(conn, self._table, RUN_WORKFLOW)
         username = self.usernames.get()
         branches = {
@@ -136,30 +152,60 @@ class Enqueuer:
             ]
         )
         seen = _received(conn, [i.event.id for i in intakes if i.event is not None])
-        outcomes: list[Taken | Exception] = []
-        for intake in intakes:
-            repeat = intake.event is not None and intake.event.id in seen
-            try:
-                with conn.begin_nested():
-                    taken = self._one(conn, runs, intake, branches, repeat)
-            except sqlalchemy.exc.DBAPIError:
-                raise  # the connection or the database is in trouble: the whole group fails
-            except Exception as exc:  # this event alone could not be taken
-                log.error(
-                    "event %s could not be enqueued: %s: %s", _name(intake), type(exc).__name__, exc
-                )
-                outcomes.append(exc)
-                continue
-            if intake.event is not None:
-                seen.add(intake.event.id)
-            outcomes.append(taken)
+        outcomes = self._each(conn, runs, intakes, branches, seen, guarded=guarded)
         logged = [(n, t.entry) for n, t in enumerate(outcomes) if isinstance(t, Taken) and t.entry]
         seqs = write_batch(conn, [entry for _, entry in logged])
-        for (n, entry), seq in zip(logged, seqs, strict=True):
+        for (n, _entry), seq in zip(logged, seqs, strict=True):
             done = outcomes[n]
             assert isinstance(done, Taken)
             outcomes[n] = replace(done, seq=seq)
         return outcomes
+
+    def _write_guarded(
+        self, conn: sa.Connection, intakes: Sequence[Intake]
+    ) -> list[Taken | Exception]:
+        return self._write(conn, intakes, guarded=True)
+
+    def _each(
+        self,
+        conn: sa.Connection,
+        runs: coalesce.Runs,
+        intakes: Sequence[Intake],
+        branches: dict[str, str],
+        seen: set[str],
+        *,
+        guarded: bool,
+    ) -> list[Taken | Exception]:
+        """Each intake's enqueues and entry. ``guarded``: a savepoint per event and per
+        run, so whatever one of them meets fails it alone; otherwise the first failure
+        fails the pass."""
+        outcomes: list[Taken | Exception] = []
+        for intake in intakes:
+            repeat = intake.event is not None and intake.event.id in seen
+            if not guarded:
+                outcomes.append(self._one(conn, runs, intake, branches, repeat, guarded=False))
+            else:
+                try:
+                    with conn.begin_nested():
+                        outcomes.append(self._one(conn, runs, intake, branches, repeat))
+                except sqlalchemy.exc.DBAPIError as exc:
+                    if exc.connection_invalidated:
+                        raise  # the connection is gone: the whole group fails
+                    outcomes.append(self._failed(intake, exc))
+                    continue
+                except Exception as exc:  # this event alone could not be taken
+                    outcomes.append(self._failed(intake, exc))
+                    continue
+            if intake.event is not None:
+                seen.add(intake.event.id)
+        return outcomes
+
+    @staticmethod
+    def _failed(intake: Intake, exc: Exception) -> Exception:
+        # A database error's text carries the statement and its values: its name only.
+        why = type(exc).__name__ if isinstance(exc, sqlalchemy.exc.DBAPIError) else str(exc)
+        log.error("event %s could not be enqueued: %s", _name(intake), why)
+        return exc
 
     def _one(
         self,
@@ -168,6 +214,8 @@ class Enqueuer:
         intake: Intake,
         branches: dict[str, str],
         repeat: bool,
+        *,
+        guarded: bool = True,
     ) -> Taken:
         results: dict[str, Enqueued] = {}
         for request in intake.requests:
@@ -179,7 +227,7 @@ class Enqueuer:
             burst = coalesce.Burst.before(runs, trig, request.run_id, branch)
             options = enqueue_options(self.settings, request, branch, burst)
             try:
-                with conn.begin_nested():
+                with conn.begin_nested() if guarded else _nothing():
                     self.client.enqueue_in_transaction(conn, options, request.as_dict())
             except DBOSWorkflowIDInUseError:
                 results[request.run_id] = Enqueued(request.run_id, branch, duplicate=True)
@@ -223,15 +271,23 @@ class Enqueuer:
         self._log.written(entries)
 
 
+@contextlib.contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
+# Built once: a fresh IN clause per group would be compiled again every time.
+_RECEIVED_QUERY = sa.select(events_table.c.event_id).where(
+    events_table.c.event_id.in_(sa.bindparam("ids", expanding=True)),
+    events_table.c.outcome.in_(_RECEIVED),
+)
+
+
 def _received(conn: sa.Connection, event_ids: list[str]) -> set[str]:
     """Which of these events the log already holds as received."""
     if not event_ids:
         return set()
-    t = events_table
-    query = sa.select(t.c.event_id).where(
-        t.c.event_id.in_(set(event_ids)), t.c.outcome.in_(_RECEIVED)
-    )
-    return {row[0] for row in conn.execute(query)}
+    return {row[0] for row in conn.execute(_RECEIVED_QUERY, {"ids": sorted(set(event_ids))})}
 
 
 def _coalesces(settings: Settings, request: RunRequest) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,8 @@ def enqueuer(settings_factory: Any, project_dir: Path) -> Iterator[Enqueuer]:
         ]
     )
     prepare_database(settings)
-    made = Enqueuer(settings)
+    # One writer thread, so what is handed over while it is held forms the next group.
+    made = Enqueuer(settings, writers=1)
     yield made
     made.close()
 
@@ -208,3 +210,28 @@ def test_a_newer_event_of_a_latest_trigger_retires_the_waiting_one_in_the_same_c
     [row] = enqueuer.client.list_workflows(workflow_ids=[middle], load_input=False)
     assert row.attributes is not None
     assert (row.attributes["superseded_by"], row.attributes["outcome"]) == (newest, "superseded")
+
+
+@pytest.mark.parametrize(
+    "backend", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+def test_a_run_the_database_refuses_fails_alone_and_the_rest_of_its_commit_goes_on(
+    enqueuer: Enqueuer,
+) -> None:
+    bad = _intake(enqueuer, _fire("orders", "bad", run_date="d2"))
+    # PostgreSQL's jsonb cannot hold NUL (the run's attributes name its event): that
+    # one insert fails with an SQL error.
+    bad.requests = [replace(bad.requests[0], event_id="b\x00d")]
+    with _held_at(enqueuer, "SELECT") as release:
+        tickets = [
+            enqueuer.submit(_intake(enqueuer, _fire("orders", "good1", run_date="d1"))),
+            enqueuer.submit(bad),
+            enqueuer.submit(_intake(enqueuer, _fire("orders", "good2", run_date="d3"))),
+        ]
+        release.set()
+        first, last = tickets[0].result(60), tickets[2].result(60)
+        with pytest.raises(sa.exc.DataError):
+            tickets[1].result(60)
+    assert (first.outcome, last.outcome) == ("accepted", "accepted")
+    assert sorted(_workflows(enqueuer)) == sorted([first.runs[0].run_id, last.runs[0].run_id])
+    assert _logged(enqueuer, "bad") == []

@@ -82,8 +82,12 @@ class Ticket(Generic[T, R]):
 class GroupCommit(Generic[T, R]):
     """A thread that writes submitted items with ``write``, a group per transaction.
 
-    The thread starts on the first submit and stops after a few idle seconds, so an
-    engine nobody writes to holds no thread. ``after_write`` runs once per committed
+    Up to ``threads`` writer threads (each with its own connection) take groups from
+    one queue; they start on demand and stop after a few idle seconds, so an engine
+    nobody writes to holds no thread. A group whose ``write`` fails is written again
+    with ``careful`` when given (meant to fail only the items at fault), and once on a
+    fresh connection when the server dropped the pooled one. ``after_write`` runs once
+    per committed
     group (housekeeping; its failures are logged and never stop the writer).
     """
 
@@ -93,26 +97,30 @@ class GroupCommit(Generic[T, R]):
         write: Write[T, R],
         *,
         name: str,
+        careful: Write[T, R] | None = None,
         after_write: Callable[[Sequence[T], Sequence[R | BaseException]], None] | None = None,
         batch_max: int = BATCH_MAX,
+        threads: int = 1,
     ) -> None:
         self.engine = engine
         self.write = write
+        self.careful = careful
         self.name = name
         self.after_write = after_write
         self.batch_max = batch_max
+        self.threads = threads
         self._queue: queue.SimpleQueue[Ticket[T, R]] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._sealing = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self._alive = 0
 
     def submit(self, item: T) -> Ticket[T, R]:
         ticket: Ticket[T, R] = Ticket(item, self._sealing)
         with self._lock:
             self._queue.put(ticket)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-                self._thread.start()
+            if self._alive < self.threads:
+                self._alive += 1
+                threading.Thread(target=self._run, name=self.name, daemon=True).start()
         return ticket
 
     def _take(self) -> list[Ticket[T, R]] | None:
@@ -121,7 +129,7 @@ class GroupCommit(Generic[T, R]):
         except queue.Empty:
             with self._lock:
                 if self._queue.empty():
-                    self._thread = None
+                    self._alive -= 1
                     return None
             return []
         group = [first]
@@ -138,12 +146,23 @@ class GroupCommit(Generic[T, R]):
                 self._commit(group)
 
     def _commit(self, group: list[Ticket[T, R]]) -> None:
+        conflicts, reconnected, write = 0, False, self.write
         while group := [t for t in group if not t.future.done() and t._state != "abandoned"]:
             try:
-                outcomes = self._transaction(group)
+                outcomes = self._transaction(group, write)
             except _Regroup:
                 continue  # someone gave up meanwhile: the same group again without them
-            except Exception as exc:  # every waiter learns, none is left hanging
+            except Exception as exc:
+                if _conflict(exc) and conflicts < _CONFLICT_RETRIES:
+                    conflicts += 1  # another writer's group took the same rows first
+                    continue
+                if _lost(exc) and not reconnected:
+                    reconnected = True  # a pooled connection the server dropped: a fresh one
+                    continue
+                if self.careful is not None and write is not self.careful and not _lost(exc):
+                    write = self.careful  # again, so that what failed fails alone
+                    continue
+                # every waiter learns, none is left hanging
                 for ticket in group:
                     ticket.future.set_exception(exc)
                 return
@@ -159,9 +178,11 @@ class GroupCommit(Generic[T, R]):
                     log.warning("%s housekeeping failed: %s", self.name, type(exc).__name__)
             return
 
-    def _transaction(self, group: list[Ticket[T, R]]) -> Sequence[R | BaseException]:
+    def _transaction(
+        self, group: list[Ticket[T, R]], write: Write[T, R]
+    ) -> Sequence[R | BaseException]:
         with self.engine.begin() as conn:
-            outcomes = self.write(conn, [t.item for t in group])
+            outcomes = write(conn, [t.item for t in group])
             if len(outcomes) != len(group):
                 raise RuntimeError(f"{self.name} wrote {len(outcomes)} of {len(group)} items")
             with self._sealing:
@@ -174,3 +195,20 @@ class GroupCommit(Generic[T, R]):
 
 class _Regroup(Exception):
     pass
+
+
+# PostgreSQL's deadlock and serialization failures: two writers' groups met on the same
+# rows (a burst of redeliveries in another order); written again, the later one finds
+# the earlier one's rows.
+_CONFLICT_STATES = ("40P01", "40001")
+_CONFLICT_RETRIES = 3
+
+
+def _conflict(exc: Exception) -> bool:
+    return isinstance(exc, sa.exc.OperationalError) and (
+        getattr(exc.orig, "sqlstate", None) in _CONFLICT_STATES
+    )
+
+
+def _lost(exc: Exception) -> bool:
+    return isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated
