@@ -18,6 +18,7 @@ import asyncio
 import logging
 import signal
 import socket
+import sys
 from collections.abc import Callable, Sequence
 
 from fastapi import APIRouter, FastAPI
@@ -50,6 +51,11 @@ ROUTERS: tuple[APIRouter, ...] = (
 HEALTH = {"files": files.health}
 
 
+SWITCH_INTERVAL = 0.0005
+# Ingest writer threads of a process that also runs the queue (PostgreSQL; SQLite has one).
+SHARED_WRITERS = 4
+
+
 def create_app(settings: Settings, context: ServiceContext | None = None) -> FastAPI:
     """The whole HTTP app, as ``serve`` mounts it (tests use it the same way)."""
     return http.build_app(settings, context, ROUTERS, HEALTH)
@@ -63,6 +69,11 @@ def components() -> list[Component]:
 def serve(
     settings: Settings, role: str = "all", client_factory: ClientFactory | None = None
 ) -> None:
+    if role == "all":
+        # The HTTP loop and the ingest writer wait on the network many times per delivery;
+        # next to a worker's busy threads each wait would end only at the next forced GIL
+        # switch (5 ms by default). A shorter interval lets them in sooner.
+        sys.setswitchinterval(SWITCH_INTERVAL)
     asyncio.run(_serve(settings, role, client_factory))
 
 
@@ -80,7 +91,9 @@ async def _serve(settings: Settings, role: str, client_factory: ClientFactory | 
     parts = components()
     sockets = await _start(settings, role, parts, client_factory, on_hold_lost)
     launched = role in ("all", "worker")
-    enqueuer = Enqueuer(settings)
+    # Next to a worker's threads, one writer thread waits for the GIL after every round
+    # trip; several overlap those waits (bench/ingest.py steady_all_backlog).
+    enqueuer = Enqueuer(settings, writers=None if role == "ingress" else SHARED_WRITERS)
     ctx = ServiceContext(settings=settings, role=role, enqueuer=enqueuer, sockets=sockets)
     tasks = [
         asyncio.create_task(part.run(ctx), name=part.name) for part in parts if role in part.roles
