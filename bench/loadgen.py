@@ -12,20 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Mapping
 from urllib.parse import urlsplit
 
+from tests.trigger.burst import raw_post
 
-def build_request(url: str, body: bytes, headers: Mapping[str, str]) -> bytes:
-    """The raw bytes of a keep-alive ``POST url`` with ``body``."""
-    parts = urlsplit(url)
-    lines = [
-        f"POST {parts.path or '/'} HTTP/1.1",
-        f"Host: {parts.netloc}",
-        f"Content-Length: {len(body)}",
-        *(f"{k}: {v}" for k, v in headers.items()),
-    ]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+# The same bytes the tests' burst client sends (one builder for both).
+build_request = raw_post
 
 
 class Connection:
