@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from trigger.core import db
@@ -57,3 +58,24 @@ def test_put_row_inserts_once_then_updates(tmp_path: Path) -> None:
             assert conn.execute(sa.select(table)).all() == [("w1", 2.0)]
     finally:
         engine.dispose()
+
+
+def test_the_writer_engine_keeps_a_sqlite_file_in_wal_mode_with_working_savepoints(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'w.sqlite'}"
+    engine = db.writer(url)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE t (v TEXT PRIMARY KEY)")
+            conn.exec_driver_sql("INSERT INTO t VALUES ('kept')")
+            with pytest.raises(sa.exc.IntegrityError), conn.begin_nested():
+                conn.exec_driver_sql("INSERT INTO t VALUES ('gone')")
+                conn.exec_driver_sql("INSERT INTO t VALUES ('kept')")
+    finally:
+        engine.dispose()
+    plain = sa.create_engine(url)
+    with plain.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert [r[0] for r in conn.exec_driver_sql("SELECT v FROM t")] == ["kept"]
+    plain.dispose()
