@@ -22,7 +22,7 @@ POOL_SIZE = 5
 # PostgreSQL: the group-commit writer threads of one ingest writer, a connection each.
 # One is fastest on a small machine, where the writer's CPU, not the database's round
 # trips, sets the pace: more threads make smaller groups and fight over the GIL
-# (bench/ingest.py, 2 cores: 462 acks/s with one, 435 with two, 395 with four).
+# (bench/ingest.py, 2 cores: 590 acks/s with one, 536 with two; 395 with four, busier).
 WRITER_THREADS = 1
 
 
