@@ -19,10 +19,12 @@ the hooks (a shared machine's load moves). Scenarios:
 4. ``steady_all_backlog``: 1,500 runs enqueued first (webhooks on ``--backlog-branches``
    git branches, through an ingress that is then stopped), then ``serve --role all``
    (HTTP and the worker in one process) starts draining them with rehearsal jobs of
-   ``--job-seconds`` (polled every 0.1 s, queue polled every 0.1 s, one run at a time
-   per branch), and the steady 100 requests/s is measured while it drains. The
+   ``--job-seconds`` (each job polled every ``--job-poll`` s, default 0.1 where the
+   product's default is 2; the queue polled every 0.1 s; one run at a time per
+   branch), and the steady 100 requests/s is measured while it drains. The
    backlog's waiting (ENQUEUED) and running counts at the start and end of the window
-   show it really was draining.
+   show it really was draining. With ``--split`` the same backlog is drained by a
+   ``serve --role worker`` while a ``serve --role ingress`` takes the steady load.
 5. ``sequential``: one client, one request at a time on one keep-alive connection,
    next to a bare sequential ``DBOSClient.enqueue`` from this process, interleaved
    in rounds so both see the same load: p50 of each.
@@ -122,8 +124,8 @@ class Site:
                 "bauplan": {
                     "mode": "rehearse",
                     "rehearse_seconds": args.job_seconds,
-                    "poll_interval": 0.1,
-                    "poll_max_interval": 0.5,
+                    "poll_interval": args.job_poll,
+                    "poll_max_interval": max(0.5, args.job_poll),
                     "retry_interval": 0.1,
                 },
                 "queue": {"polling_interval": 0.1},
@@ -334,7 +336,12 @@ def steady_all_backlog(args: argparse.Namespace) -> dict[str, Any]:
                 raise SystemExit(f"the backlog got {fill['answered']} acks; see {site.work}")
             filler.stop()
             queued = site.count(backlog_like, ("ENQUEUED",))
-            proc = site.serve("all", "all", port)
+            procs: dict[str, Any] = {}
+            if args.split:  # the same work in two processes: a worker and an ingress
+                procs["serve_worker"] = site.serve("worker", "worker")
+                proc = procs["serve_ingress"] = site.serve("ingress", "ingress", port)
+            else:
+                proc = procs["serve_all"] = site.serve("all", "all", port)
             proc.wait_ready()
             # Measure once the worker is draining: DBOS's first dequeue takes ~1 s.
             deadline = time.monotonic() + 60
@@ -344,9 +351,8 @@ def steady_all_backlog(args: argparse.Namespace) -> dict[str, Any]:
                 time.sleep(0.1)
             asyncio.run(_saturate([proc.url], "/hooks/github", 20, 2, "warm"))
             at_start = _backlog(site, backlog_like)
-            with CpuMeter(
-                site.database, {"serve_all": proc.pid, "bench_process": os.getpid()}, args.pg
-            ) as cpu:
+            pids = {name: p.pid for name, p in procs.items()}
+            with CpuMeter(site.database, {**pids, "bench_process": os.getpid()}, args.pg) as cpu:
                 result = asyncio.run(_steady(proc.url, args.rate, args.seconds, "steady"))
             at_end = _backlog(site, backlog_like)
         finally:
@@ -359,6 +365,8 @@ def steady_all_backlog(args: argparse.Namespace) -> dict[str, Any]:
         "backlog_fill_acks_per_s": fill["per_s"],
         "backlog_branches": args.backlog_branches,
         "job_seconds": args.job_seconds,
+        "job_poll_seconds": args.job_poll,
+        "split_worker_and_ingress": args.split,
         "backlog_at_window_start": at_start,
         "backlog_at_window_end": at_end,
         "backlog_finished_in_window": drained,
@@ -472,6 +480,17 @@ def main() -> None:
     parser.add_argument("--backlog", type=int, default=1500)
     parser.add_argument("--backlog-branches", type=int, default=30)
     parser.add_argument("--job-seconds", type=float, default=0.2, help="rehearsal job length")
+    parser.add_argument(
+        "--split",
+        action="store_true",
+        help="steady_all_backlog with serve --role worker + --role ingress instead of all",
+    )
+    parser.add_argument(
+        "--job-poll",
+        type=float,
+        default=0.1,
+        help="[bauplan] poll_interval (0.1 keeps the worker busy; the product's default is 2)",
+    )
     parser.add_argument("--sequential", type=int, help="sequential requests (default 600)")
     parser.add_argument("--rounds", type=int, default=6, help="sequential interleaving rounds")
     parser.add_argument(
