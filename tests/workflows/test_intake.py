@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from tests.workflows.flow_support import orders_trigger
 from trigger.core.batch import Abandoned
 from trigger.core.event import Event, manual_event
 from trigger.core.eventlog import event_log
@@ -30,13 +31,7 @@ from workflows.queue import RUN_WORKFLOW
 def enqueuer(settings_factory: Any, project_dir: Path) -> Iterator[Enqueuer]:
     settings = settings_factory(
         triggers=[
-            {
-                "name": "orders",
-                "project_dir": str(project_dir),
-                "branch": "orders_{run_date}",
-                "inputs": ["run_date"],
-                "parameters": {"run_date": "{run_date}"},
-            },
+            orders_trigger(project_dir),
             {
                 "name": "latest",
                 "project_dir": str(project_dir),
