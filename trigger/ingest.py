@@ -166,6 +166,27 @@ def git_code(request: RunRequest, trig: TriggerConfig, event: Event) -> RunReque
     )
 
 
+async def ignore(request: Request, delivery: Delivery, event: Event, why: str) -> JSONResponse:
+    """A verified delivery of a kind that starts no runs: logged like every event by the
+    writer, so its redelivery is a ``duplicate`` too."""
+    app_state = state(request)
+    if app_state.context is None:
+        return await delivery.answer(202, {"ignored": why}, f"ignored ({why})")
+    received = Intake(event, source_addr=_client_addr(request), quiet=True, ignored_because=why)
+    try:
+        taken = await app_state.context.enqueuer.take_async(
+            received, app_state.settings.service.enqueue_timeout
+        )
+    except Exception as exc:
+        log.warning("delivery %s not logged: %s", delivery.id, type(exc).__name__)
+        raise Rejected(503, "the system database cannot take the delivery now; retry") from None
+    delivery.recorded = True
+    if taken.outcome == "duplicate":
+        body = {"runs": [], "event": event.id, "duplicate": True}
+        return await delivery.answer(200, body, "duplicate")
+    return await delivery.answer(202, {"ignored": why, "event": event.id}, f"ignored ({why})")
+
+
 async def deliver(
     request: Request,
     delivery: Delivery,

@@ -63,6 +63,9 @@ class Intake:
     log_idle: bool = True
     # The caller logs its own line (a webhook's delivery line); ours goes to debug.
     quiet: bool = False
+    # Why an event that no trigger was asked about starts nothing (a webhook's event
+    # kind that starts no runs), for its log entry.
+    ignored_because: str | None = None
 
 
 @dataclass(frozen=True)
@@ -247,6 +250,7 @@ class Enqueuer:
             results,
             source_addr=intake.source_addr,
             repeat=repeat,
+            ignored_because=intake.ignored_because,
         )
         entry.quiet = intake.quiet
         outcome: Outcome = entry.outcome  # type: ignore[assignment]

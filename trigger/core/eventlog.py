@@ -331,6 +331,7 @@ def dispatch_entry(
     source_addr: str | None = None,
     extra: Mapping[str, Any] | None = None,
     repeat: bool = False,
+    ignored_because: str | None = None,
 ) -> Entry:
     """The log entry of an event that passed verification, from ``matching.decide`` and
     the enqueues.
@@ -367,7 +368,9 @@ def dispatch_entry(
         duplicate_of = event.id  # the writer dates the first reception
     else:
         outcome = "ignored"
-        reason = "no trigger matched" if decided else "no triggers are configured"
+        reason = ignored_because or (
+            "no trigger matched" if decided else "no triggers are configured"
+        )
     return make_entry(
         source=event.kind,
         event_id=event.id,

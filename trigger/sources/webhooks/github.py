@@ -18,13 +18,14 @@ from fastapi.responses import JSONResponse
 from trigger.core.gitref import SHA
 from trigger.core.settings import TriggerConfig
 from trigger.http.app import header_parameters, state
-from trigger.ingest import Delivery, Rejected
+from trigger.ingest import Delivery, Rejected, ignore
 from trigger.sources.webhooks.filters import git_section
 from trigger.sources.webhooks.hook import (
     RESPONSES,
     deliver_push,
     event_id,
     hmac_sha256_verifies,
+    make_event,
     media_type,
     parse_object,
     read_body,
@@ -94,7 +95,7 @@ async def _handle(
         return await delivery.answer(200, {"ok": True, "hook_id": hook_id}, "ping")
     if kind != "push":
         why = f"X-GitHub-Event {str(kind)[:40]!r} is not handled; only push starts runs"
-        return await delivery.answer(202, {"ignored": why}, f"ignored ({why})")
+        return await ignore(request, delivery, make_event("github", delivery.id, {}), why)
     return await deliver_push(
         request,
         delivery,

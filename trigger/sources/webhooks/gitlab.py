@@ -15,12 +15,13 @@ from fastapi.responses import JSONResponse
 from trigger.core.gitref import SHA, ZERO_SHA
 from trigger.core.settings import TriggerConfig
 from trigger.http.app import header_parameters, state
-from trigger.ingest import Delivery, Rejected
+from trigger.ingest import Delivery, Rejected, ignore
 from trigger.sources.webhooks.filters import git_section
 from trigger.sources.webhooks.hook import (
     RESPONSES,
     deliver_push,
     event_id,
+    make_event,
     parse_object,
     read_body,
     require_json,
@@ -75,7 +76,7 @@ async def _handle(request: Request, delivery: Delivery) -> JSONResponse:
     payload = parse_object(body)
     if kind not in _HANDLED:
         why = f"X-Gitlab-Event {str(kind)[:40]!r} is not handled; only pushes start runs"
-        return await delivery.answer(202, {"ignored": why}, f"ignored ({why})")
+        return await ignore(request, delivery, make_event("gitlab", delivery.id, {}), why)
     return await deliver_push(
         request,
         delivery,

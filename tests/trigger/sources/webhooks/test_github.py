@@ -155,13 +155,17 @@ def test_triggers_sharing_a_secret_all_run(hooks: Any, project_dir: Path) -> Non
     assert sorted(response.json()["runs"]) == ["run:orders-audit:gh-shared", "run:orders:gh-shared"]
 
 
-def test_ping_is_200_and_other_events_are_ignored(offline: Any) -> None:
+def test_ping_is_200_and_other_events_are_ignored_once_then_duplicates(offline: Any) -> None:
     with offline() as server:
-        ping = _post(server.url, payload("github_ping.json"), event="ping")
-        issues = _post(server.url, {"action": "opened"}, event="issues")
+        ping = _post(server.url, payload("github_ping.json"), event="ping", delivery="p1")
+        issues = _post(server.url, {"action": "opened"}, event="issues", delivery="i1")
+        again = _post(server.url, {"action": "opened"}, event="issues", delivery="i1")
     assert ping.status_code == 200 and ping.json()["hook_id"] == 30
     assert issues.status_code == 202
     assert "'issues'" in issues.json()["ignored"]
+    # A redelivery is a duplicate whatever the first delivery decided.
+    assert again.status_code == 200, again.text
+    assert again.json() == {"runs": [], "event": "gh-i1", "duplicate": True}
 
 
 def test_branch_deletion_and_tag_push_start_nothing_and_say_why(offline: Any) -> None:
