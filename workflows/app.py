@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from dbos import DBOS, DBOSConfig
 
-from trigger.core import secrets
+from trigger.core import db, secrets
 from trigger.core.settings import Settings
 from workflows import hold as holds
 from workflows import run as _run  # noqa: F401  (registers the run workflow)
@@ -72,6 +72,7 @@ def launch(
     settings.state_path.mkdir(parents=True, exist_ok=True)
     held = hold or hold_executor(settings, role)
     _held.append(held)
+    db.use_wal(settings.database_url())
     DBOS(config=dbos_config(settings, role))
     # Our tables live in the system database, which DBOS creates on its first launch.
     # Recovery starts about a second after launch, after the runtime is installed.
@@ -106,6 +107,7 @@ def prepare_database(settings: Settings) -> None:
     ingress-only process (or a ``fire`` on a fresh state folder) needs before its first
     enqueue. Failures raise (DBOS's CLI helper would print and exit instead)."""
     settings.state_path.mkdir(parents=True, exist_ok=True)
+    db.use_wal(settings.database_url())
     Store(settings.database_url(), create_database=True).close()  # the database and our tables
     DBOS.migrate(settings.database_url())
 

@@ -8,11 +8,16 @@ executor hold), which opens a connection per use and keeps none.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
+
+log = logging.getLogger(__name__)
 
 # SQLite: wait this long for another writer's lock instead of failing at once
 # ("database is locked"); a burst of ingests and a worker share one file.
@@ -42,7 +47,7 @@ def engine(url: str | sa.URL) -> sa.Engine:
 
 def writer(url: str | sa.URL, threads: int = 1) -> sa.Engine:
     """An engine for the writer threads that commit groups (``trigger.core.batch``).
-    On SQLite: the file in WAL mode, savepoints that work under pysqlite, and each
+    On SQLite (see :func:`use_wal`): savepoints that work under pysqlite, and each
     transaction taking the write lock at ``BEGIN`` (IMMEDIATE), so a transaction that
     reads before it writes never fails on a snapshot another writer moved on from; it
     waits, up to the busy timeout."""
@@ -59,16 +64,31 @@ def writer(url: str | sa.URL, threads: int = 1) -> sa.Engine:
     @sa.event.listens_for(made, "connect")
     def _driver_leaves_transactions_to_us(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None
-        # Write-ahead log: the worker's readers and this writer no longer block each
-        # other, and a commit appends instead of rewriting pages. Kept in the file, so
-        # every process on it uses it; commits still sync (synchronous stays FULL).
-        dbapi_conn.execute("PRAGMA journal_mode=WAL")
 
     @sa.event.listens_for(made, "begin")
     def _begin_immediate(conn: sa.Connection) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return made
+
+
+def use_wal(url: str | sa.URL) -> None:
+    """Put a SQLite system database in write-ahead-log mode: readers (the worker, the
+    page) and the ingest writer no longer block each other, and a commit appends instead
+    of rewriting pages. Kept in the file, so every process on it uses it; commits still
+    sync (``synchronous`` stays FULL). Called before anything in this process opens the
+    file (the switch needs it to itself); if another process holds it, it waits for the
+    busy timeout and then carries on in the mode the file has."""
+    if not is_sqlite(url):
+        return
+    path = sa.make_url(url).database
+    if not path or path == ":memory:":
+        return
+    try:
+        with contextlib.closing(sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT)) as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.OperationalError as exc:
+        log.warning("the SQLite system database stays in its journal mode: %s", exc)
 
 
 def unpooled(url: str | sa.URL, **options: Any) -> sa.Engine:

@@ -60,10 +60,11 @@ def test_put_row_inserts_once_then_updates(tmp_path: Path) -> None:
         engine.dispose()
 
 
-def test_the_writer_engine_keeps_a_sqlite_file_in_wal_mode_with_working_savepoints(
+def test_a_sqlite_system_database_is_kept_in_wal_mode_and_the_writer_has_savepoints(
     tmp_path: Path,
 ) -> None:
     url = f"sqlite:///{tmp_path / 'w.sqlite'}"
+    db.use_wal(url)
     engine = db.writer(url)
     try:
         with engine.begin() as conn:
