@@ -166,21 +166,33 @@ def git_code(request: RunRequest, trig: TriggerConfig, event: Event) -> RunReque
     )
 
 
-async def ignore(request: Request, delivery: Delivery, event: Event, why: str) -> JSONResponse:
-    """A verified delivery of a kind that starts no runs: logged like every event by the
-    writer, so its redelivery is a ``duplicate`` too."""
+async def _commit(request: Request, delivery: Delivery, received: Intake, what: str) -> Taken:
+    """Hand ``received`` to this process's writer and wait for its commit, at most
+    ``enqueue_timeout``; a 503 naming ``what`` when the database did not take it."""
     app_state = state(request)
     if app_state.context is None:
-        return await delivery.answer(202, {"ignored": why}, f"ignored ({why})")
-    received = Intake(event, source_addr=_client_addr(request), quiet=True, ignored_because=why)
+        raise Rejected(503, "this process does not enqueue runs; send hooks to an ingress")
     try:
         taken = await app_state.context.enqueuer.take_async(
             received, app_state.settings.service.enqueue_timeout
         )
+    except EnqueueUnavailableError as exc:
+        log.warning("delivery %s not enqueued: %s", delivery.id, exc)
+        raise Rejected(503, f"the system database cannot take the {what} now; retry") from None
     except Exception as exc:
-        log.warning("delivery %s not logged: %s", delivery.id, type(exc).__name__)
-        raise Rejected(503, "the system database cannot take the delivery now; retry") from None
+        log.error("delivery %s not enqueued: %s: %s", delivery.id, type(exc).__name__, exc)
+        raise Rejected(503, f"the {what} could not be enqueued now; retry") from None
     delivery.recorded = True
+    return taken
+
+
+async def ignore(request: Request, delivery: Delivery, event: Event, why: str) -> JSONResponse:
+    """A verified delivery of a kind that starts no runs: logged like every event by the
+    writer, so its redelivery is a ``duplicate`` too."""
+    if state(request).context is None:  # an app without a writer: the log's own writer
+        return await delivery.answer(202, {"ignored": why}, f"ignored ({why})")
+    received = Intake(event, source_addr=_client_addr(request), quiet=True, ignored_because=why)
+    taken = await _commit(request, delivery, received, "delivery")
     if taken.outcome == "duplicate":
         body = {"runs": [], "event": event.id, "duplicate": True}
         return await delivery.answer(200, body, "duplicate")
@@ -196,12 +208,8 @@ async def deliver(
 ) -> JSONResponse:
     """Decide among ``allowed`` (the triggers whose secret verified), enqueue and log in
     one commit, answer."""
-    app_state = state(request)
-    if app_state.context is None:
-        raise Rejected(503, "this process does not enqueue runs; send hooks to an ingress")
-    settings = app_state.settings
     taken_in = intake(
-        settings,
+        state(request).settings,
         event,
         check,
         among=allowed,
@@ -209,17 +217,7 @@ async def deliver(
         source_addr=_client_addr(request),
         quiet=True,
     )
-    try:
-        taken = await app_state.context.enqueuer.take_async(
-            taken_in, settings.service.enqueue_timeout
-        )
-    except EnqueueUnavailableError as exc:
-        log.warning("delivery %s not enqueued: %s", delivery.id, exc)
-        raise Rejected(503, "the system database cannot take the runs now; retry") from None
-    except Exception as exc:
-        log.error("delivery %s not enqueued: %s: %s", delivery.id, type(exc).__name__, exc)
-        raise Rejected(503, "the runs could not be enqueued now; retry") from None
-    delivery.recorded = True
+    taken = await _commit(request, delivery, taken_in, "runs")
     run_ids = [r.run_id for r in taken.runs]
     if taken.outcome == "ignored":
         reasons = {d.trigger: d.reason or "" for d in taken_in.decisions}
