@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import sqlalchemy as sa
@@ -96,7 +96,8 @@ class Enqueuer:
         # a webhook sender needs its 503 within seconds to retry.
         self.client = client or DBOSClient(system_database_url=url, retry_connection_errors=False)
         self.usernames = UsernameCache(settings)
-        self.engine = db.writer(url, writers or db.WRITER_THREADS)
+        threads = 1 if db.is_sqlite(url) else writers or db.WRITER_THREADS
+        self.engine = db.writer(url, threads)
         ensure_tables(self.engine)
         self._table = WorkflowTable(self.client)
         self._log = event_log(url, settings.events.retention_days)
@@ -106,7 +107,7 @@ class Enqueuer:
             name="ingest-writer",
             careful=self._write_guarded,
             after_write=self._written,
-            threads=1 if db.is_sqlite(url) else writers or db.WRITER_THREADS,
+            threads=threads,
         )
 
     def close(self) -> None:
@@ -230,7 +231,7 @@ class Enqueuer:
             burst = coalesce.Burst.before(runs, trig, request.run_id, branch)
             options = enqueue_options(self.settings, request, branch, burst)
             try:
-                with conn.begin_nested() if guarded else _nothing():
+                with conn.begin_nested() if guarded else contextlib.nullcontext():
                     self.client.enqueue_in_transaction(conn, options, request.as_dict())
             except DBOSWorkflowIDInUseError:
                 results[request.run_id] = Enqueued(request.run_id, branch, duplicate=True)
@@ -273,11 +274,6 @@ class Enqueuer:
                     "enqueued run %s event=%s branch=%s", run.run_id, _name(intake), run.branch
                 )
         self._log.written(entries)
-
-
-@contextlib.contextmanager
-def _nothing() -> Iterator[None]:
-    yield
 
 
 # Built once: a fresh IN clause per group would be compiled again every time.

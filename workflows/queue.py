@@ -8,7 +8,6 @@ the event, so a second enqueue of the same event finds the first run.
 
 from __future__ import annotations
 
-import logging
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -20,8 +19,6 @@ from trigger.core.matching import RunRequest
 from trigger.core.settings import Settings
 from workflows import coalesce
 from workflows.flow_queues import all_specs, spec_for
-
-log = logging.getLogger(__name__)
 
 RUN_QUEUE = "bauplan-trigger-runs"
 RUN_WORKFLOW = "bauplan_trigger.run"

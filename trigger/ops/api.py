@@ -150,11 +150,11 @@ def log_of(request: Request) -> EventLog:
 def close_api(app: FastAPI) -> None:
     """Release the DBOS client and the enqueuer the API made for itself (tests and
     shutdown); closing the enqueuer destroys the client it was given."""
-    res = getattr(app.state, "bt_api", None)
-    if res and "owned_enqueuer" in res:
-        res.pop("owned_enqueuer").close()
+    res = getattr(app.state, "bt_api", None) or {}
+    if "owned_enqueuer" in res:
+        res.pop("owned_enqueuer").close()  # with the client it was given
         res.pop("owned_client", None)
-    if res and "owned_client" in res:
+    elif "owned_client" in res:
         res.pop("owned_client").destroy()
 
 
