@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -17,13 +18,13 @@ import pytest
 import sqlalchemy as sa
 
 from tests.workflows.flow_support import orders_trigger
-from trigger.core.batch import Abandoned
+from trigger.core.batch import Abandoned, Ticket
 from trigger.core.event import Event, manual_event
 from trigger.core.eventlog import event_log
 from trigger.core.matching import decide
 from trigger.sources.manual import manual_filter
 from workflows.app import prepare_database
-from workflows.intake import Enqueuer, Intake
+from workflows.intake import Enqueuer, Intake, Taken
 from workflows.queue import RUN_WORKFLOW
 
 
@@ -114,6 +115,15 @@ def _held_at(enqueuer: Enqueuer, statement: str) -> Iterator[Hold]:
         sa.event.remove(enqueuer.engine, "before_cursor_execute", before)
 
 
+def _one_group(enqueuer: Enqueuer, *intakes: Intake) -> list[Ticket[Intake, Taken]]:
+    """Hands ``intakes`` over while the writer is held on a lead event that starts
+    nothing, so they are taken together, as one group in one commit."""
+    with _held_at(enqueuer, "SELECT") as hold:
+        enqueuer.submit(_intake(enqueuer, _fire("nobody", f"lead-{uuid.uuid4().hex}")))
+        hold.wait_reached()
+        return [enqueuer.submit(intake) for intake in intakes]
+
+
 def test_a_burst_of_events_is_logged_and_enqueued_in_one_commit(enqueuer: Enqueuer) -> None:
     with _commits(enqueuer) as commits, _held_at(enqueuer, "SELECT") as release:
         # The writer takes this one alone and is held inside its transaction...
@@ -140,17 +150,16 @@ def test_a_run_that_exists_already_is_a_duplicate_and_the_others_in_its_commit_g
 ) -> None:
     taken_before = enqueuer.take(_intake(enqueuer, _fire("orders", "x", run_date="d1")))
     [existing] = taken_before.runs
-    # A new event whose run id is that run's: only the savepoint can tell.
+    # A new event whose run id is that run's: only the enqueue can tell.
     twin = _intake(enqueuer, _fire("orders", "x", run_date="d1"))
     twin.event = _fire("orders", "y", run_date="d1")
-    with _held_at(enqueuer, "SELECT") as release:
-        tickets = [
-            enqueuer.submit(_intake(enqueuer, _fire("orders", "before", run_date="d2"))),
-            enqueuer.submit(twin),
-            enqueuer.submit(_intake(enqueuer, _fire("orders", "after", run_date="d3"))),
-        ]
-        release.set()
-        before, dup, after = (t.result(60) for t in tickets)
+    tickets = _one_group(
+        enqueuer,
+        _intake(enqueuer, _fire("orders", "before", run_date="d2")),
+        twin,
+        _intake(enqueuer, _fire("orders", "after", run_date="d3")),
+    )
+    before, dup, after = (t.result(60) for t in tickets)
     assert (before.outcome, dup.outcome, after.outcome) == ("accepted", "duplicate", "accepted")
     assert dup.runs[0].run_id == existing.run_id and dup.runs[0].duplicate
     assert _logged(enqueuer, "y") == ["duplicate"]
@@ -166,11 +175,9 @@ def test_a_redelivery_is_a_duplicate_whatever_it_decided_the_first_time(
     assert (again.outcome, again.runs) == ("duplicate", [])
     assert _logged(enqueuer, "n1") == ["ignored", "duplicate"]
     # Two deliveries of one new event in the same commit: the second is the duplicate.
-    with _held_at(enqueuer, "SELECT") as release:
-        pair = [enqueuer.submit(_intake(enqueuer, _fire("orders", "twice", run_date="d9")))]
-        pair.append(enqueuer.submit(_intake(enqueuer, _fire("orders", "twice", run_date="d9"))))
-        release.set()
-        outcomes = [t.result(60).outcome for t in pair]
+    twice = _fire("orders", "twice", run_date="d9")
+    pair = _one_group(enqueuer, _intake(enqueuer, twice), _intake(enqueuer, twice))
+    outcomes = [t.result(60).outcome for t in pair]
     assert outcomes == ["accepted", "duplicate"]
     assert len(_workflows(enqueuer)) == 1
 
@@ -197,10 +204,8 @@ def test_a_newer_event_of_a_latest_trigger_retires_the_waiting_one_in_the_same_c
     enqueuer: Enqueuer,
 ) -> None:
     older = enqueuer.take(_intake(enqueuer, _fire("latest", "l1"))).runs[0].run_id
-    with _held_at(enqueuer, "SELECT") as release:
-        tickets = [enqueuer.submit(_intake(enqueuer, _fire("latest", f"l{n}"))) for n in (2, 3)]
-        release.set()
-        middle, newest = (t.result(60).runs[0].run_id for t in tickets)
+    tickets = _one_group(enqueuer, *(_intake(enqueuer, _fire("latest", f"l{n}")) for n in (2, 3)))
+    middle, newest = (t.result(60).runs[0].run_id for t in tickets)
     assert _workflows(enqueuer) == {older: "CANCELLED", middle: "CANCELLED", newest: "ENQUEUED"}
     [row] = enqueuer.client.list_workflows(workflow_ids=[middle], load_input=False)
     assert row.attributes is not None
@@ -217,16 +222,15 @@ def test_a_run_the_database_refuses_fails_alone_and_the_rest_of_its_commit_goes_
     # PostgreSQL's jsonb cannot hold NUL (the run's attributes name its event): that
     # one insert fails with an SQL error.
     bad.requests = [replace(bad.requests[0], event_id="b\x00d")]
-    with _held_at(enqueuer, "SELECT") as release:
-        tickets = [
-            enqueuer.submit(_intake(enqueuer, _fire("orders", "good1", run_date="d1"))),
-            enqueuer.submit(bad),
-            enqueuer.submit(_intake(enqueuer, _fire("orders", "good2", run_date="d3"))),
-        ]
-        release.set()
-        first, last = tickets[0].result(60), tickets[2].result(60)
-        with pytest.raises(sa.exc.DataError):
-            tickets[1].result(60)
+    tickets = _one_group(
+        enqueuer,
+        _intake(enqueuer, _fire("orders", "good1", run_date="d1")),
+        bad,
+        _intake(enqueuer, _fire("orders", "good2", run_date="d3")),
+    )
+    first, last = tickets[0].result(60), tickets[2].result(60)
+    with pytest.raises(sa.exc.DataError):
+        tickets[1].result(60)
     assert (first.outcome, last.outcome) == ("accepted", "accepted")
     assert sorted(_workflows(enqueuer)) == sorted([first.runs[0].run_id, last.runs[0].run_id])
     assert _logged(enqueuer, "bad") == []
