@@ -1,33 +1,68 @@
-"""Many branches, many events each: makespan against the ideal, and per-branch overlap.
+"""Many branches, many events each: makespan against the ideal and two bare-DBOS
+references, with every flow-control limit checked from the rehearsal ledger.
 
 Every run is a rehearsal job of ``--job-seconds``; the queue allows one run per
-branch at a time and ``--cap`` runs in total. The ideal makespan is what a perfect
-scheduler would reach with those numbers: the total work spread over the cap,
-but never less than one branch's events back to back.
+branch at a time, ``--rate RUNS/PERIOD`` run starts per branch in any PERIOD
+seconds ([queue] per_branch_limit) and ``--cap`` runs in total ([queue]
+global_concurrency). The ideal makespan is what a perfect scheduler would reach
+with those numbers: the total work spread over the cap, but never less than one
+branch's events back to back under the rate limit.
 
     python bench/branches.py                       # short default run
-    python bench/branches.py --branches 200 --events 10 --cap 50 --job-seconds 1
-    DBOS_SYSTEM_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/bench python bench/branches.py
+    DBOS_SYSTEM_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/bench \
+        python bench/branches.py --branches 200 --events 10 --cap 50 --workers 2
 
 On PostgreSQL, point it at an empty database (it is created if missing).
+
+The default rate, 2 runs per 6 s, binds sometimes but not always. With B branches
+sharing a cap C, a branch gets a slot every B/C job lengths on average: every 4 s
+for 200 branches and a cap of 50, so two runs of a branch are about 8 s apart and
+the limit (two per 6 s) is idle on average; it binds whenever a branch's runs come
+closer than average (jitter, the first waves, a branch that gets free slots twice in
+a row), and a branch on its own (1 s jobs back to back) would be held to 0, 1, 6,
+7, 12, ... s. It leaves the ideal alone at that size (a branch's 10 events need 26 s
+under the limit, the cap 40 s), so a run slower than the ideal is the scheduler's
+doing. ``--rate 2/3`` hardly ever binds at 200/50; ``--rate none`` turns it off.
+
+Three things are measured in one invocation, one after another, each on its own
+queues in the same database and with fresh worker processes:
+
+- ours: the product's run workflow, enqueued as an ingress does, the config above.
+- R1 "plain partitioned": bare DBOS in the shape the flow-control rewrite builds.
+  A parent workflow on a partitioned queue with ``partition_concurrency=1`` and
+  nothing else (DBOS's batched dequeue); it waits out the rate limit with durable
+  sleeps, computed from the start times of the branch's previous jobs (exact,
+  since a branch's runs are serialised), then runs the job, a child workflow that
+  only sleeps the job time, on an unpartitioned queue with ``global_concurrency``
+  = the cap, and waits for it.
+- R2 "single queue": the old way, one partitioned queue with
+  ``partition_concurrency=1``, ``partition_limiter`` = the rate and
+  ``global_concurrency`` = the cap (DBOS's per-partition dequeue), on which a
+  bare workflow only sleeps the job time.
 
 ``--arrival backlog`` (the default) enqueues every run before the workers start
 and times the queue draining that backlog from the moment DBOS launches: the
 situation the ideal makespan describes. ``--arrival live`` starts the workers
 first and enqueues from this same process while they run, so the enqueue rate
 (issue 4's concern, and here sharing one interpreter with 50 running workflows)
-is part of the makespan. The reference is measured the same way in both modes.
+is part of the makespan. The references are measured the same way in both modes.
 
 ``--workers N`` runs the queue in N worker processes (this script re-started with
-``--worker``, which launches exactly what ``serve --role worker`` launches) instead
-of in this one: the way a deployment scales past one interpreter. The makespan is
-then timed from the first run leaving the queue to the last one ending, for ours
-and for the reference alike, so process start-up is not counted for either.
+``--worker``, which launches exactly what ``serve --role worker`` launches, then
+registers the references' queues) instead of in this one: the way a deployment
+scales past one interpreter. The makespan is then timed from the first run leaving
+the queue to the last one ending, for ours and for the references alike, so
+process start-up is not counted for any.
 
-Prints one JSON object. The overlap figures come from the rehearsal ledger's
-submit and finish times, not from DBOS. The reference is a bare DBOS workflow that
-only sleeps the job time, on the same partitioned queue with the same limits: it
-shows what the queue alone reaches on this machine.
+Prints one JSON object. The checks (``checks``) come from the rehearsal ledger's
+submit and finish times, not from DBOS: the most jobs running at once on one branch
+(must be 1), the most submits on one branch in any rate period (must be at most
+RUNS; ``tightest_window_seconds`` is the shortest time a branch took for RUNS + 1
+submits, at least PERIOD when the limit holds), the most jobs running at once (at
+most the cap), and exactly once: every run submitted one job, the ledger has one
+job per run (matched by branch and parameters) and each run's recorded job id is
+in it. The references' figures of the same name come from DBOS's own start and end
+times of their sleeping workflows.
 """
 
 from __future__ import annotations
@@ -46,28 +81,125 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dbos import DBOS, DBOSClient, EnqueueOptions, WorkflowStatus
+from dbos import DBOS, DBOSClient, EnqueueOptions, Queue, SetWorkflowID, WorkflowStatus
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.support import match
-from tests.workflows.flow_support import max_overlap
+from tests.workflows.flow_support import (
+    exactly_once,
+    job_key,
+    max_running,
+    max_running_per_ref,
+    rate_check,
+)
 from trigger.core.event import manual_event
 from trigger.core.settings import Settings, build_settings
 from workflows import app
 from workflows.bauplan.rehearsal import Ledger
 from workflows.intake import Enqueuer
-from workflows.queue import RUN_QUEUE
 from workflows.runtime import ledger_path
 
 UNFINISHED = ("ENQUEUED", "PENDING", "DELAYED")
-REFERENCE_WORKFLOW = "bench.reference"
+# R1: a parent per run on a plain partitioned queue, its job a child on a capped queue.
+R1_QUEUE = "bench-r1-runs"
+R1_JOB_QUEUE = "bench-r1-jobs"
+R1_WORKFLOW = "bench.r1.run"
+R1_JOB_WORKFLOW = "bench.r1.job"
+# R2: one partitioned queue with the rate limit and the cap on it.
+R2_QUEUE = "bench-r2-runs"
+R2_WORKFLOW = "bench.reference"
 
 
-@DBOS.workflow(name=REFERENCE_WORKFLOW)
+@DBOS.workflow(name=R2_WORKFLOW)
 def reference_workflow(seconds: float) -> None:
-    """The reference: a bare DBOS workflow on the same queue that only sleeps."""
+    """R2: a bare DBOS workflow that only sleeps; its queue does all the flow control."""
     DBOS.sleep(seconds)
+
+
+@DBOS.workflow(name=R1_JOB_WORKFLOW)
+def r1_job(seconds: float) -> None:
+    """R1's job: only the sleep, on the capped queue."""
+    DBOS.sleep(seconds)
+
+
+@DBOS.step(name="bench.r1.gate")
+def r1_gate(branch: str, runs: int, period: float) -> float:
+    """Seconds until the branch may start another job: the ``runs``-th last job of the
+    branch started then plus ``period``. The branch's earlier jobs have all ended (its
+    runs are serialised), so their start times are final."""
+    rows = DBOS.list_workflows(
+        workflow_id_prefix=f"r1job:{branch}:",
+        sort_desc=True,
+        limit=runs,
+        load_input=False,
+        load_output=False,
+    )
+    if len(rows) < runs:
+        return 0.0
+    oldest = min((r.dequeued_at or 0) for r in rows) / 1000
+    return max(0.0, oldest + period - time.time())
+
+
+@DBOS.workflow(name=R1_WORKFLOW)
+def r1_run(branch: str, seconds: float, runs: int | None, period: float) -> None:
+    """R1's run: wait out the branch's rate limit durably, then run the job and wait."""
+    if runs:
+        while (wait := r1_gate(branch, runs, period)) > 0:
+            DBOS.sleep(wait)
+    queue = DBOS.retrieve_queue(R1_JOB_QUEUE)
+    assert queue is not None
+    number = (DBOS.workflow_id or "").rsplit(":", 1)[1]
+    with SetWorkflowID(f"r1job:{branch}:{number}"):
+        handle = queue.enqueue(r1_job, seconds)
+    handle.get_result()
+
+
+def parse_rate(text: str) -> tuple[int, float] | None:
+    if text.lower() in ("none", "off", "0"):
+        return None
+    runs, _, period = text.partition("/")
+    try:
+        parsed = int(runs), float(period)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected RUNS/PERIOD or none, got {text!r}") from None
+    if parsed[0] < 1 or parsed[1] <= 0:
+        raise argparse.ArgumentTypeError(f"expected RUNS >= 1 and PERIOD > 0, got {text!r}")
+    return parsed
+
+
+def _cap_options(bench: dict[str, Any]) -> dict[str, Any]:
+    """The cap as DBOS queue options: global, or split over the worker processes."""
+    if bench["cap_kind"] == "global":
+        return {"global_concurrency": bench["cap"]}
+    return {"worker_concurrency": bench["cap"] // bench["workers"]}
+
+
+def register_reference_queues(bench: dict[str, Any]) -> list[Queue]:
+    """The references' queues (after ``DBOS.launch``, in every process that runs them)."""
+    polling = bench["queue_polling"]
+    rate = bench["rate"]
+    return [
+        DBOS.register_queue(R1_QUEUE, partition_concurrency=1, polling_interval_sec=polling),
+        DBOS.register_queue(R1_JOB_QUEUE, polling_interval_sec=polling, **_cap_options(bench)),
+        DBOS.register_queue(
+            R2_QUEUE,
+            partition_concurrency=1,
+            partition_limiter=None if rate is None else {"limit": rate[0], "period": rate[1]},
+            polling_interval_sec=polling,
+            **_cap_options(bench),
+        ),
+    ]
+
+
+def bench_spec(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "cap": args.cap,
+        "cap_kind": args.cap_kind,
+        "workers": args.workers,
+        "rate": args.rate,
+        "queue_polling": args.queue_polling,
+    }
 
 
 def _wait_final(client: DBOSClient, ids: list[str]) -> list[WorkflowStatus]:
@@ -80,36 +212,68 @@ def _wait_final(client: DBOSClient, ids: list[str]) -> list[WorkflowStatus]:
     return client.list_workflows(workflow_ids=ids, load_input=False, load_output=False)
 
 
-def reference(settings: Settings, args: argparse.Namespace, folder: Path) -> dict[str, Any]:
-    """Raw DBOS on the same partitioned queue (same limits), no Bauplan steps."""
+def _span(row: WorkflowStatus, ref: str) -> dict[str, Any]:
+    return {
+        "ref": ref,
+        "started_ts": (row.dequeued_at or 0) / 1000,
+        "finished_ts": (row.completed_at or row.updated_at or 0) / 1000,
+    }
+
+
+def reference(
+    kind: str, settings: Settings, args: argparse.Namespace, folder: Path
+) -> dict[str, Any]:
+    """R1 or R2 (see the module's docstring): bare DBOS, no Bauplan steps."""
     client = DBOSClient(system_database_url=settings.database_url())
-    workers = Workers(settings, args, folder, "ref")
+    workers = Workers(settings, args, folder, kind)
+    runs, period = args.rate or (None, 0.0)
     try:
-        options: list[EnqueueOptions] = [
-            {
-                "workflow_name": REFERENCE_WORKFLOW,
-                "queue_name": RUN_QUEUE,
-                "workflow_id": f"ref:b{b}-{i}",
-                "queue_partition_key": f"ref.b{b}",
-                "priority": 100,
-                "app_version": settings.service.application_version,
-            }
+        options: list[tuple[EnqueueOptions, tuple[Any, ...]]] = [
+            (
+                {
+                    "workflow_name": R1_WORKFLOW if kind == "r1" else R2_WORKFLOW,
+                    "queue_name": R1_QUEUE if kind == "r1" else R2_QUEUE,
+                    "workflow_id": f"{kind}:b{b}:{i}",
+                    "queue_partition_key": f"{kind}.b{b}",
+                    "priority": 100,
+                    "app_version": settings.service.application_version,
+                },
+                (f"b{b}", args.job_seconds, runs, period) if kind == "r1" else (args.job_seconds,),
+            )
             for i in range(args.events)
             for b in range(args.branches)
         ]
-        arrived = workers.arrive([lambda o=o: client.enqueue(o, args.job_seconds) for o in options])
-        rows = _wait_final(client, [o["workflow_id"] for o in options])
+        arrived = workers.arrive([lambda o=o, a=a: client.enqueue(o, *a) for o, a in options])
+        rows = _wait_final(client, [o["workflow_id"] for o, _ in options])
+        if kind == "r1":
+            children = client.list_workflows(
+                workflow_id_prefix="r1job:", load_input=False, load_output=False
+            )
+            jobs = [_span(r, r.workflow_id.split(":")[1]) for r in children]
+        else:
+            jobs = [_span(r, str(r.queue_partition_key)) for r in rows]
     finally:
         client.destroy()
         workers.stop()
-    spans = [
-        ((r.dequeued_at or 0) / 1000, (r.completed_at or r.updated_at or 0) / 1000) for r in rows
-    ]
     return {
         "makespan_seconds": _makespan(rows, arrived, args),
         "enqueue_seconds": arrived["enqueue_seconds"],
-        "max_concurrent_workflows": max_overlap(spans),
+        "final_statuses": sorted({str(r.status) for r in rows}),
+        "checks": _checks(jobs, args),
     }
+
+
+def _checks(jobs: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]:
+    """The flow-control checks on job spans (see the module's docstring)."""
+    out: dict[str, Any] = {
+        "max_running_per_branch": max_running_per_ref(jobs),
+        "max_overlap_per_branch": max_running_per_ref(jobs) - 1,
+        "max_concurrent_jobs": max_running(jobs),
+        "cap_held": max_running(jobs) <= args.cap,
+    }
+    if args.rate is not None:
+        out["rate"] = rate_check(jobs, *args.rate)
+    return out
 
 
 def _makespan(
@@ -140,6 +304,7 @@ class Workers:
     def start(self) -> None:
         if self.args.workers == 1:
             app.launch(self.settings)
+            register_reference_queues(bench_spec(self.args))
             self.launched = True
             return
         spec = self.folder / "worker-settings.json"
@@ -191,7 +356,8 @@ class Workers:
 
 
 def worker_main(spec: Path, name: str) -> None:
-    """One queue worker: what ``serve --role worker`` launches, plus the reference workflow."""
+    """One queue worker: what ``serve --role worker`` launches, plus the references'
+    queues (their workflows are registered by importing this file)."""
     data = json.loads(spec.read_text())
     data["config"]["service"]["name"] = name
     settings = build_settings(
@@ -200,16 +366,91 @@ def worker_main(spec: Path, name: str) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     app.launch(settings, role="worker")
+    register_reference_queues(data["bench"])
     try:
         stop.wait()
     finally:
         app.shutdown()
 
 
-def ideal_makespan(branches: int, events: int, cap: int, job: float) -> float:
-    """Waves of ``cap`` jobs; a branch's own events can never run side by side."""
+def branch_minimum(events: int, job: float, rate: tuple[int, float] | None) -> float:
+    """One branch's events back to back, each start at least ``period`` after the
+    ``runs``-th start before it."""
+    starts: list[float] = []
+    for k in range(events):
+        at = starts[-1] + job if starts else 0.0
+        if rate is not None and k >= rate[0]:
+            at = max(at, starts[k - rate[0]] + rate[1])
+        starts.append(at)
+    return starts[-1] + job if starts else 0.0
+
+
+def ideal_makespan(
+    branches: int, events: int, cap: int, job: float, rate: tuple[int, float] | None = None
+) -> float:
+    """Waves of ``cap`` jobs; a branch's own events can never run side by side, nor
+    start faster than the rate limit allows."""
     waves = math.ceil(branches * events / cap) if cap < branches else events
-    return max(waves, events) * job
+    return max(waves * job, branch_minimum(events, job, rate))
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or not b else round(a / b, 3)
+
+
+def ours(settings: Settings, args: argparse.Namespace, folder: Path) -> tuple[dict[str, Any], int]:
+    """The product's runs; its figures and checks, and how many runs there were."""
+    enqueuer = Enqueuer(settings)
+    workers = Workers(settings, args, folder, "run")
+    try:
+        requests = [
+            match(
+                manual_event("bench", {"branch_id": f"b{b}", "n": str(i)}, event_id=f"b{b}-{i}"),
+                settings,
+            )[0]
+            for i in range(args.events)
+            for b in range(args.branches)
+        ]
+        run_ids = [request.run_id for request in requests]
+        enqueued: dict[str, str] = {}
+
+        def enqueue(request: Any) -> None:
+            enqueued[request.run_id] = enqueuer.enqueue(request).branch
+
+        arrived = workers.arrive([lambda r=r: enqueue(r) for r in requests])
+        rows = _wait_final(enqueuer.client, run_ids)
+        makespan = _makespan(rows, arrived, args)
+        spans = {
+            (r.attributes or {}).get("job_id"): (
+                (r.dequeued_at or 0) / 1000,
+                (r.completed_at or r.updated_at or 0) / 1000,
+            )
+            for r in rows
+        }
+        statuses = sorted({str(r.status) for r in rows})
+    finally:
+        enqueuer.close()
+        workers.stop()
+    jobs = Ledger(ledger_path(settings)).jobs()
+    expected = {r.run_id: job_key(enqueued.get(r.run_id), dict(r.parameters)) for r in requests}
+    once = exactly_once(jobs, expected)
+    in_ledger = {j["job_id"] for j in jobs}
+    recorded = [job_id for job_id in spans if job_id is not None]
+    once["runs_with_recorded_job_in_ledger"] = sum(1 for j in recorded if j in in_ledger)
+    once["held"] = once["held"] and len(set(recorded)) == len(requests) == len(
+        in_ledger & set(recorded)
+    )
+    before = [j["started_ts"] - spans[j["job_id"]][0] for j in jobs if j["job_id"] in spans]
+    after = [spans[j["job_id"]][1] - j["finished_ts"] for j in jobs if j["job_id"] in spans]
+    return {
+        "enqueue_seconds": arrived["enqueue_seconds"],
+        "makespan_seconds": round(makespan, 3),
+        "final_statuses": statuses,
+        "checks": {**_checks(jobs, args), "exactly_once": once},
+        "jobs_submitted": len(jobs),
+        "mean_start_to_submit_seconds": round(sum(before) / max(1, len(before)), 3),
+        "mean_job_end_to_run_end_seconds": round(sum(after) / max(1, len(after)), 3),
+    }, len(requests)
 
 
 def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
@@ -217,6 +458,16 @@ def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     project.mkdir()
     (project / "bauplan_project.yml").write_text("project:\n  id: bench\n  name: bench\n")
     database = os.environ.get("DBOS_SYSTEM_DATABASE_URL")
+    queue: dict[str, Any] = {
+        "polling_interval": args.queue_polling,
+        "per_branch_concurrency": 1,
+        # A per-process cap is split across the processes: the total stays --cap.
+        f"{args.cap_kind}_concurrency": args.cap
+        if args.cap_kind == "global"
+        else args.cap // args.workers,
+    }
+    if args.rate is not None:
+        queue["per_branch_limit"] = {"runs": args.rate[0], "period_seconds": args.rate[1]}
     config: dict[str, Any] = {
         "service": {"state_dir": str(folder / "state")},
         "bauplan": {
@@ -225,14 +476,7 @@ def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
             "poll_interval": args.poll_interval,
             "poll_max_interval": args.poll_interval,
         },
-        "queue": {
-            "polling_interval": args.queue_polling,
-            "per_branch_concurrency": 1,
-            # A per-process cap is split across the processes: the total stays --cap.
-            f"{args.cap_kind}_concurrency": args.cap
-            if args.cap_kind == "global"
-            else args.cap // args.workers,
-        },
+        "queue": queue,
         "triggers": [
             {
                 "name": "bench",
@@ -246,52 +490,34 @@ def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     environ = {"DBOS_SYSTEM_DATABASE_URL": database} if database else {}
     config_path = folder / "bauplan-trigger.toml"
     (folder / "worker-settings.json").write_text(
-        json.dumps({"config": config, "config_path": str(config_path), "environ": environ})
+        json.dumps(
+            {
+                "config": config,
+                "config_path": str(config_path),
+                "environ": environ,
+                "bench": bench_spec(args),
+            }
+        )
     )
     settings = build_settings(config, config_path=config_path, environ=environ)
     app.prepare_database(settings)
-    enqueuer = Enqueuer(settings)
-    workers = Workers(settings, args, folder, "run")
-    try:
-        requests = [
-            match(
-                manual_event("bench", {"branch_id": f"b{b}", "n": str(i)}, event_id=f"b{b}-{i}"),
-                settings,
-            )[0]
-            for i in range(args.events)
-            for b in range(args.branches)
-        ]
-        run_ids = [request.run_id for request in requests]
-        arrived = workers.arrive([lambda r=r: enqueuer.enqueue(r) for r in requests])
-        rows = _wait_final(enqueuer.client, run_ids)
-        makespan = _makespan(rows, arrived, args)
-        spans = {
-            (r.attributes or {}).get("job_id"): (
-                (r.dequeued_at or 0) / 1000,
-                (r.completed_at or r.updated_at or 0) / 1000,
-                (r.created_at or 0) / 1000,
-            )
-            for r in rows
-        }
-        statuses = sorted({str(r.status) for r in rows})
-    finally:
-        enqueuer.close()
-        workers.stop()
-    raw = reference(settings, args, folder) if args.reference else None
-    jobs = Ledger(ledger_path(settings)).jobs()
-    by_ref: dict[str, list[tuple[float, float]]] = {}
-    for job in jobs:
-        by_ref.setdefault(job["ref"], []).append((job["started_ts"], job["finished_ts"]))
-    before = [j["started_ts"] - spans[j["job_id"]][0] for j in jobs if j["job_id"] in spans]
-    after = [spans[j["job_id"]][1] - j["finished_ts"] for j in jobs if j["job_id"] in spans]
-    ideal = ideal_makespan(args.branches, args.events, args.cap, args.job_seconds)
+    started = time.monotonic()
+    figures, count = ours(settings, args, folder)
+    r1 = reference("r1", settings, args, folder) if args.reference else None
+    r2 = reference("r2", settings, args, folder) if args.reference else None
+    ideal = ideal_makespan(args.branches, args.events, args.cap, args.job_seconds, args.rate)
+    makespan = figures["makespan_seconds"]
+    checks = figures["checks"]
     return {
         "benchmark": "branches",
         "database": "postgresql" if database else "sqlite",
         "branches": args.branches,
         "events_per_branch": args.events,
-        "runs": len(requests),
+        "runs": count,
         "per_branch_concurrency": 1,
+        "per_branch_limit": None
+        if args.rate is None
+        else {"runs": args.rate[0], "period_seconds": args.rate[1]},
         "global_cap": args.cap,
         "cap_kind": args.cap_kind,
         "worker_processes": args.workers,
@@ -299,21 +525,26 @@ def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         "poll_interval": args.poll_interval,
         "queue_polling_interval": args.queue_polling,
         "arrival": args.arrival,
-        "enqueue_seconds": arrived["enqueue_seconds"],
-        "makespan_seconds": round(makespan, 3),
         "ideal_makespan_seconds": round(ideal, 3),
-        "ratio_to_ideal": round(makespan / ideal, 3),
-        "target_ratio": 1.2,
-        "max_overlap_per_branch": max(max_overlap(v) for v in by_ref.values()) - 1,
-        "max_concurrent_jobs": max_overlap([(j["started_ts"], j["finished_ts"]) for j in jobs]),
-        "jobs_submitted": len(jobs),
-        "mean_start_to_submit_seconds": round(sum(before) / max(1, len(before)), 3),
-        "mean_job_end_to_run_end_seconds": round(sum(after) / max(1, len(after)), 3),
-        "final_statuses": statuses,
-        "reference_raw_dbos": raw,
-        "reference_ratio_to_ideal": None
-        if raw is None
-        else round(raw["makespan_seconds"] / ideal, 3),
+        "ours": figures,
+        "reference_r1_plain_partitioned": r1,
+        "reference_r2_single_queue": r2,
+        "ratio_to_ideal": _ratio(makespan, ideal),
+        "ratio_to_r1": _ratio(makespan, r1 and r1["makespan_seconds"]),
+        "ratio_to_r2": _ratio(makespan, r2 and r2["makespan_seconds"]),
+        "r1_ratio_to_ideal": _ratio(r1 and r1["makespan_seconds"], ideal),
+        "r2_ratio_to_ideal": _ratio(r2 and r2["makespan_seconds"], ideal),
+        "target": {
+            "ratio_to_ideal_max": 1.3,
+            "ratio_to_r1_max": 1.1,
+            "ratio_to_ideal_met": makespan / ideal <= 1.3,
+            "ratio_to_r1_met": None if r1 is None else makespan / r1["makespan_seconds"] <= 1.1,
+            "overlap_zero": checks["max_overlap_per_branch"] == 0,
+            "rate_held": None if args.rate is None else checks["rate"]["held"],
+            "cap_held": checks["cap_held"],
+            "exactly_once": checks["exactly_once"]["held"],
+        },
+        "bench_wall_seconds": round(time.monotonic() - started, 1),
         "load_average_1m": round(os.getloadavg()[0], 2),
     }
 
@@ -324,10 +555,18 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=3)
     parser.add_argument("--cap", type=int, default=10)
     parser.add_argument(
+        "--rate",
+        type=parse_rate,
+        default=(2, 6.0),
+        metavar="RUNS/PERIOD",
+        help="per-branch limit: RUNS run starts per branch in any PERIOD seconds, for ours "
+        "([queue] per_branch_limit) and the references; 'none' for no limit (default 2/6)",
+    )
+    parser.add_argument(
         "--no-reference",
         dest="reference",
         action="store_false",
-        help="skip the raw-DBOS reference run on the same queue",
+        help="skip the bare-DBOS references R1 and R2",
     )
     parser.add_argument(
         "--cap-kind",
