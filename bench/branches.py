@@ -67,6 +67,11 @@ from DBOS's dequeue stamp: that is the database's transaction start, earlier tha
 the claim by up to the claim's own duration, so read as job starts it can show a
 cap "exceeded" that the jobs never exceeded (``max_concurrent_by_dbos_stamps``).
 
+``errors`` counts the distinct errors of runs that ended ERROR, and
+``database_connections`` the most connections to the bench's PostgreSQL database
+at once against the server's ``max_connections`` (sampled four times a second):
+a server out of connections fails runs, which the exactly-once check then shows.
+
 On SQLite, DBOS's timestamps are whole seconds; the makespans are then coarse.
 """
 
@@ -226,6 +231,54 @@ def _wait_final(client: DBOSClient, ids: list[str]) -> list[WorkflowStatus]:
     return client.list_workflows(workflow_ids=ids, load_input=False, load_output=False)
 
 
+def _errors(client: DBOSClient, ids: list[str]) -> dict[str, int]:
+    """The distinct errors of the runs that failed, and how many failed with each."""
+    out: dict[str, int] = {}
+    for row in client.list_workflows(workflow_ids=ids, status="ERROR", load_input=False):
+        text = str(row.error)[:300]
+        out[text] = out.get(text, 0) + 1
+    return out
+
+
+class PeakConnections:
+    """The most server connections to the bench's PostgreSQL database at once (every
+    process: workers, this one), sampled four times a second; None on SQLite."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url if url.startswith("postgresql") else None
+        self.peak = 0
+        self.limit: int | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> PeakConnections:
+        if self.url:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _sample(self) -> None:
+        import psycopg
+
+        plain = self.url.replace("postgresql+psycopg://", "postgresql://")  # type: ignore[union-attr]
+        with psycopg.connect(plain, autocommit=True) as conn:
+            self.limit = int(conn.execute("SHOW max_connections").fetchone()[0])  # type: ignore[index]
+            while not self._stop.wait(0.25):
+                row = conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                ).fetchone()
+                self.peak = max(self.peak, int(row[0]) if row else 0)
+
+    def figures(self) -> dict[str, Any] | None:
+        if not self.url:
+            return None
+        return {"peak": self.peak, "server_max_connections": self.limit}
+
+
 def _span(row: WorkflowStatus, ref: str) -> dict[str, Any]:
     """A reference job as a ledger-like record: the times its workflow recorded."""
     began, ended = row.output
@@ -255,8 +308,11 @@ def reference(
             for i in range(args.events)
             for b in range(args.branches)
         ]
-        arrived = workers.arrive([lambda o=o, a=a: client.enqueue(o, *a) for o, a in options])
-        rows = _wait_final(client, [o["workflow_id"] for o, _ in options])
+        ids = [o["workflow_id"] for o, _ in options]
+        with PeakConnections(settings.database_url()) as connections:
+            arrived = workers.arrive([lambda o=o, a=a: client.enqueue(o, *a) for o, a in options])
+            rows = _wait_final(client, ids)
+        errors = _errors(client, ids)
         if kind == "r1":
             children = client.list_workflows(workflow_id_prefix="r1job:", load_input=False)
             jobs = [_span(r, r.workflow_id.split(":")[1]) for r in children]
@@ -273,6 +329,8 @@ def reference(
         "makespan_seconds": _makespan(rows, arrived, args),
         "enqueue_seconds": arrived["enqueue_seconds"],
         "final_statuses": sorted({str(r.status) for r in rows}),
+        "errors": errors,
+        "database_connections": connections.figures(),
         "checks": _checks(jobs, args),
         # The same count from DBOS's dequeue and completion stamps (see the docstring).
         "max_concurrent_by_dbos_stamps": stamped,
@@ -433,8 +491,10 @@ def ours(settings: Settings, args: argparse.Namespace, folder: Path) -> tuple[di
         def enqueue(request: Any) -> None:
             enqueued[request.run_id] = enqueuer.enqueue(request).branch
 
-        arrived = workers.arrive([lambda r=r: enqueue(r) for r in requests])
-        rows = _wait_final(enqueuer.client, run_ids)
+        with PeakConnections(settings.database_url()) as connections:
+            arrived = workers.arrive([lambda r=r: enqueue(r) for r in requests])
+            rows = _wait_final(enqueuer.client, run_ids)
+        errors = _errors(enqueuer.client, run_ids)
         makespan = _makespan(rows, arrived, args)
         spans = {
             (r.attributes or {}).get("job_id"): (
@@ -462,6 +522,8 @@ def ours(settings: Settings, args: argparse.Namespace, folder: Path) -> tuple[di
         "enqueue_seconds": arrived["enqueue_seconds"],
         "makespan_seconds": round(makespan, 3),
         "final_statuses": statuses,
+        "errors": errors,
+        "database_connections": connections.figures(),
         "checks": {**_checks(jobs, args), "exactly_once": once},
         "jobs_submitted": len(jobs),
         "mean_start_to_submit_seconds": round(sum(before) / max(1, len(before)), 3),
