@@ -69,8 +69,9 @@ cap "exceeded" that the jobs never exceeded (``max_concurrent_by_dbos_stamps``).
 
 ``errors`` counts the distinct errors of runs that ended ERROR, and
 ``database_connections`` the most connections to the bench's PostgreSQL database
-at once against the server's ``max_connections`` (sampled four times a second):
-a server out of connections fails runs, which the exactly-once check then shows.
+at once, and to the whole server (other databases' users count against the same
+limit), against the server's ``max_connections``, sampled four times a second: a
+server out of connections fails runs, which the exactly-once check then shows.
 
 On SQLite, DBOS's timestamps are whole seconds; the makespans are then coarse.
 """
@@ -247,6 +248,7 @@ class PeakConnections:
     def __init__(self, url: str) -> None:
         self.url = url if url.startswith("postgresql") else None
         self.peak = 0
+        self.server_peak = 0
         self.limit: int | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -269,14 +271,21 @@ class PeakConnections:
             self.limit = int(conn.execute("SHOW max_connections").fetchone()[0])  # type: ignore[index]
             while not self._stop.wait(0.25):
                 row = conn.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    "SELECT count(*) FILTER (WHERE datname = current_database()), count(*) "
+                    "FROM pg_stat_activity"
                 ).fetchone()
-                self.peak = max(self.peak, int(row[0]) if row else 0)
+                if row:
+                    self.peak = max(self.peak, int(row[0]))
+                    self.server_peak = max(self.server_peak, int(row[1]))
 
     def figures(self) -> dict[str, Any] | None:
         if not self.url:
             return None
-        return {"peak": self.peak, "server_max_connections": self.limit}
+        return {
+            "peak": self.peak,
+            "server_peak_all_databases": self.server_peak,
+            "server_max_connections": self.limit,
+        }
 
 
 def _span(row: WorkflowStatus, ref: str) -> dict[str, Any]:
