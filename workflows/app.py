@@ -24,7 +24,14 @@ from workflows import runtime
 from workflows.dbos_compat import is_workflow_registered
 from workflows.executors import Heartbeat
 from workflows.notify.outbox import NOTICE_QUEUE, NOTICE_WORKFLOW, register_notice_queue
-from workflows.queue import RUN_QUEUE, RUN_WORKFLOW, queue_names, register_run_queue
+from workflows.queue import (
+    JOB_WORKFLOW,
+    RUN_QUEUE,
+    RUN_WORKFLOW,
+    queue_names,
+    register_run_queue,
+)
+from workflows.ratelimit import Windows
 from workflows.runtime import ClientFactory, Runtime, default_client_factory, rehearsal_ledger
 from workflows.store import Store
 
@@ -80,6 +87,7 @@ def launch(
         settings=settings,
         store=Store(settings.database_url(), create_database=True),
         client_factory=client_factory or default_client_factory(settings),
+        windows=Windows(settings.database_url()),
         ledger=rehearsal_ledger(settings),
     )
     runtime.install(rt)
@@ -117,7 +125,7 @@ def check_registration(queue_names: list[str] | None = None) -> None:
     for name in queue_names or [RUN_QUEUE, NOTICE_QUEUE]:
         if DBOS.retrieve_queue(name) is None:
             raise RuntimeError(f"queue {name} is not registered")
-    for workflow in (RUN_WORKFLOW, NOTICE_WORKFLOW):
+    for workflow in (RUN_WORKFLOW, JOB_WORKFLOW, NOTICE_WORKFLOW):
         if not is_workflow_registered(workflow):
             raise RuntimeError(f"workflow {workflow} is not registered")
 
@@ -129,5 +137,6 @@ def shutdown() -> None:
     DBOS.destroy(destroy_registry=False)
     if rt is not None:
         rt.store.close()
+        rt.windows.close()
     while _held:
         _held.pop().release()

@@ -21,6 +21,15 @@ Debounce delays the enqueue (DBOS ``DELAYED``) by ``debounce_seconds``; each new
 event supersedes the delayed one, so the newest event runs once the burst is
 quiet. ``max_wait_seconds`` caps the delay from the burst's first event, so a
 steady stream still runs.
+
+A run that has its branch but waits inside the workflow (for its rate window:
+``rate-limited``; for a global slot: ``awaiting-slot``, see ``workflows.job``) is
+still waiting in the users' sense, so it is superseded too: one conditional update
+marks it (only while it still waits there), its reservation is given back and its
+job workflow, if still queued, is cancelled; after the commit the writer wakes it
+(``Taken.woken``) and it ends without a Bauplan call. The run leaves those phases
+only through :func:`claim_start`, a conditional update on the same row, so a run
+either starts or is superseded, never both.
 """
 
 from __future__ import annotations
@@ -33,15 +42,20 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from trigger.core.matching import run_id_prefix
+from trigger.core.matching import RunRequest, run_id_prefix
+from trigger.core.runstatus import PARKED_PHASES
 from trigger.core.settings import TriggerConfig
 from trigger.core.settings.flow import coalesces
 from workflows.dbos_compat import WorkflowTable
+from workflows.store import starts
 
 log = logging.getLogger(__name__)
 
 WAITING = ["ENQUEUED", "DELAYED"]
 RUNNING = ["PENDING"]
+PARKED = PARKED_PHASES  # a run with its branch, waiting in the workflow to start
+# Sent to a parked run that was superseded, so it ends now rather than when it wakes.
+WAKE_TOPIC = "bauplan-trigger.wake"
 
 
 @dataclass(frozen=True)
@@ -54,8 +68,15 @@ class Sibling:
     created_at: int | None = None  # ms, as DBOS keeps it
 
     @property
+    def parked(self) -> bool:
+        """Waiting inside the workflow for its rate window or a global slot."""
+        return self.attributes.get("phase") in PARKED
+
+    @property
     def started(self) -> bool:
         # A run that passed its gate has a phase, even if a takeover put it back on the queue.
+        if self.parked:
+            return False
         return self.status in RUNNING or "phase" in self.attributes
 
 
@@ -66,6 +87,8 @@ class Runs:
         self.conn = conn
         self.table = table
         self.run_workflow = run_workflow
+        # Parked runs superseded in this transaction, to wake once it commits.
+        self.woken: list[str] = []
         table.bind(conn)
 
     def take_turns(self, keys: list[tuple[str, str]]) -> None:
@@ -78,14 +101,15 @@ class Runs:
                 sa.select(sa.func.pg_advisory_xact_lock(int.from_bytes(digest, "big", signed=True)))
             )
 
-    def same_branch(self, trigger: str, branch: str, run_id: str) -> list[Sibling]:
+    def same_branch(self, trigger: str, keys: list[str], run_id: str) -> list[Sibling]:
+        """The trigger's other unfinished runs on these partition keys (one branch's)."""
         t = self.table.table
         rows = self.conn.execute(
             sa.select(t.c.workflow_uuid, t.c.status, t.c.attributes, t.c.created_at).where(
                 t.c.name == self.run_workflow,
                 t.c.workflow_uuid.startswith(run_id_prefix(trigger), autoescape=True),
                 t.c.status.in_(WAITING + RUNNING),
-                t.c.queue_partition_key == branch,
+                t.c.queue_partition_key.in_(keys),
                 t.c.workflow_uuid != run_id,
             )
         )
@@ -99,20 +123,65 @@ class Runs:
             for r in rows
         ]
 
-    def supersede(self, old_id: str, new_id: str) -> bool:
-        """Retire a waiting run in favour of ``new_id``; False when it started meanwhile."""
+    def least_busy(self, keys: list[str]) -> str:
+        """Of a branch's partition keys (one per slot of its per-branch concurrency), the
+        one with the fewest unfinished runs: where a new run waits the least."""
+        t = self.table.table
+        rows = self.conn.execute(
+            sa.select(t.c.queue_partition_key, sa.func.count())
+            .where(
+                t.c.name == self.run_workflow,
+                t.c.queue_partition_key.in_(keys),
+                t.c.status.in_(WAITING + RUNNING),
+            )
+            .group_by(t.c.queue_partition_key)
+        ).all()
+        counts = {str(key): int(n) for key, n in rows}
+        return min(keys, key=lambda k: (counts.get(k, 0), keys.index(k)))
+
+    def supersede(self, old: Sibling, new_id: str) -> bool:
+        """Retire a waiting run in favour of ``new_id``; False when it started meanwhile.
+        A parked run is only marked here (it ends itself once woken: ``woken``)."""
         t = self.table.table
         marks = {"superseded_by": new_id, "outcome": "superseded", "phase": "finished"}
         done = self.conn.execute(
             sa.update(t)
-            .where(t.c.workflow_uuid == old_id, t.c.status.in_(WAITING))
+            .where(t.c.workflow_uuid == old.workflow_id, t.c.status.in_(WAITING))
             .values(attributes=self.table.merged(marks), **WorkflowTable.cancelled_values())
         ).rowcount
+        if not done and old.parked:
+            done = self.conn.execute(
+                sa.update(t)
+                .where(
+                    t.c.workflow_uuid == old.workflow_id,
+                    t.c.status.in_(RUNNING),
+                    self.table.attribute("phase").in_(PARKED),
+                    self.table.attribute("superseded_by").is_(None),
+                )
+                .values(attributes=self.table.merged({"superseded_by": new_id}))
+            ).rowcount
+            if done:
+                self.woken.append(old.workflow_id)
+                self._cancel_queued_job(old.attributes.get("job_workflow"))
         if done:
-            log.info("superseded run %s by %s", old_id, new_id)
+            self.conn.execute(
+                sa.delete(starts).where(starts.c.run_id == old.workflow_id, ~starts.c.confirmed)
+            )
+            log.info("superseded run %s by %s", old.workflow_id, new_id)
         else:
-            log.info("run %s started before %s superseded it", old_id, new_id)
+            log.info("run %s started before %s superseded it", old.workflow_id, new_id)
         return bool(done)
+
+    def _cancel_queued_job(self, job_workflow: Any) -> None:
+        """Free the global slot a superseded run's job workflow waits for, if it waits."""
+        if not job_workflow:
+            return
+        t = self.table.table
+        self.conn.execute(
+            sa.update(t)
+            .where(t.c.workflow_uuid == str(job_workflow), t.c.status.in_(WAITING))
+            .values(**WorkflowTable.cancelled_values())
+        )
 
     def request_cancel(self, old_id: str, new_id: str) -> None:
         t = self.table.table
@@ -134,13 +203,16 @@ class Burst:
     older: list[Sibling] = field(default_factory=list)
 
     @classmethod
-    def before(cls, runs: Runs, trig: TriggerConfig | None, run_id: str, branch: str) -> Burst:
-        """Look at the runs already waiting, to date the burst and pick the delay."""
+    def before(
+        cls, runs: Runs, trig: TriggerConfig | None, run_id: str, branch: str, keys: list[str]
+    ) -> Burst:
+        """Look at the runs already waiting (on ``keys``, the branch's partition keys for
+        this trigger), to date the burst and pick the delay."""
         if trig is None or not coalesces(trig):
             return cls(trig, branch)
         now = time.time()
-        older = runs.same_branch(trig.name, branch, run_id)
-        started = [_burst_start(w) for w in older if w.status in WAITING]
+        older = runs.same_branch(trig.name, keys, run_id)
+        started = [_burst_start(w) for w in older if not w.started]
         burst_start = min([now, *started])
         delay = 0.0
         if trig.debounce_seconds is not None:
@@ -166,7 +238,7 @@ class Burst:
         if trig is None or self.burst_started_at is None:
             return
         for old in self.older:
-            if not old.started and runs.supersede(old.workflow_id, run_id):
+            if not old.started and runs.supersede(old, run_id):
                 continue
             if trig.on_burst == "cancel":
                 runs.request_cancel(old.workflow_id, run_id)
@@ -179,11 +251,16 @@ def _burst_start(run: Sibling) -> float:
     return (run.created_at or 0) / 1000
 
 
-def _own_attributes() -> dict[str, Any]:
+def attributes_of(run_id: str) -> dict[str, Any]:
     from dbos import DBOS
 
-    status = DBOS.get_workflow_status(DBOS.workflow_id or "")
+    status = DBOS.get_workflow_status(run_id)
     return dict(status.attributes or {}) if status is not None else {}
+
+
+def coalescing(req: RunRequest) -> bool:
+    """Whether a newer event may supersede this run (its trigger's policy, as enqueued)."""
+    return req.on_burst != "queue" or req.debounce_seconds is not None
 
 
 def gate() -> str | None:
@@ -193,14 +270,36 @@ def gate() -> str | None:
     it (even if a takeover puts it back on the queue)."""
     from dbos import DBOS
 
-    replaced_by = _own_attributes().get("superseded_by")
+    replaced_by = attributes_of(DBOS.workflow_id or "").get("superseded_by")
     if replaced_by:
         return str(replaced_by)
     DBOS.update_workflow_attributes(DBOS.workflow_id or "", {"phase": "preparing"}, merge=True)
     return None
 
 
-def cancel_requested() -> str | None:
-    """Between polls: the id of the newer run that asked this one to cancel its job."""
-    value = _own_attributes().get("cancel_requested_by")
+def cancel_requested(run_id: str) -> str | None:
+    """Between polls: the id of the newer run that asked ``run_id`` to cancel its job."""
+    value = attributes_of(run_id).get("cancel_requested_by")
     return str(value) if value else None
+
+
+def claim_start(run_id: str) -> str | None:
+    """A parked run leaves its waiting phase to start: None when it may, else the id of
+    the run that superseded it while it waited (or asked it to cancel: ``cancel``)."""
+    table = WorkflowTable.launched()
+    t = table.table
+    with table.engine.begin() as conn:
+        table.bind(conn)
+        claimed = conn.execute(
+            sa.update(t)
+            .where(
+                t.c.workflow_uuid == run_id,
+                table.attribute("superseded_by").is_(None),
+                table.attribute("cancel_requested_by").is_(None),
+            )
+            .values(attributes=table.merged({"phase": "starting"}))
+        ).rowcount
+    if claimed:
+        return None
+    attrs = attributes_of(run_id)
+    return str(attrs.get("superseded_by") or attrs.get("cancel_requested_by") or "?")

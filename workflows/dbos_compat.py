@@ -39,10 +39,29 @@ class WorkflowTable:
     no connection-taking form of them): the same tables, schema and column values
     as DBOS 3.4's ``cancel_workflows`` and ``update_workflow_attributes(merge=True)``."""
 
-    def __init__(self, client: DBOSClient) -> None:
+    def __init__(self, client: DBOSClient | Any) -> None:
+        """``client``: a DBOSClient, or the launched DBOS instance (:meth:`launched`)."""
         self._sys_db = client._sys_db
         self.table: sa.Table = client._sys_db.tables.workflow_status
         self.is_sqlite = client._sys_db.engine.dialect.name == "sqlite"
+
+    @classmethod
+    def launched(cls) -> WorkflowTable:
+        """The table as this process's launched DBOS sees it (for a workflow's steps)."""
+        return cls(_get_dbos_instance())
+
+    @property
+    def engine(self) -> sa.Engine:
+        """DBOS's own engine on the system database."""
+        engine: sa.Engine = self._sys_db.engine
+        return engine
+
+    def attribute(self, key: str) -> Any:
+        """One top-level attribute as text (NULL when absent)."""
+        column = self.table.c.attributes
+        if self.is_sqlite:
+            return sa.func.json_extract(column, f"$.{json.dumps(key)}")
+        return column.op("->>")(key)
 
     def bind(self, conn: sa.Connection) -> None:
         """Point ``conn``'s statements at DBOS's schema (as enqueue_in_transaction does)."""

@@ -1,25 +1,28 @@
 """Why a waiting run waits, worked out when someone asks: ``runs``, ``runs show``,
 ``explain``, ``GET /api/runs/ID`` and ``fire --wait`` all read it from here.
 
-The queue itself decides what starts; this module only reads the same facts
-DBOS reads when it dequeues (running runs per branch, starts in the rate-limit
-window, running runs per queue) and names the first limit that holds the run
-back. It is a snapshot: by the time it is printed the run may have started.
+The queue and the run decide what starts; this module only reads the same facts
+(the runs holding each partition key, what a parked run recorded about its rate
+window, the job workflows holding global slots) and names the first limit that
+holds the run back. It is a snapshot: by the time it is printed the run may have
+started.
 """
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from dbos import DBOSClient, WorkflowStatus
 
+from trigger.core.runstatus import AWAITING_SLOT, RATE_LIMITED
 from trigger.core.settings import Settings
 from workflows import workers
-from workflows.flow_queues import QueueSpec, all_specs
+from workflows.branch_flow import branch_of
+from workflows.queue import JOB_WORKFLOW
+from workflows.ratelimit import describe
 
 
 def _iso(seconds: float) -> str:
@@ -27,37 +30,19 @@ def _iso(seconds: float) -> str:
 
 
 class _QueueView:
-    """Running runs and recent starts on one queue, read once per report."""
+    """The runs holding each partition key of the run queue, read once per report."""
 
-    def __init__(self, client: DBOSClient, spec: QueueSpec, workflow: str) -> None:
-        self.spec = spec
+    def __init__(self, client: DBOSClient, queue: str, workflow: str) -> None:
         running = client.list_workflows(
             name=workflow,
-            queue_name=spec.name,
+            queue_name=queue,
             status="PENDING",
             load_input=False,
             load_output=False,
         )
-        self.running = len(running)
-        self.running_by_branch: dict[str, list[str]] = defaultdict(list)
+        self.running_by_key: dict[str, list[str]] = defaultdict(list)
         for row in running:
-            self.running_by_branch[row.queue_partition_key or ""].append(row.workflow_id)
-        self.starts_by_branch: dict[str, list[float]] = defaultdict(list)
-        limit = spec.per_branch_limit
-        if limit is not None:
-            since = datetime.fromtimestamp(time.time() - limit.period_seconds, UTC)
-            recent = client.list_workflows(
-                name=workflow,
-                queue_name=spec.name,
-                dequeued_after=since.isoformat(),
-                load_input=False,
-                load_output=False,
-            )
-            for row in recent:
-                if row.dequeued_at is not None and str(row.status) not in ("ENQUEUED", "DELAYED"):
-                    self.starts_by_branch[row.queue_partition_key or ""].append(
-                        row.dequeued_at / 1000
-                    )
+            self.running_by_key[row.queue_partition_key or ""].append(row.workflow_id)
 
 
 # What holds a waiting run back, as ``/metrics`` counts it; the sentence says the rest.
@@ -88,36 +73,60 @@ def reasons(
 def diagnose(
     client: DBOSClient, settings: Settings, rows: list[WorkflowStatus], workflow: str, base: str
 ) -> dict[str, Waiting]:
-    """``{run id: what holds it back}`` for the waiting rows among ``rows``."""
-    specs = all_specs(settings, base)
-    views: dict[str, _QueueView] = {}
+    """``{run id: what holds it back}`` for the waiting rows among ``rows`` (queued on
+    ``base``, or parked in their workflow)."""
+    view: _QueueView | None = None
+    slots: list[int] = []  # job workflows holding a global slot; counted at most once
     out: dict[str, Waiting] = {}
     idle: list[str] = []  # why nothing picks up a run next in line; asked at most once
     for row in rows:
         status = str(row.status)
+        attrs: dict[str, Any] = row.attributes or {}
         if status == "DELAYED":
             until = (row.delay_until_epoch_ms or 0) / 1000
             out[row.workflow_id] = Waiting(
                 "delayed", f"debouncing: starts at {_iso(until)} unless a newer event replaces it"
             )
-            continue
-        if status != "ENQUEUED":
-            continue
-        spec = specs.get(row.queue_name or "")
-        if spec is None:
-            out[row.workflow_id] = Waiting(
-                "unknown_queue",
-                f"on queue {row.queue_name!r}, which this config does not define; "
-                "no worker with this config will start it",
-            )
-            continue
-        if spec.name not in views:
-            views[spec.name] = _QueueView(client, spec, workflow)
-        held = _held(views[spec.name], settings, row)
-        if held is None and not idle:
-            idle.append(_next_in_line(settings))
-        out[row.workflow_id] = held or Waiting("queued", idle[0])
+        elif status == "PENDING" and attrs.get("phase") == RATE_LIMITED:
+            branch = attrs.get("branch") or branch_of(row.queue_partition_key or "")
+            slot = attrs.get("rate_limited")
+            what = describe(slot) if isinstance(slot, dict) else "rate-limited"
+            out[row.workflow_id] = Waiting("rate_limited", f"branch {branch} is {what}")
+        elif status == "PENDING" and attrs.get("phase") == AWAITING_SLOT:
+            if not slots:
+                slots.append(_holding_slots(client))
+            out[row.workflow_id] = _for_a_slot(settings, slots[0])
+        elif status == "ENQUEUED":
+            if row.queue_name != base:
+                out[row.workflow_id] = Waiting(
+                    "unknown_queue",
+                    f"on queue {row.queue_name!r}, which this version does not serve; "
+                    "no worker will start it: cancel it and retry it",
+                )
+                continue
+            view = view or _QueueView(client, base, workflow)
+            held = _held(view, row)
+            if held is None and not idle:
+                idle.append(_next_in_line(settings))
+            out[row.workflow_id] = held or Waiting("queued", idle[0])
     return out
+
+
+def _holding_slots(client: DBOSClient) -> int:
+    return len(
+        client.list_workflows(
+            name=JOB_WORKFLOW, status="PENDING", load_input=False, load_output=False
+        )
+    )
+
+
+def _for_a_slot(settings: Settings, running: int) -> Waiting:
+    cap = settings.queue.global_concurrency
+    if cap is not None and running >= cap:
+        return Waiting("global_cap", f"the global cap is reached ({running} of {cap} runs running)")
+    return Waiting(
+        "global_cap", f"next in line for a global slot ({running} of {cap or '?'} runs running)"
+    )
 
 
 def _next_in_line(settings: Settings) -> str:
@@ -131,24 +140,11 @@ def _next_in_line(settings: Settings) -> str:
     )
 
 
-def _held(view: _QueueView, settings: Settings, row: WorkflowStatus) -> Waiting | None:
-    """The limit that holds the run back, or None when none does."""
-    branch = row.queue_partition_key or ""
-    busy = view.running_by_branch.get(branch, [])
-    if len(busy) >= view.spec.per_branch_concurrency:
+def _held(view: _QueueView, row: WorkflowStatus) -> Waiting | None:
+    """The run holding the waiting run's partition key, or None when none does."""
+    key = row.queue_partition_key or ""
+    busy = view.running_by_key.get(key, [])
+    if busy:
+        branch = (row.attributes or {}).get("branch") or branch_of(key)
         return Waiting("branch_busy", f"branch {branch} is busy with run {', '.join(sorted(busy))}")
-    limit = view.spec.per_branch_limit
-    starts = sorted(view.starts_by_branch.get(branch, []))
-    if limit is not None and len(starts) >= limit.runs:
-        until = starts[len(starts) - limit.runs] + limit.period_seconds
-        return Waiting(
-            "rate_limited",
-            f"branch {branch} is rate-limited until {_iso(until)} "
-            f"({len(starts)} starts in the last {limit.period_seconds:g}s, limit {limit.runs})",
-        )
-    cap = settings.queue.global_concurrency
-    if cap is not None and view.running >= cap:
-        return Waiting(
-            "global_cap", f"the global cap is reached ({view.running} of {cap} runs running)"
-        )
     return None

@@ -39,6 +39,7 @@ from trigger.core.matching import Decision, RunRequest
 from trigger.core.settings import Settings
 from trigger.core.settings.flow import coalesces
 from workflows import coalesce
+from workflows.branch_flow import spec_for
 from workflows.dbos_compat import DBOSWorkflowIDInUseError, WorkflowTable
 from workflows.queue import RUN_WORKFLOW, Enqueued, UsernameCache, enqueue_options
 from workflows.steps.branch import user_branch
@@ -76,6 +77,8 @@ class Taken:
     runs: list[Enqueued]
     seq: int | None  # its event row, when one was written
     entry: Entry | None = None
+    # Parked runs this intake superseded: woken once the transaction commits.
+    woken: tuple[str, ...] = ()
 
     @property
     def new_runs(self) -> list[Enqueued]:
@@ -222,14 +225,17 @@ class Enqueuer:
         guarded: bool = True,
     ) -> Taken:
         results: dict[str, Enqueued] = {}
+        woken_before = len(runs.woken)
         for request in intake.requests:
             branch = branches[request.run_id]
             if repeat:
                 results[request.run_id] = Enqueued(request.run_id, branch, duplicate=True)
                 continue
             trig = self.settings.find_trigger(request.trigger)
-            burst = coalesce.Burst.before(runs, trig, request.run_id, branch)
-            options = enqueue_options(self.settings, request, branch, burst)
+            keys = spec_for(self.settings, trig).partition_keys(branch)
+            burst = coalesce.Burst.before(runs, trig, request.run_id, branch, keys)
+            key = keys[0] if len(keys) == 1 else runs.least_busy(keys)
+            options = enqueue_options(self.settings, request, branch, key, burst)
             try:
                 with conn.begin_nested() if guarded else contextlib.nullcontext():
                     self.client.enqueue_in_transaction(conn, options, request.as_dict())
@@ -239,11 +245,13 @@ class Enqueuer:
             burst.after(runs, request.run_id)
             results[request.run_id] = Enqueued(request.run_id, branch, duplicate=False)
         enqueued = list(results.values())
+        woken = tuple(runs.woken[woken_before:])
         if intake.event is None:
             return Taken(
                 "accepted" if any(not r.duplicate for r in enqueued) else "duplicate",
                 enqueued,
                 None,
+                woken=woken,
             )
         entry = dispatch_entry(
             intake.event,
@@ -256,8 +264,8 @@ class Enqueuer:
         entry.quiet = intake.quiet
         outcome: Outcome = entry.outcome  # type: ignore[assignment]
         if outcome != "accepted" and not intake.log_idle:
-            return Taken(outcome, enqueued, None)
-        return Taken(outcome, enqueued, None, entry)
+            return Taken(outcome, enqueued, None, woken=woken)
+        return Taken(outcome, enqueued, None, entry, woken)
 
     def _written(
         self, intakes: Sequence[Intake], outcomes: Sequence[Taken | BaseException]
@@ -273,7 +281,21 @@ class Enqueuer:
                 (log.debug if intake.quiet else log.info)(
                     "enqueued run %s event=%s branch=%s", run.run_id, _name(intake), run.branch
                 )
+            for run_id in taken.woken:
+                self._wake(run_id)
         self._log.written(entries)
+
+    def _wake(self, run_id: str) -> None:
+        """Tell a superseded parked run to end now. Best effort: unwoken, it ends when
+        its wait is over, as superseded all the same."""
+        try:
+            self.client.send(run_id, {"superseded": True}, topic=coalesce.WAKE_TOPIC)
+        except Exception as exc:
+            log.warning(
+                "could not wake superseded run %s (%s); it ends when its wait does",
+                run_id,
+                type(exc).__name__,
+            )
 
 
 # Built once: a fresh IN clause per group would be compiled again every time.

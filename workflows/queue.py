@@ -18,52 +18,50 @@ from trigger.core.errors import BauplanFailure, EnqueueUnavailableError
 from trigger.core.matching import RunRequest
 from trigger.core.settings import Settings
 from workflows import coalesce
-from workflows.flow_queues import all_specs, spec_for
 
 RUN_QUEUE = "bauplan-trigger-runs"
 RUN_WORKFLOW = "bauplan_trigger.run"
+# The global cap: each run's Bauplan part, as a child workflow, on an unpartitioned
+# queue whose DBOS global_concurrency is ``[queue] global_concurrency``.
+JOB_QUEUE = "bauplan-trigger-jobs"
+JOB_WORKFLOW = "bauplan_trigger.job"
 
 
 def register_run_queue(settings: Settings) -> Queue:
-    """Register the main run queue and one per distinct per-trigger override."""
+    """Register the run queue and the job queue.
+
+    The run queue is partitioned with one run per partition key and nothing else, the
+    shape DBOS dequeues in one batched transaction per poll however many branches
+    wait; per-branch concurrency, overrides and the rate limit ride on the partition
+    keys and the rate windows (``workflows.branch_flow``). The global cap is the job
+    queue's, unpartitioned and so dequeued in one transaction per poll too."""
     q = settings.queue
-    queues = [
-        DBOS.register_queue(
-            spec.name,
-            partition_concurrency=spec.per_branch_concurrency,
-            partition_limiter=None
-            if spec.per_branch_limit is None
-            else {
-                "limit": spec.per_branch_limit.runs,
-                "period": spec.per_branch_limit.period_seconds,
-            },
-            worker_concurrency=q.worker_concurrency,
-            global_concurrency=q.global_concurrency,
-            polling_interval_sec=q.polling_interval,
-        )
-        for spec in all_specs(settings, RUN_QUEUE).values()
-    ]
-    return queues[0]
+    runs = DBOS.register_queue(
+        RUN_QUEUE,
+        partition_concurrency=1,
+        worker_concurrency=q.worker_concurrency,
+        polling_interval_sec=q.polling_interval,
+    )
+    DBOS.register_queue(
+        JOB_QUEUE,
+        global_concurrency=q.global_concurrency,
+        worker_concurrency=q.worker_concurrency,
+        polling_interval_sec=q.polling_interval,
+    )
+    return runs
 
 
 def queue_names(settings: Settings) -> list[str]:
-    return list(all_specs(settings, RUN_QUEUE))
-
-
-def run_queue(settings: Settings, trigger: str | None) -> str:
-    """The queue a trigger's runs go on: its own when it overrides the per-branch limits."""
-    return spec_for(settings, RUN_QUEUE, settings.find_trigger(trigger)).name
+    return [RUN_QUEUE, JOB_QUEUE]
 
 
 def resume_queue(settings: Settings, status: WorkflowStatus) -> str | None:
     """The queue a workflow goes back on when it is resumed (taken over, or resumed by an
     operator), so that its limits still apply: the queue it is on while DBOS records one;
-    for a run that lost it (DBOS clears it on cancel), its trigger's queue."""
+    for a run or job that lost it (DBOS clears it on cancel), the queue of its kind."""
     if status.queue_name:
         return status.queue_name
-    if status.name == RUN_WORKFLOW:
-        return run_queue(settings, (status.attributes or {}).get("trigger"))
-    return None
+    return {RUN_WORKFLOW: RUN_QUEUE, JOB_WORKFLOW: JOB_QUEUE}.get(status.name or "")
 
 
 class UsernameCache:
@@ -100,15 +98,16 @@ class Enqueued:
 
 
 def enqueue_options(
-    settings: Settings, request: RunRequest, branch: str, burst: coalesce.Burst
+    settings: Settings, request: RunRequest, branch: str, key: str, burst: coalesce.Burst
 ) -> EnqueueOptions:
-    """How a run request goes on the queue (``workflows.intake`` does the enqueue)."""
+    """How a run request goes on the queue (``workflows.intake`` does the enqueue), on
+    partition key ``key`` (the branch's, or one of its slots: ``workflows.branch_flow``)."""
     options: EnqueueOptions = {
         "workflow_name": RUN_WORKFLOW,
-        "queue_name": run_queue(settings, request.trigger),
+        "queue_name": RUN_QUEUE,
         "workflow_id": request.run_id,
         "workflow_id_reuse_policy": "reject",
-        "queue_partition_key": branch,
+        "queue_partition_key": key,
         "priority": request.priority,
         "app_version": settings.service.application_version,
         "attributes": {**attributes_for(request, branch), **burst.attributes()},

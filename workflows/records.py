@@ -73,8 +73,9 @@ def list_runs(
     if trigger is not None and text.problem(trigger) is not None:
         return []  # no trigger is named so; PostgreSQL cannot even compare a text with NUL
     # Cancelled and superseded runs are told apart by the outcome attribute, which DBOS
-    # filters on PostgreSQL only: read them all, keep the right ones below.
-    limit_rows = None if status in ("superseded", "cancelled") else limit
+    # filters on PostgreSQL only, and waiting from running runs by the phase (a run
+    # parked in its workflow is PENDING): read them all, keep the right ones below.
+    limit_rows = None if status in ("superseded", "cancelled", "waiting", "running") else limit
     rows = client.list_workflows(
         name=RUN_WORKFLOW,
         workflow_id_prefix=run_id_prefix(trigger) if trigger else None,

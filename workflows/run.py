@@ -20,7 +20,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from dbos import DBOS, StepOptions
+from dbos import DBOS
 
 from trigger.core.errors import (
     BauplanFailure,
@@ -30,46 +30,18 @@ from trigger.core.errors import (
     WorkspaceError,
 )
 from trigger.core.matching import RunRequest
-from trigger.core.secrets import redact
-from workflows import coalesce, crashpoint, runtime
-from workflows.bauplan.adapter import is_retryable
-from workflows.dbos_compat import DBOSMaxStepRetriesExceeded
+from workflows import coalesce, crashpoint, job, runtime
 from workflows.notify import outbox
-from workflows.notify.delivery import final_notice, started_notice
+from workflows.notify.delivery import final_notice
 from workflows.queue import RUN_WORKFLOW
 from workflows.result import RunResult
-from workflows.steps import code, files, submit
+from workflows.steps import code, files
 from workflows.steps.branch import user_branch
+from workflows.steps.retry import step
 
 log = logging.getLogger(__name__)
 
 RESULT_EVENT = "result"
-# The longest one ``wait`` step polls before it checkpoints and hands back to the
-# workflow, which is also when an operator's cancel of a stuck job takes effect.
-WAIT_STEP_SECONDS = 60.0
-
-
-def _retrying(name: str) -> StepOptions:
-    cfg = runtime.current().settings.bauplan
-    return {
-        "name": name,
-        "retries_allowed": True,
-        "max_attempts": cfg.retry_attempts,
-        "interval_seconds": cfg.retry_interval,
-        "backoff_rate": 2.0,
-        "should_retry": is_retryable,
-    }
-
-
-def _step(name: str, fn: Any, *args: Any) -> Any:
-    """Run ``fn`` as a retrying DBOS step; a give-up surfaces the last SDK message."""
-    try:
-        return crashpoint.step(_retrying(name), fn, *args)
-    except DBOSMaxStepRetriesExceeded as exc:
-        last = exc.errors[-1] if exc.errors else exc
-        raise BauplanFailure(
-            f"gave up after {exc.max_retries} attempts: {last}", retryable=False
-        ) from None
 
 
 def start(coalescing: bool) -> dict[str, Any]:
@@ -108,24 +80,6 @@ def prepare_branch(request: dict[str, Any]) -> str:
     return branch
 
 
-def prepare_code(request: dict[str, Any]) -> str | None:
-    """The pushed commit's project folder, or None when the run uses project_dir as is."""
-    req = RunRequest.from_dict(request)
-    if not (req.git_source and req.git_sha):
-        return None
-    try:
-        path = code.prepare(
-            runtime.current().settings.state_path,
-            req.git_source,
-            req.git_sha,
-            req.run_id,
-            req.project_subdir or ".",
-        )
-    except WorkspaceError as exc:
-        raise BauplanFailure(str(exc), retryable=exc.retryable) from None
-    return str(path)
-
-
 def remove_code(request: dict[str, Any]) -> None:
     req = RunRequest.from_dict(request)
     if req.git_source and req.git_sha:
@@ -136,63 +90,18 @@ def remove_code(request: dict[str, Any]) -> None:
             log.warning("could not remove the workspace of run %s: %s", req.run_id, exc)
 
 
-def find_or_submit(request: dict[str, Any], branch: str) -> str:
-    """The run's job: the one recorded for it, else a new submission."""
-    req = RunRequest.from_dict(request)
-    rt = runtime.current()
-    bauplan = rt.bauplan(req)
-    job_id = submit.recorded_job(rt.store, bauplan, req.run_id)
-    if job_id is not None:
-        return job_id
-    # Re-checked here, not only in its own step: a resumed run must not submit a
-    # workspace that was removed between the two steps.
-    project_dir = prepare_code(request) or req.project_dir
-    return submit.submit_new(
-        rt.store, bauplan, req.run_id, branch, project_dir, dict(req.parameters)
-    )
-
-
-def submit_job(request: dict[str, Any], branch: str) -> str:
-    job_id = find_or_submit(request, branch)
-    _mark(job_id=job_id, phase="running")
-    return job_id
-
-
-def launch(request: dict[str, Any], coalescing: bool) -> dict[str, Any]:
+def launch(request: dict[str, Any], coalescing: bool, inline: bool) -> dict[str, Any]:
     """A run with no file to check and no code to fetch starts in one step: its start
-    time and gate, its branch (created when missing) and its job. Every part is safe to
-    repeat: the gate only reads and marks, the branch is created once, and the
-    submissions table stops a repeated submit from starting a second job."""
+    time and gate, its branch (created when missing) and, when it submits itself
+    (``inline``), its job. Every part is safe to repeat: the gate only reads and marks,
+    the branch is created once, and the submissions table stops a repeated submit from
+    starting a second job."""
     begun = start(coalescing)
     if begun["replaced_by"]:
-        return {**begun, "branch": None, "job_id": None}
+        return {**begun, "branch": None, "submitted": None}
     branch = prepare_branch(request)
-    return {**begun, "branch": branch, "job_id": submit_job(request, branch)}
-
-
-def wait(request: dict[str, Any], job_id: str, delay: float, watch_cancel: bool) -> dict[str, Any]:
-    """Poll the job until it ends (then fetch its log tail), a newer run asks to cancel
-    it (``watch_cancel``), or ``WAIT_STEP_SECONDS`` pass. The delay between polls grows
-    by half each time up to ``poll_max_interval``; the next step carries on from the
-    returned delay."""
-    rt = runtime.current()
-    bauplan = rt.bauplan(RunRequest.from_dict(request))
-    deadline = time.monotonic() + WAIT_STEP_SECONDS
-    while True:
-        status = bauplan.status(job_id)
-        cancel_for = coalesce.cancel_requested() if watch_cancel and not status.final else None
-        if status.final or cancel_for or time.monotonic() >= deadline:
-            return {
-                "state": status.state,
-                "raw": status.raw,
-                # Bauplan's words, recorded as they are checkpointed: a known secret goes.
-                "error": None if status.error is None else redact(status.error),
-                "delay": delay,
-                "cancel_for": cancel_for,
-                "log_tail": log_tail(request, job_id) if status.final else [],
-            }
-        time.sleep(delay)
-        delay = min(delay * 1.5, rt.settings.bauplan.poll_max_interval)
+    submitted = job.submit_job(request, branch) if inline else None
+    return {**begun, "branch": branch, "submitted": submitted}
 
 
 def conclude(result: dict[str, Any]) -> dict[str, Any]:
@@ -222,16 +131,6 @@ def _fill_from_queue(outcome: RunResult) -> RunResult:
     )
 
 
-def log_tail(request: dict[str, Any], job_id: str) -> list[str]:
-    lines = runtime.current().settings.bauplan.log_tail_lines
-    try:
-        tail = runtime.current().bauplan(RunRequest.from_dict(request)).log_tail(job_id, lines)
-        return [redact(line) for line in tail]
-    except BauplanFailure as exc:
-        # Logs are a courtesy: their absence must not change the run's outcome.
-        return [f"(log tail unavailable: {exc})"]
-
-
 def _mark(**fields: Any) -> None:
     DBOS.update_workflow_attributes(DBOS.workflow_id or "", fields, merge=True)
 
@@ -239,56 +138,58 @@ def _mark(**fields: Any) -> None:
 @DBOS.workflow(name=RUN_WORKFLOW)
 def run_workflow(request: dict[str, Any]) -> dict[str, Any]:
     req = RunRequest.from_dict(request)
-    coalescing = req.on_burst != "queue" or req.debounce_seconds is not None
+    coalescing = coalesce.coalescing(req)
+    inline = runtime.current().settings.queue.global_concurrency is None
     started = 0.0  # unknown until the first step returns; ``conclude`` fills it in then
-    branch = job_id = None
-    cancelled_for: str | None = None
+    branch: str | None = None
+    job_id: str | None = None
     # A file to check or code to fetch comes between the start and the submit.
     separate = bool(req.file or req.git_sha)
     try:
         if separate:
             begun = crashpoint.step({"name": "start"}, start, coalescing)
         else:
-            begun = _step("launch", launch, request, coalescing)
+            begun = step("launch", launch, request, coalescing, inline)
         started = begun["started"]
         if begun["replaced_by"]:
             why = f"superseded by run {begun['replaced_by']} before it started"
             return finish(req, _result(req, "superseded", "", None, started, why))
+        first = None
         if separate:
             files.before_run(req, request)
-            branch = _step("prepare_branch", prepare_branch, request)
+            branch = step("prepare_branch", prepare_branch, request)
             if req.git_sha:
-                _step("prepare_code", prepare_code, request)
-            job_id = _step("submit", submit_job, request, branch)
+                step("prepare_code", job.prepare_code, request)
         else:
-            branch, job_id = begun["branch"], begun["job_id"]
-        log.info("submitted run %s job=%s branch=%s", req.run_id, job_id, branch)
-        outbox.enqueue(req, started_notice(req, branch, job_id, started))
-        delay = runtime.current().settings.bauplan.poll_interval
-        while True:
-            watch = req.on_burst == "cancel" and cancelled_for is None
-            status = _step("wait", wait, request, job_id, delay, watch)
-            if status["state"] in ("success", "failed", "cancelled"):
-                break
-            delay = status["delay"]
-            if status["cancel_for"]:
-                cancelled_for = status["cancel_for"]
-                _step("cancel", cancel_job, request, job_id)
-        error = None
-        if status["state"] != "success":
-            error = status["error"] or f"Bauplan job ended {status['raw']}"
-        if cancelled_for and status["state"] == "cancelled":
-            error = f"job {job_id} cancelled: replaced by run {cancelled_for}"
-            _mark(superseded_by=cancelled_for)
-        result = _result(
-            req, status["state"], branch, job_id, started, error, log_tail=status["log_tail"]
-        )
+            branch, first = begun["branch"], begun["submitted"]
+        assert branch is not None
+        ended = job.bauplan_part(req, request, branch, started, first)
+        job_id = ended.get("job_id")
+        if ended.get("replaced_by"):
+            replaced_by = ended["replaced_by"]
+            _mark(superseded_by=replaced_by)
+            why = f"superseded by run {replaced_by} before it started"
+            result = _result(req, "superseded", branch, None, started, why)
+        else:
+            result = _ended_result(req, ended, branch, started)
     except (BauplanFailure, BranchError, FileGoneError) as exc:
         result = _result(req, "failed", branch or "", job_id, started, str(exc))
     if req.git_sha:
         crashpoint.step({"name": "remove_code"}, remove_code, request)
     files.after_run(req, request, result.status)
     return finish(req, result)
+
+
+def _ended_result(req: RunRequest, ended: dict[str, Any], branch: str, started: float) -> RunResult:
+    state, job_id = ended["state"], ended.get("job_id")
+    error = None
+    if state != "success":
+        error = ended.get("error") or f"Bauplan job ended {ended.get('raw')}"
+    cancelled_for = ended.get("cancelled_for")
+    if cancelled_for and state == "cancelled":
+        error = f"job {job_id} cancelled: replaced by run {cancelled_for}"
+        _mark(superseded_by=cancelled_for)
+    return _result(req, state, branch, job_id, started, error, log_tail=ended.get("log_tail") or [])
 
 
 def _result(
@@ -315,11 +216,6 @@ def _result(
         error=error,
         log_tail=log_tail or [],
     )
-
-
-def cancel_job(request: dict[str, Any], job_id: str) -> None:
-    runtime.current().bauplan(RunRequest.from_dict(request)).cancel(job_id)
-    log.info("cancelled job %s of run %s: a newer run replaces it", job_id, request["run_id"])
 
 
 def finish(req: RunRequest, result: RunResult) -> dict[str, Any]:

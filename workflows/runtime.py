@@ -16,6 +16,7 @@ from trigger.core.matching import RunRequest
 from trigger.core.settings import Settings
 from workflows.bauplan.adapter import Bauplan, BauplanClient, live_client
 from workflows.bauplan.rehearsal import LEDGER_FILE, Ledger, RehearsalClient
+from workflows.ratelimit import Windows
 from workflows.store import Store
 
 ClientFactory = Callable[[RunRequest], BauplanClient]
@@ -26,6 +27,8 @@ class Runtime:
     settings: Settings
     store: Store
     client_factory: ClientFactory
+    # The per-branch rate windows, on the system database.
+    windows: Windows
     # Rehearsal mode's ledger, where ``rehearsal fault`` arms crashes; None when live.
     ledger: Ledger | None = None
 

@@ -40,6 +40,20 @@ submissions = sa.Table(
     sa.Column("state", sa.String(20), nullable=True),
 )
 sa.Index("ix_bt_submissions_ref", submissions.c.ref)
+
+# The per-branch rate windows (``workflows.ratelimit``): one row per run that reserved
+# a start, and one row per window to lock on PostgreSQL while a start is reserved.
+starts = sa.Table(
+    "bt_starts",
+    metadata,
+    sa.Column("run_id", sa.String(300), primary_key=True),
+    sa.Column("window", sa.String(400), nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+    # True once the job was submitted (``at`` is then no earlier than the submit).
+    sa.Column("confirmed", sa.Boolean, nullable=False),
+)
+sa.Index("ix_bt_starts_window", starts.c.window, starts.c.at)
+windows = sa.Table("bt_windows", metadata, sa.Column("window", sa.String(400), primary_key=True))
 # Bound parameters per IN list: far below SQLite's and PostgreSQL's limits.
 _IN_CHUNK = 500
 

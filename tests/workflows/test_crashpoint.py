@@ -6,10 +6,14 @@ fault step:NAME EXIT_AFTER``, and ``EXIT_AFTER`` on ``run`` itself) for one kind
 run, starts that run, and restarts the worker after every death until the run is
 final (its notice workflows included); the deaths are counted and each armed crash
 is found in the log. Runs of every kind meet their boundaries: plain (``launch``,
-``wait``, ``finish``, and the steps of its two notice workflows), a cancelling trigger (``cancel``), a file drop (``start``, ``check_file``,
-``prepare_branch``, ``submit``, between its marker and the file, ``move_file``) and a
-pushed commit (``start``, ``prepare_branch``, ``prepare_code``, ``submit``,
-``remove_code``). 200 jobs of the same user sit in the reconcile window.
+``wait``, ``finish``, and the steps of its two notice workflows), a rate-limited one
+(between recording its start and submitting), a cancelling trigger (``cancel``), a
+file drop (``start``, ``check_file``, ``prepare_branch``, ``submit``, between its
+marker and the file, ``move_file``) and a pushed commit (``start``,
+``prepare_branch``, ``prepare_code``, ``submit``, ``remove_code``). 200 jobs of the
+same user sit in the reconcile window. Under a global cap, a rate-limited run and
+its job workflow meet theirs (``reserve``, ``hand_over``, the job workflow's
+``submit`` with the moment between recording and submitting, ``wait``, ``finish``).
 """
 
 from __future__ import annotations
@@ -34,11 +38,12 @@ from workflows.notify.outbox import NOTICE_WORKFLOW
 from workflows.records import list_runs, show_run
 from workflows.runtime import ledger_path
 from workflows.steps import code as workspace
-from workflows.store import Store
+from workflows.store import Store, starts
 
 pytestmark = pytest.mark.slow
 
 PLAIN = ["launch", "notify webhook:ops started", "wait", "finish", "notify webhook:ops succeeded"]
+GATED = ["submit.reserved", "launch", "wait", "finish"]
 FILE = ["start", "check_file", "prepare_branch", "submit", "move_file.marker", "move_file"]
 GIT = ["start", "prepare_branch", "prepare_code", "submit", "remove_code"]
 
@@ -115,6 +120,12 @@ def test_a_worker_killed_at_every_step_boundary_submits_each_run_once_and_ends_e
                 "notify": ["ops"],
             },
             {
+                "name": "gated",
+                "project_dir": str(project_dir),
+                "branch": "gated",
+                "per_branch_limit": {"runs": 1, "period_seconds": 600},
+            },
+            {
                 "name": "swap",
                 "project_dir": str(project_dir),
                 "branch": "swap",
@@ -153,6 +164,12 @@ def test_a_worker_killed_at_every_step_boundary_submits_each_run_once_and_ends_e
         worker.arm(PLAIN)
         runs.append(_fire(settings, enqueuer, "orders", "plain", run_date="a"))
         worker.recover(runs[-1:], len(PLAIN))
+
+        # A rate-limited trigger's run, killed also between recording its start and
+        # submitting: resumed, it records its start again instead of beside the first.
+        worker.arm(GATED)
+        runs.append(_fire(settings, enqueuer, "gated", "gated"))
+        worker.recover(runs[-1:], len(GATED))
 
         # Killed the instant Bauplan accepted the job, with 200 jobs of the same user in
         # the window: a claimed one of the same project on the same branch, another
@@ -210,15 +227,15 @@ def test_a_worker_killed_at_every_step_boundary_submits_each_run_once_and_ends_e
 
     print(f"crash suite: {worker.deaths} deaths and restarts in {elapsed:.1f}s")
     statuses = [records[run_id]["status"] for run_id in runs]
-    assert statuses == ["succeeded"] * 3 + ["cancelled", "succeeded"] + ["succeeded"] * 2
+    assert statuses == ["succeeded"] * 4 + ["cancelled", "succeeded"] + ["succeeded"] * 2
     # Exactly one submission per run: the ledger holds the seeds and one job per run.
     job_ids = [records[run_id]["job_id"] for run_id in runs]
     jobs = {j["job_id"]: j for j in ledger.jobs()}
     assert len(set(job_ids)) == len(runs)
     assert set(jobs) == seeded | set(job_ids)
-    assert f"run {runs[2]} adopted job {job_ids[2]}" in worker.serve.log()
+    assert f"run {runs[3]} adopted job {job_ids[3]}" in worker.serve.log()
     log = worker.serve.log()
-    for step in {*PLAIN, "cancel", *FILE, *GIT}:
+    for step in {*PLAIN, *GATED, "cancel", *FILE, *GIT}:
         assert f"exiting right after step {step}," in log, step
     # The notices were each delivered once; the file and its marker were both moved.
     kinds = [r.json()["type"] for r in hook.received()]
@@ -229,7 +246,53 @@ def test_a_worker_killed_at_every_step_boundary_submits_each_run_once_and_ends_e
     assert jobs[job_ids[-1]]["code_version"] == sha
     # The 200 were all in the window the crashed submission reconciled.
     store = Store(settings.database_url())
-    accepted = store.submission(runs[2])
+    accepted = store.submission(runs[3])
+    # The gated run's start is in its window once, confirmed.
+    with store.engine.connect() as conn:
+        recorded = [(r.run_id, r.confirmed) for r in conn.execute(starts.select())]
+    assert recorded == [(runs[1], True)]
     store.close()
     assert accepted is not None
     assert all(jobs[j]["started_ts"] >= accepted.started_at - 5 for j in seeded)
+
+
+CAPPED = ["launch", "reserve", "hand_over", "submit.reserved", "submit", "wait", "finish"]
+
+
+def test_a_worker_killed_at_every_step_of_a_capped_rate_limited_run_submits_it_once(
+    tmp_path: Path, project_dir: Path, backend: str | None, serve_process: Any
+) -> None:
+    config = base_config(
+        tmp_path,
+        project_dir,
+        service={"state_dir": str(tmp_path / "state"), "listen": f"127.0.0.1:{free_port()}"},
+        queue={"global_concurrency": 2, "per_branch_limit": {"runs": 1, "period_seconds": 600}},
+    )
+    path = write_config(tmp_path / "bauplan-trigger.toml", config)
+    env = {"DBOS_SYSTEM_DATABASE_URL": backend} if backend else {}
+    settings = build_settings(config, config_path=path, environ=env)
+    ledger = Ledger(ledger_path(settings))
+    enqueuer = Enqueuer(settings)
+    worker = Worker(serve_process(path, env), enqueuer, ledger)
+    try:
+        worker.arm(CAPPED)
+        first = _fire(settings, enqueuer, "orders", "capped", run_date="a")
+        worker.recover([first], len(CAPPED))
+        # Its start was recorded once: the next run of the branch waits for the window.
+        second = _fire(settings, enqueuer, "orders", "next", run_date="a")
+        waiting = wait_until(
+            lambda: (
+                (r := show_run(enqueuer.client, second, settings)).get("phase") == "rate-limited"
+                and r
+            ),
+            what="the next run to be rate-limited",
+        )
+        record = show_run(enqueuer.client, first)
+    finally:
+        enqueuer.close()
+    assert record["status"] == "succeeded"
+    assert waiting["waiting_reason"].endswith("(1 starts in the last 600s, limit 1)")
+    assert [j["job_id"] for j in ledger.jobs()] == [record["job_id"]]
+    log = worker.serve.log()
+    for step in CAPPED:
+        assert f"exiting right after step {step}," in log, step

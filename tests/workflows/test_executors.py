@@ -15,7 +15,13 @@ import pytest
 import sqlalchemy as sa
 
 from tests.support import base_config, make_settings, match, run_cli, wait_until, write_config
-from tests.workflows.flow_support import intervals_by_ref, ledger, max_overlap, release
+from tests.workflows.flow_support import (
+    intervals_by_ref,
+    ledger,
+    max_overlap,
+    rate_check,
+    release,
+)
 from trigger.core.event import manual_event
 from trigger.core.settings import build_settings
 from workflows import app
@@ -46,13 +52,17 @@ def _executor(enqueuer: Enqueuer, name: str, run_ids: list[str]) -> str | None:
     return next((r.executor_id for r in rows if (r.executor_id or "").endswith(f"-{name}")), None)
 
 
-def test_three_workers_share_the_limits_and_survive_one_killed(
+def test_three_workers_share_every_limit_and_survive_one_killed(
     tmp_path: Path, project_dir: Path, pg: str, serve_process: Any
 ) -> None:
-    branches, events, cap = 30, 5, 6
+    branches, events, cap, rate = 30, 5, 6, {"runs": 2, "period_seconds": 2.0}
     overrides: dict[str, Any] = {
         "bauplan": {"rehearse_seconds": 0.3},
-        "queue": {"global_concurrency": cap, "takeover_after_seconds": 3.0},
+        "queue": {
+            "global_concurrency": cap,
+            "per_branch_limit": rate,
+            "takeover_after_seconds": 3.0,
+        },
     }
     config = write_config(
         tmp_path / "bauplan-trigger.toml", base_config(tmp_path, project_dir, **overrides)
@@ -89,6 +99,8 @@ def test_three_workers_share_the_limits_and_survive_one_killed(
     assert len(per_branch) == branches
     assert max(max_overlap(spans) for spans in per_branch.values()) == 1
     assert max_overlap([(j["started_ts"], j["finished_ts"]) for j in jobs]) <= cap
+    # Bauplan's side of the rate limit: never three submits of a branch within 2 s.
+    assert rate_check(jobs, rate["runs"], rate["period_seconds"])["held"]
     survivors = workers["w1"].log() + workers["w3"].log()
     assert f"executor {dead} silent for over 3s" in survivors
 

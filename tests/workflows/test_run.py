@@ -128,9 +128,9 @@ def test_a_plain_run_is_three_checkpoints_however_often_it_polls(launched: Any) 
 def test_a_long_wait_checkpoints_each_budget_and_keeps_its_backoff(
     launched: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from workflows import run as run_module
+    from workflows import job
 
-    monkeypatch.setattr(run_module, "WAIT_STEP_SECONDS", 0.3)
+    monkeypatch.setattr(job, "WAIT_STEP_SECONDS", 0.3)
     settings, enqueuer = launched(
         bauplan={"rehearse_seconds": 2.0, "poll_interval": 0.05, "poll_max_interval": 0.4}
     )

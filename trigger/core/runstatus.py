@@ -20,6 +20,11 @@ FINAL_STATUSES: tuple[FinalStatus, ...] = get_args(FinalStatus)
 RUN_STATUSES: tuple[RunStatus, ...] = get_args(RunStatus)
 NOTICE_STATUSES: tuple[NoticeStatus, ...] = get_args(NoticeStatus)
 
+# Phases of a run that has its branch but waits inside its workflow, for its rate
+# window or for a global slot (``workflows.job``): waiting, in the users' words.
+RATE_LIMITED, AWAITING_SLOT = "rate-limited", "awaiting-slot"
+PARKED_PHASES = (RATE_LIMITED, AWAITING_SLOT)
+
 # DBOS status -> the word users see, before the outcome attribute has its say.
 STATUS_WORDS: dict[str, RunStatus] = {
     "ENQUEUED": "waiting",
@@ -40,6 +45,8 @@ def status_word(dbos_status: str, attributes: Mapping[str, Any] | None) -> str:
         return "cancelled"
     if outcome == "superseded":
         return "superseded"
+    if word == "running" and (attributes or {}).get("phase") in PARKED_PHASES:
+        return "waiting"
     return word
 
 
@@ -48,4 +55,6 @@ def dbos_statuses(word: str) -> list[str]:
     cancelled and superseded runs from the rest)."""
     if word in ("cancelled", "superseded"):
         return ["CANCELLED", "SUCCESS", "ERROR"]
+    if word == "waiting":  # parked runs are PENDING
+        return ["ENQUEUED", "DELAYED", "PENDING"]
     return [k for k, v in STATUS_WORDS.items() if v == word]

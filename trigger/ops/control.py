@@ -21,8 +21,10 @@ from trigger.core.eventlog_store import DecisionRecord
 from trigger.core.matching import RunRequest
 from trigger.core.runstatus import status_word
 from trigger.core.settings import Settings
+from workflows.coalesce import WAKE_TOPIC
 from workflows.intake import Enqueuer
 from workflows.queue import resume_queue
+from workflows.ratelimit import Windows
 from workflows.records import run_status
 
 log = logging.getLogger(__name__)
@@ -102,6 +104,10 @@ def cancel(
         )
     who = _who(actor)
     client.cancel_workflow(run_id)
+    attrs = status.attributes or {}
+    if attrs.get("job_workflow"):  # its Bauplan part, under the global cap
+        client.cancel_workflow(str(attrs["job_workflow"]))
+    _give_back(settings, client, run_id)
     detail = "dequeued before it started" if word == "waiting" else "workflow stopped"
     job_id = (status.attributes or {}).get("job_id")
     if word == "running":
@@ -142,6 +148,9 @@ def resume(
         )
     queue = resume_queue(settings, status)
     client.resume_workflow(run_id, queue_name=queue)
+    job_workflow = (status.attributes or {}).get("job_workflow")
+    if job_workflow:
+        _resume_job_workflow(settings, client, str(job_workflow))
     after = run_status(client, run_id, load_input=False)
     if after.queue_partition_key != partition:  # pragma: no cover - DBOS keeps it in 3.4
         raise RunControlError(f"resuming run {run_id} lost its partition key; retry it instead")
@@ -151,6 +160,27 @@ def resume(
     _record(settings, "resume", run_id, trigger, who, f"back on {queue} for {partition}", run_id)
     log.info("resumed run %s on branch %s by %s", run_id, partition, who)
     return ControlResult("resume", run_id, word, f"back on the queue for branch {partition}")
+
+
+def _give_back(settings: Settings, client: DBOSClient, run_id: str) -> None:
+    """A cancelled run's reserved start goes back to its rate window, and a run parked
+    in its workflow is woken to end now rather than when its wait is over."""
+    windows = Windows(settings.database_url())
+    try:
+        windows.release([run_id])
+    finally:
+        windows.close()
+    try:
+        client.send(run_id, {"cancelled": True}, topic=WAKE_TOPIC)
+    except Exception as exc:  # the run ends when its wait does, cancelled all the same
+        log.warning("could not wake cancelled run %s (%s)", run_id, type(exc).__name__)
+
+
+def _resume_job_workflow(settings: Settings, client: DBOSClient, workflow_id: str) -> None:
+    """A resumed run carries on waiting for its job workflow: put that back too."""
+    found = client.list_workflows(workflow_ids=[workflow_id], load_input=False, load_output=False)
+    if found and str(found[0].status) == "CANCELLED":
+        client.resume_workflow(workflow_id, queue_name=resume_queue(settings, found[0]))
 
 
 def _submitted_job(settings: Settings, run_id: str) -> str | None:
