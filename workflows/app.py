@@ -28,6 +28,7 @@ from workflows.queue import (
     JOB_WORKFLOW,
     RUN_QUEUE,
     RUN_WORKFLOW,
+    adopt_earlier_queues,
     queue_names,
     register_run_queue,
 )
@@ -99,6 +100,7 @@ def launch(
     _heartbeat.append(heartbeat)
     DBOS.launch()
     register_run_queue(settings)
+    adopt_earlier_queues()
     register_notice_queue(settings)
     check_registration([*queue_names(settings), NOTICE_QUEUE])
     log.info(

@@ -197,6 +197,8 @@ def run_job(
         while True:
             submitted = first or step("submit", submit_job, request, branch)
             first = None
+            if isinstance(submitted, str):  # recorded by a release that returned the id
+                submitted = {"job_id": submitted}
             if "job_id" in submitted:
                 job_id = str(submitted["job_id"])
                 break

@@ -1,23 +1,28 @@
 """The run queue: its registration in ``serve`` and what every enqueue carries.
 
-Every enqueue carries a partition key (the full Bauplan branch: a partitioned
-queue leaves key-less workflows ENQUEUED forever), an explicit priority (DBOS
+Every enqueue carries a partition key (the Bauplan branch's, ``workflows.branch_flow``:
+a partitioned queue leaves key-less workflows ENQUEUED forever), an explicit priority (DBOS
 runs un-prioritised workflows before all others) and a workflow id derived from
 the event, so a second enqueue of the same event finds the first run.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 from typing import Any
 
+import sqlalchemy as sa
 from dbos import DBOS, EnqueueOptions, Queue, WorkflowStatus
 
 from trigger.core.errors import BauplanFailure, EnqueueUnavailableError
 from trigger.core.matching import RunRequest
 from trigger.core.settings import Settings
 from workflows import coalesce
+from workflows.dbos_compat import WorkflowTable
+
+log = logging.getLogger(__name__)
 
 RUN_QUEUE = "bauplan-trigger-runs"
 RUN_WORKFLOW = "bauplan_trigger.run"
@@ -49,6 +54,34 @@ def register_run_queue(settings: Settings) -> Queue:
         polling_interval_sec=q.polling_interval,
     )
     return runs
+
+
+def adopt_earlier_queues() -> int:
+    """Runs still waiting on the per-limits queues of releases before the job queue
+    (``bauplan-trigger-runs.<limits>``), which nothing serves any more, move to the run
+    queue on their partition key (their branch), and those queues go. Called at
+    launch; idempotent."""
+    table = WorkflowTable.launched()
+    t = table.table
+    with table.engine.begin() as conn:
+        table.bind(conn)
+        moved = conn.execute(
+            sa.update(t)
+            .where(
+                t.c.name == RUN_WORKFLOW,
+                t.c.queue_name.startswith(f"{RUN_QUEUE}.", autoescape=True),
+                t.c.status.in_(["ENQUEUED", "DELAYED"]),
+            )
+            .values(queue_name=RUN_QUEUE)
+        ).rowcount
+    if moved:
+        log.info("moved %d waiting runs from earlier per-limits queues to %s", moved, RUN_QUEUE)
+    # DBOS keeps registered queues in the database and every worker polls them all.
+    for queue in DBOS.list_queues():
+        if queue.name.startswith(f"{RUN_QUEUE}."):
+            DBOS.delete_queue(queue.name)
+            log.info("removed the earlier per-limits queue %s", queue.name)
+    return int(moved)
 
 
 def queue_names(settings: Settings) -> list[str]:

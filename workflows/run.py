@@ -161,7 +161,9 @@ def run_workflow(request: dict[str, Any]) -> dict[str, Any]:
             if req.git_sha:
                 step("prepare_code", job.prepare_code, request)
         else:
-            branch, first = begun["branch"], begun["submitted"]
+            branch, first = begun["branch"], begun.get("submitted")
+            if begun.get("job_id"):  # recorded by a release before the job workflow
+                first = {"job_id": begun["job_id"]}
         assert branch is not None
         ended = job.bauplan_part(req, request, branch, started, first)
         job_id = ended.get("job_id")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.support import base_config, run_cli, wait_until, write_config
+from tests.support import base_config, match, run_cli, wait_until, write_config
 from tests.workflows.flow_support import (
     final,
     fire,
@@ -14,6 +14,7 @@ from tests.workflows.flow_support import (
     orders_trigger,
     release,
 )
+from trigger.core.event import manual_event
 from trigger.core.settings import TriggerConfig
 from workflows.branch_flow import spec_for
 from workflows.queue import RUN_QUEUE
@@ -167,3 +168,31 @@ def test_partition_namespaces_come_from_the_settings_alone(
     assert [s.window("u.b") for s in specs] == ["u.b", "u.b", "u.b~c1-r1p10"]
     assert spec_for(settings, None).per_branch_limit is not None
     assert isinstance(settings.triggers[0], TriggerConfig)
+
+
+def test_runs_left_waiting_on_an_earlier_releases_queue_are_adopted_at_launch(
+    launched: Any,
+) -> None:
+    settings, enqueuer = launched(bauplan={"rehearse_seconds": 0.05})
+    [request] = match(manual_event("orders", {"run_date": "old"}, event_id="old"), settings)
+    enqueuer.client.enqueue(
+        {
+            "workflow_name": "bauplan_trigger.run",
+            "queue_name": f"{RUN_QUEUE}.c2",  # as a release with per-limits queues did
+            "workflow_id": request.run_id,
+            "queue_partition_key": "rehearsal.orders_old",
+            "priority": request.priority,
+            "app_version": settings.service.application_version,
+        },
+        request.as_dict(),
+    )
+    from dbos import DBOS
+
+    from workflows.queue import adopt_earlier_queues
+
+    DBOS.register_queue(f"{RUN_QUEUE}.c2", partition_concurrency=2)  # as that release did
+    assert adopt_earlier_queues() == 1
+    # Its queue is gone: no worker polls it for ever after.
+    assert f"{RUN_QUEUE}.c2" not in [q.name for q in DBOS.list_queues()]
+    assert final(enqueuer, request.run_id)["status"] == "succeeded"
+    assert adopt_earlier_queues() == 0
