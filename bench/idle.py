@@ -235,11 +235,11 @@ def _thread_names(pid: int) -> dict[int, str]:
         return {}
     try:
         text = subprocess.run(
-            [spy, "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=30
+            [spy, "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=90
         ).stdout
     except (OSError, subprocess.TimeoutExpired):
         return {}
-    return {int(m[1]): m[2] for m in re.finditer(r'^Thread (\d+) \(\w+\): "(.*)"$', text, re.M)}
+    return {int(m[1]): m[2] for m in re.finditer(r'^Thread (\d+) \([^)]*\): "(.*)"$', text, re.M)}
 
 
 def _group(name: str) -> str:
@@ -452,7 +452,7 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=20.0, help="seconds measured")
     parser.add_argument("--settle", type=float, default=5.0, help="seconds after set-up")
     parser.add_argument(
-        "--quiet", type=float, default=10.0, help="at most this long, wait for a quiet machine"
+        "--quiet", type=float, default=5.0, help="at most this long, wait for a quiet machine"
     )
     parser.add_argument("--setup-limit", type=float, default=300.0)
     parser.add_argument("--only", default=",".join(SCENARIOS), help=",".join(SCENARIOS))
