@@ -120,7 +120,7 @@ def base_config(tmp_path: Path, project_dir: Path, **overrides: Any) -> dict[str
             "poll_max_interval": 0.5,
             "retry_interval": 0.1,
         },
-        "queue": {"polling_interval": 0.1},
+        "queue": {"polling_interval": 0.1, "notice_polling_interval": 0.1},
         "triggers": [
             {
                 "name": "orders",

@@ -38,14 +38,28 @@ _PRIORITY = {"started": 1}
 _FINAL_PRIORITY = 2
 
 
+# With no notifier configured nothing can be put on the notice queue; polling it this
+# seldom still delivers (or skips) what a run under an older config left there.
+IDLE_POLLING_INTERVAL = 30.0
+
+
 def register_notice_queue(settings: Settings) -> Queue:
     """One notice at a time per run and notifier (the only limit, which keeps DBOS's
-    batched dequeue); as quick to pick up as runs are."""
+    batched dequeue)."""
     return DBOS.register_queue(
         NOTICE_QUEUE,
         partition_concurrency=1,
-        polling_interval_sec=settings.queue.polling_interval,
+        polling_interval_sec=polling_interval(settings),
     )
+
+
+def polling_interval(settings: Settings) -> float:
+    """A notice tells of something that has happened already, so a second's pick-up is
+    nothing next to a receiver's round trip; polled as often as runs are, this queue
+    cost an idle ``serve`` as much CPU as the run queue (bench/idle.py)."""
+    if not settings.notifiers:
+        return IDLE_POLLING_INTERVAL
+    return settings.queue.notice_polling_interval
 
 
 def notice_id(run_id: str, name: str, status: str) -> str:

@@ -95,3 +95,34 @@ def test_with_every_receiver_down_runs_end_with_their_jobs_and_the_branch_moves_
             "ops": ["started", "succeeded"],
             "commits": ["pending", "success"],
         }
+
+
+def test_the_notice_queue_polls_at_its_own_pace(
+    launched: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Polling the notice queue as often as runs doubled an idle serve's CPU: notices
+    wait up to ``notice_polling_interval``, and with no notifier nothing can arrive."""
+    from dbos import DBOS
+
+    for key, value in notify_env(hook="http://127.0.0.1:9").items():
+        monkeypatch.setenv(key, value)
+    settings, _ = launched(
+        queue={"polling_interval": 0.1, "notice_polling_interval": 0.7},
+        notifiers=notifier_config(hook="http://127.0.0.1:9"),
+    )
+    queue = DBOS.retrieve_queue(NOTICE_QUEUE)
+    assert queue is not None and queue.polling_interval_sec == 0.7
+    assert settings.queue.notice_polling_interval == 0.7
+
+
+def test_with_no_notifier_the_notice_queue_is_polled_every_half_minute(launched: Any) -> None:
+    from dbos import DBOS
+
+    from workflows.notify.outbox import IDLE_POLLING_INTERVAL
+    from workflows.queue import RUN_QUEUE
+
+    launched()
+    queue, runs = DBOS.retrieve_queue(NOTICE_QUEUE), DBOS.retrieve_queue(RUN_QUEUE)
+    assert queue is not None and runs is not None
+    assert queue.polling_interval_sec == IDLE_POLLING_INTERVAL == 30.0
+    assert runs.polling_interval_sec == 0.1

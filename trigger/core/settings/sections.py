@@ -117,6 +117,9 @@ class BauplanSettings(Section):
 
 class QueueSettings(Section):
     polling_interval: float = Field(default=0.1, gt=0, le=10)
+    notice_polling_interval: float = Field(
+        default=1.0, gt=0, le=60, description="seconds between polls of the notice queue"
+    )
     per_branch_concurrency: int = Field(default=1, ge=1)
     worker_concurrency: int | None = Field(default=None, ge=1)
     global_concurrency: int | None = Field(default=None, ge=1)
