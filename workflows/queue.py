@@ -30,6 +30,7 @@ RUN_WORKFLOW = "bauplan_trigger.run"
 # queue whose DBOS global_concurrency is ``[queue] global_concurrency``.
 JOB_QUEUE = "bauplan-trigger-jobs"
 JOB_WORKFLOW = "bauplan_trigger.job"
+UNCAPPED_JOB_POLLING = 30.0
 
 
 def register_run_queue(settings: Settings) -> Queue:
@@ -51,7 +52,11 @@ def register_run_queue(settings: Settings) -> Queue:
         JOB_QUEUE,
         global_concurrency=q.global_concurrency,
         worker_concurrency=q.worker_concurrency,
-        polling_interval_sec=q.polling_interval,
+        # Without a cap runs submit themselves: only job workflows left by a config
+        # that had one can be there, and they are not waited for at the run's pace.
+        polling_interval_sec=q.polling_interval
+        if q.global_concurrency is not None
+        else UNCAPPED_JOB_POLLING,
     )
     return runs
 

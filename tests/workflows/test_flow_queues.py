@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.support import base_config, match, run_cli, wait_until, write_config
 from tests.workflows.flow_support import (
     final,
@@ -196,3 +198,18 @@ def test_runs_left_waiting_on_an_earlier_releases_queue_are_adopted_at_launch(
     assert f"{RUN_QUEUE}.c2" not in [q.name for q in DBOS.list_queues()]
     assert final(enqueuer, request.run_id)["status"] == "succeeded"
     assert adopt_earlier_queues() == 0
+
+
+@pytest.mark.parametrize("cap", [None, 5])
+def test_the_job_queue_polls_at_the_run_queues_pace_only_under_a_cap(
+    launched: Any, cap: int | None
+) -> None:
+    from dbos import DBOS
+
+    from workflows.queue import JOB_QUEUE, UNCAPPED_JOB_POLLING
+
+    launched(queue={"global_concurrency": cap})
+    queue = DBOS.retrieve_queue(JOB_QUEUE)
+    assert queue is not None
+    assert queue.polling_interval_sec == (UNCAPPED_JOB_POLLING if cap is None else 0.1)
+    assert queue.concurrency == cap

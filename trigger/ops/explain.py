@@ -21,6 +21,7 @@ from trigger.core.settings import Settings
 from trigger.core.text import escaped, problem, readable
 from workflows.notify.outbox import notice_ids
 from workflows.queue import RUN_QUEUE
+from workflows.ratelimit import describe
 from workflows.records import run_status, show_run
 
 
@@ -202,10 +203,22 @@ def _said(output: Any) -> Any:
     """The run workflow's own step results, in words: the rest as they are."""
     if isinstance(output, dict) and "state" in output and "raw" in output:
         return f"job {output['state']} ({output['raw']})"
-    if isinstance(output, dict) and "job_id" in output and "replaced_by" in output:
+    if isinstance(output, dict) and "started" in output and "replaced_by" in output:
+        # The launch step: superseded, or its branch and what its submit said.
         if output["replaced_by"]:
             return f"superseded by {output['replaced_by']}"
-        return f"job {output['job_id']} on {output['branch']}"
+        submitted = output.get("submitted") or {}
+        if output.get("job_id") or submitted.get("job_id"):
+            return f"job {output.get('job_id') or submitted['job_id']} on {output['branch']}"
+        if submitted:
+            return _said(submitted)
+        return f"branch {output['branch']}"
+    if isinstance(output, dict) and set(output) == {"job_id"}:
+        return f"job {output['job_id']}"
+    if isinstance(output, dict) and set(output) == {"wait"}:
+        return describe(output["wait"])
+    if isinstance(output, dict) and set(output) == {"replaced_by"}:
+        return f"superseded by {output['replaced_by']}"
     return output
 
 

@@ -85,9 +85,12 @@ def test_cancel_resume_and_retry_from_the_cli(
     assert missing.returncode == 1 and "no run with id 'run:quick:nope'" in missing.stderr
 
 
-def test_resume_puts_a_run_back_on_its_triggers_own_queue(launched: Any, project_dir: Path) -> None:
-    """A trigger with its own limits has its own queue; DBOS forgets the queue of a
-    cancelled run, and resume must put it back there, not on the main queue."""
+def test_resume_puts_a_run_back_on_the_run_queue_with_its_triggers_own_limits(
+    launched: Any, project_dir: Path
+) -> None:
+    """A trigger with its own limits has its own partitions and rate window; DBOS
+    forgets the queue of a cancelled run, and resume must put it back on the run queue
+    with its partition key, where its limits still hold."""
     from trigger.ops.control import cancel, resume
     from workflows.queue import RUN_QUEUE
 
@@ -99,17 +102,23 @@ def test_resume_puts_a_run_back_on_its_triggers_own_queue(launched: Any, project
         "per_branch_limit": {"runs": 1, "period_seconds": 600},
     }
     settings, enqueuer = launched(triggers=[limited])
-    own = f"{RUN_QUEUE}.c1-r1p600"
+    own = "rehearsal.limited~c1-r1p600"
     first = fire_event(enqueuer, manual_event("limited", {}, event_id="l1")).run_id
     assert _until(enqueuer, first, "succeeded")["status"] == "succeeded"
     second = fire_event(enqueuer, manual_event("limited", {}, event_id="l2")).run_id
-    assert enqueuer.client.list_workflows(workflow_ids=[second])[0].queue_name == own
+    status = enqueuer.client.list_workflows(workflow_ids=[second])[0]
+    assert (status.queue_name, status.queue_partition_key) == (RUN_QUEUE, own)
     cancel(settings, enqueuer.client, second, "ana")
     assert _until(enqueuer, second, "cancelled")["status"] == "cancelled"
 
     resume(settings, enqueuer.client, second, "ana")
     status = enqueuer.client.list_workflows(workflow_ids=[second])[0]
-    assert (status.queue_name, status.queue_partition_key) == (own, "rehearsal.limited")
-    waiting = show_run(enqueuer.client, second, settings)
+    assert (status.queue_name, status.queue_partition_key) == (RUN_QUEUE, own)
+    waiting = wait_until(
+        lambda: (
+            (r := show_run(enqueuer.client, second, settings)).get("phase") == "rate-limited" and r
+        ),
+        what="the resumed run to wait for its window",
+    )
     assert waiting["status"] == "waiting", waiting
     assert waiting["waiting_reason"].startswith("branch rehearsal.limited is rate-limited")

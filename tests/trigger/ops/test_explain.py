@@ -226,18 +226,19 @@ def test_strings_older_versions_stored_are_told_escaped_without_a_traceback(
 
 
 def test_explain_and_runs_give_the_same_waiting_reason(launched: Any, project_dir: Any) -> None:
-    """A trigger with its own queue (two runs per branch): the third run waits for the
-    branch, and ``explain`` says the same as ``runs show`` (one diagnosis)."""
+    """A trigger with its own limits (two runs per branch, so two slots): the third run
+    waits for its slot, held by the first, and ``explain`` says the same as ``runs
+    show`` (one diagnosis)."""
     from tests.support import wait_until
     from tests.workflows.flow_support import fill_the_branch, ledger, orders_trigger, release
     from workflows.records import show_run
 
     trigger = orders_trigger(project_dir, per_branch_concurrency=2)
     settings, enqueuer = launched(bauplan={"rehearse_outcome": "hang"}, triggers=[trigger])
-    (first, second), third = fill_the_branch(settings, enqueuer)
+    (first, _second), third = fill_the_branch(settings, enqueuer)
     shown = show_run(enqueuer.client, third, settings)
     [told] = explain(third, event_log(settings), enqueuer.client, settings)["runs"]
-    busy = f"branch rehearsal.orders_d1 is busy with run {', '.join(sorted([first, second]))}"
+    busy = f"branch rehearsal.orders_d1 is busy with run {first}"
     assert shown["waiting_reason"] == busy
     assert told["waiting"] == shown["waiting_reason"]
     wait_until(lambda: release(settings) >= 0 and len(ledger(settings).jobs()) == 3, what="w3")
