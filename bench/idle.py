@@ -174,7 +174,9 @@ def _statuses(url: str) -> dict[str, int]:
     rows = _query(
         url,
         "SELECT status, count(*) FROM dbos.workflow_status "
-        "WHERE workflow_uuid LIKE 'idle:%%' OR workflow_uuid LIKE 'run:%%' GROUP BY status",
+        # Runs only: under a global cap each running run also has its job workflow.
+        "WHERE workflow_uuid LIKE 'idle:%%' "
+        "OR (workflow_uuid LIKE 'run:%%' AND name = 'bauplan_trigger.run') GROUP BY status",
     )
     return {str(s): int(n) for s, n in rows or []}
 

@@ -237,8 +237,20 @@ def job_workflow(request: dict[str, Any], branch: str, started: float) -> dict[s
     return outcome
 
 
-def hand_over(run_id: str, job_workflow_id: str) -> None:
-    _mark(run_id, phase=AWAITING_SLOT, job_workflow=job_workflow_id)
+def hand_over(request: dict[str, Any], branch: str, attempt: int) -> dict[str, Any]:
+    """Under the cap: see that the start fits the rate window (the job workflow records
+    it once it has its slot), and if so wait for a slot. What :func:`reserve` says, or
+    ``{"job_workflow": id}`` (the id of the job workflow to enqueue)."""
+    held = reserve(request, branch, record=False)
+    if held:
+        return held
+    child_id = job_workflow_id(request["run_id"], attempt)
+    _mark(request["run_id"], phase=AWAITING_SLOT, job_workflow=child_id)
+    return {"job_workflow": child_id}
+
+
+def job_workflow_id(run_id: str, attempt: int) -> str:
+    return f"{run_id}:job" + (f"-{attempt}" if attempt else "")
 
 
 def look_at_child(run_id: str, child_id: str) -> dict[str, Any]:
@@ -262,20 +274,24 @@ def look_at_child(run_id: str, child_id: str) -> dict[str, Any]:
 
 
 def via_child(
-    req: RunRequest, request: dict[str, Any], branch: str, started: float
+    req: RunRequest,
+    request: dict[str, Any],
+    branch: str,
+    started: float,
+    first: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Hand the job to a job workflow on the capped queue and wait for its report."""
+    """Hand the job to a job workflow on the capped queue and wait for its report.
+    ``first``: the hand-over already made by the run's launch step."""
     attempt = 0
     while True:
-        # Only a look: the job workflow records the start when it has its slot.
-        held = step("reserve", reserve, request, branch, False)
+        held = first or step("hand_over", hand_over, request, branch, attempt)
+        first = None
         if "replaced_by" in held:
             return dict(held)
         if "wait" in held:
             park(req, held["wait"])
             continue
-        child_id = f"{req.run_id}:job" + (f"-{attempt}" if attempt else "")
-        crashpoint.step({"name": "hand_over"}, hand_over, req.run_id, child_id)
+        child_id = str(held["job_workflow"])
         options: EnqueueOptions = {
             "workflow_name": JOB_WORKFLOW,
             "queue_name": JOB_QUEUE,
@@ -318,4 +334,4 @@ def bauplan_part(
     """The job's end (see :func:`run_job`), inline or through the job queue."""
     if runtime.current().settings.queue.global_concurrency is None:
         return run_job(request, branch, started, inline=True, first=first)
-    return via_child(req, request, branch, started)
+    return via_child(req, request, branch, started, first)

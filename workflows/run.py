@@ -9,8 +9,12 @@ A run is a handful of checkpoints, not one per poll: every checkpoint is a
 round trip to the system database, and with many runs in flight those round
 trips, not Bauplan, set the pace. So the steps group what belongs together
 (resolving and creating the branch; submitting and recording the job id) and
-the job is polled inside one ``wait`` step for up to ``WAIT_STEP_SECONDS``.
+the job is polled inside one ``wait`` step for up to ``job.WAIT_STEP_SECONDS``.
 Polling is a read, so a crash in the middle of it just polls again.
+
+The run holds its branch (its partition key on the run queue) from its first step to
+its last; what it does with it, the rate gate, the submit and the wait, inline or
+through the job queue under a global cap, is ``workflows.job``.
 """
 
 from __future__ import annotations
@@ -92,15 +96,15 @@ def remove_code(request: dict[str, Any]) -> None:
 
 def launch(request: dict[str, Any], coalescing: bool, inline: bool) -> dict[str, Any]:
     """A run with no file to check and no code to fetch starts in one step: its start
-    time and gate, its branch (created when missing) and, when it submits itself
-    (``inline``), its job. Every part is safe to repeat: the gate only reads and marks,
-    the branch is created once, and the submissions table stops a repeated submit from
-    starting a second job."""
+    time and gate, its branch (created when missing) and its job when it submits
+    itself (``inline``), else its hand-over to the job queue. Every part is safe to
+    repeat: the gate only reads and marks, the branch is created once, and the
+    submissions table stops a repeated submit from starting a second job."""
     begun = start(coalescing)
     if begun["replaced_by"]:
         return {**begun, "branch": None, "submitted": None}
     branch = prepare_branch(request)
-    submitted = job.submit_job(request, branch) if inline else None
+    submitted = job.submit_job(request, branch) if inline else job.hand_over(request, branch, 0)
     return {**begun, "branch": branch, "submitted": submitted}
 
 

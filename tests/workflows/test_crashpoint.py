@@ -12,7 +12,7 @@ file drop (``start``, ``check_file``, ``prepare_branch``, ``submit``, between it
 marker and the file, ``move_file``) and a pushed commit (``start``,
 ``prepare_branch``, ``prepare_code``, ``submit``, ``remove_code``). 200 jobs of the
 same user sit in the reconcile window. Under a global cap, a rate-limited run and
-its job workflow meet theirs (``reserve``, ``hand_over``, the job workflow's
+its job workflow meet theirs (``launch`` with its hand-over, the job workflow's
 ``submit`` with the moment between recording and submitting, ``wait``, ``finish``).
 """
 
@@ -256,7 +256,7 @@ def test_a_worker_killed_at_every_step_boundary_submits_each_run_once_and_ends_e
     assert all(jobs[j]["started_ts"] >= accepted.started_at - 5 for j in seeded)
 
 
-CAPPED = ["launch", "reserve", "hand_over", "submit.reserved", "submit", "wait", "finish"]
+CAPPED = ["launch", "submit.reserved", "submit", "wait", "finish"]
 
 
 def test_a_worker_killed_at_every_step_of_a_capped_rate_limited_run_submits_it_once(

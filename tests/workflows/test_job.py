@@ -10,7 +10,9 @@ from typing import Any
 
 from tests.support import wait_until
 from tests.workflows.flow_support import final, fire, ledger, orders_trigger, release
+from trigger.core.eventlog import event_log
 from trigger.ops import control
+from trigger.ops.explain import explain
 from workflows.queue import JOB_WORKFLOW
 from workflows.records import show_run
 from workflows.store import Store, starts
@@ -50,6 +52,10 @@ def test_a_rate_limited_run_is_superseded_by_a_newer_event_at_once(
     second = fire(settings, enqueuer, "l2")
     parked = _phase(enqueuer, settings, second, "rate-limited")
     assert parked["status"] == "waiting"
+    assert parked["waiting_reason"].endswith("(1 starts in the last 3600s, limit 1)")
+    # ``explain`` (and the run's page, which shows its story) says the same.
+    [told] = explain(second, event_log(settings), enqueuer.client, settings)["runs"]
+    assert told["waiting"] == parked["waiting_reason"]
     third = fire(settings, enqueuer, "l3")
     # Woken, it ends now rather than in an hour, and never submits.
     ended = final(enqueuer, second)

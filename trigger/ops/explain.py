@@ -217,6 +217,8 @@ def _said(output: Any) -> Any:
         return f"job {output['job_id']}"
     if isinstance(output, dict) and set(output) == {"wait"}:
         return describe(output["wait"])
+    if isinstance(output, dict) and set(output) == {"job_workflow"}:
+        return f"waits for a global slot as job workflow {output['job_workflow']}"
     if isinstance(output, dict) and set(output) == {"replaced_by"}:
         return f"superseded by {output['replaced_by']}"
     return output

@@ -1,6 +1,7 @@
 """Flow-control settings: per-branch limits and what a burst of events becomes.
 
-The limits themselves are enforced by the DBOS queue (see ``workflows/queue.py``);
+The limits themselves are enforced on the durable side (``workflows/branch_flow.py``
+names the partition keys and rate windows, ``workflows/job.py`` gates and caps);
 this module only describes them and checks that a trigger's combination makes
 sense, so a bad config fails at start-up with the key to fix.
 """
