@@ -287,18 +287,12 @@ def claim_start(run_id: str) -> str | None:
     """A parked run leaves its waiting phase to start: None when it may, else the id of
     the run that superseded it while it waited (or asked it to cancel: ``cancel``)."""
     table = WorkflowTable.launched()
-    t = table.table
-    with table.engine.begin() as conn:
-        table.bind(conn)
-        claimed = conn.execute(
-            sa.update(t)
-            .where(
-                t.c.workflow_uuid == run_id,
-                table.attribute("superseded_by").is_(None),
-                table.attribute("cancel_requested_by").is_(None),
-            )
-            .values(attributes=table.merged({"phase": "starting"}))
-        ).rowcount
+    claimed = table.update(
+        table.table.c.workflow_uuid == run_id,
+        table.attribute("superseded_by").is_(None),
+        table.attribute("cancel_requested_by").is_(None),
+        attributes=table.merged({"phase": "starting"}),
+    )
     if claimed:
         return None
     attrs = attributes_of(run_id)

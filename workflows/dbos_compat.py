@@ -56,6 +56,14 @@ class WorkflowTable:
         engine: sa.Engine = self._sys_db.engine
         return engine
 
+    def update(self, *where: Any, **values: Any) -> int:
+        """One UPDATE of the table, in a transaction of its own on DBOS's engine: the
+        rows it changed."""
+        with self.engine.begin() as conn:
+            self.bind(conn)
+            result = conn.execute(sa.update(self.table).where(*where).values(**values))
+            return int(result.rowcount)
+
     def attribute(self, key: str) -> Any:
         """One top-level attribute as text (NULL when absent)."""
         column = self.table.c.attributes

@@ -13,7 +13,6 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-import sqlalchemy as sa
 from dbos import DBOS, EnqueueOptions, Queue, WorkflowStatus
 
 from trigger.core.errors import BauplanFailure, EnqueueUnavailableError
@@ -68,17 +67,12 @@ def adopt_earlier_queues() -> int:
     launch; idempotent."""
     table = WorkflowTable.launched()
     t = table.table
-    with table.engine.begin() as conn:
-        table.bind(conn)
-        moved = conn.execute(
-            sa.update(t)
-            .where(
-                t.c.name == RUN_WORKFLOW,
-                t.c.queue_name.startswith(f"{RUN_QUEUE}.", autoescape=True),
-                t.c.status.in_(["ENQUEUED", "DELAYED"]),
-            )
-            .values(queue_name=RUN_QUEUE)
-        ).rowcount
+    moved = table.update(
+        t.c.name == RUN_WORKFLOW,
+        t.c.queue_name.startswith(f"{RUN_QUEUE}.", autoescape=True),
+        t.c.status.in_(["ENQUEUED", "DELAYED"]),
+        queue_name=RUN_QUEUE,
+    )
     if moved:
         log.info("moved %d waiting runs from earlier per-limits queues to %s", moved, RUN_QUEUE)
     # DBOS keeps registered queues in the database and every worker polls them all.
@@ -86,7 +80,7 @@ def adopt_earlier_queues() -> int:
         if queue.name.startswith(f"{RUN_QUEUE}."):
             DBOS.delete_queue(queue.name)
             log.info("removed the earlier per-limits queue %s", queue.name)
-    return int(moved)
+    return moved
 
 
 def queue_names(settings: Settings) -> list[str]:
