@@ -89,21 +89,8 @@ class Windows:
 
     def __init__(self, url: str) -> None:
         self._postgres = not db.is_sqlite(url)
-        # On PostgreSQL two connections, no more: every run of a worker passes through
-        # here, but each transaction takes milliseconds, and a worker's connections
-        # count against the server's max_connections with every other worker's. Checked
-        # before use, so a restarted server costs a reconnect, not a failed run.
-        self.engine = (
-            sa.create_engine(
-                url,
-                pool_size=2,
-                max_overflow=0,
-                pool_pre_ping=True,
-                connect_args={"connect_timeout": 10},
-            )
-            if self._postgres
-            else db.writer(url)  # SQLite: BEGIN IMMEDIATE
-        )
+        # Every run of a worker passes through here, each transaction in milliseconds.
+        self.engine = db.locking(url)
 
     def close(self) -> None:
         self.engine.dispose()

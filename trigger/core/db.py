@@ -72,6 +72,22 @@ def writer(url: str | sa.URL, threads: int = 1) -> sa.Engine:
     return made
 
 
+def locking(url: str | sa.URL, connections: int = 2) -> sa.Engine:
+    """An engine for short transactions that serialise on a lock (the rate windows).
+    SQLite: the :func:`writer`'s (``BEGIN IMMEDIATE`` takes the lock). PostgreSQL: at
+    most ``connections``, checked before use (a restarted server costs a reconnect,
+    not a failed run); every worker's connections count against max_connections."""
+    if is_sqlite(url):
+        return writer(url)
+    return sa.create_engine(
+        url,
+        pool_size=connections,
+        max_overflow=0,
+        pool_pre_ping=True,
+        connect_args={"connect_timeout": 10},
+    )
+
+
 def use_wal(url: str | sa.URL) -> None:
     """Put a SQLite system database in write-ahead-log mode: readers (the worker, the
     page) and the ingest writer no longer block each other, and a commit appends instead

@@ -203,7 +203,7 @@ def _said(output: Any) -> Any:
     """The run workflow's own step results, in words: the rest as they are."""
     if isinstance(output, dict) and "state" in output and "raw" in output:
         return f"job {output['state']} ({output['raw']})"
-    if isinstance(output, dict) and "started" in output and "replaced_by" in output:
+    if isinstance(output, dict) and {"started", "replaced_by", "branch"} <= set(output):
         # The launch step: superseded, or its branch and what its submit said.
         if output["replaced_by"]:
             return f"superseded by {output['replaced_by']}"
