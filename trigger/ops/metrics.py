@@ -7,6 +7,7 @@ the whole deployment, and nothing is lost when a process restarts.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import Counter, defaultdict
@@ -82,7 +83,9 @@ class StateCollector(Collector):
         every run queue (per-trigger ones too) and every limit."""
         rows = self.client.list_workflows(
             name=RUN_WORKFLOW,
-            status=["ENQUEUED", "DELAYED"],
+            # PENDING too: a run parked in its workflow (rate-limited, or waiting for a
+            # global slot) is waiting; the diagnosis leaves the running ones out.
+            status=["ENQUEUED", "DELAYED", "PENDING"],
             load_input=False,
             load_output=False,
         )
@@ -102,7 +105,8 @@ class StateCollector(Collector):
 
         status = _table(self.engine, "workflow_status")
         query = sa.text(
-            f"SELECT workflow_uuid, status, started_at_epoch_ms, completed_at, updated_at "  # noqa: S608
+            f"SELECT workflow_uuid, status, started_at_epoch_ms, completed_at, updated_at, "  # noqa: S608
+            f"attributes "
             f"FROM {status} WHERE name = :name"
         )
         with self.engine.connect() as conn:
@@ -140,7 +144,7 @@ class StateCollector(Collector):
         durations: dict[str, list[float]] = defaultdict(list)
         for r in rows:
             trigger = _trigger_of(r.workflow_uuid)
-            by_status[(trigger, status_word(r.status, None))] += 1
+            by_status[(trigger, status_word(r.status, _attributes(r.attributes)))] += 1
             if r.status in _FINAL:
                 first, last = spans.get(r.workflow_uuid, (None, None))
                 if first and last:
@@ -221,3 +225,14 @@ router = APIRouter(dependencies=[Depends(authorize)], responses=GUARD_RESPONSES)
 def metrics(request: Request) -> Response:
     data: Any = generate_latest(_registry(request))
     return Response(data, media_type=CONTENT_TYPE_LATEST)
+
+
+def _attributes(value: Any) -> dict[str, Any] | None:
+    """A run's attributes as the row holds them: a dict on PostgreSQL, JSON text on
+    SQLite (the phase tells a parked run, which is waiting, from a running one)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    return value if isinstance(value, dict) else None

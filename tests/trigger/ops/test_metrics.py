@@ -124,3 +124,39 @@ def test_waiting_runs_are_counted_on_every_queue_by_what_holds_them(
     finally:
         close_api(app)
         app.state.bauplan_trigger.engine.dispose()
+
+
+def test_a_run_parked_for_its_rate_window_counts_as_waiting_and_rate_limited(
+    launched: Any, project_dir: Any
+) -> None:
+    """It holds its branch in its workflow (PENDING to DBOS) but has not started."""
+    from tests.support import wait_until
+    from tests.workflows.flow_support import fire
+
+    settings, enqueuer = launched(
+        bauplan={"rehearse_seconds": 0.05},
+        queue={"per_branch_limit": {"runs": 1, "period_seconds": 3600}},
+    )
+    app = create_app(settings)
+    try:
+        with client_for(app) as client:
+            first = fire(settings, enqueuer, "m1")
+            wait_until(lambda: show_run(enqueuer.client, first)["status"] == "succeeded", what="m1")
+            second = fire(settings, enqueuer, "m2")
+            wait_until(
+                lambda: show_run(enqueuer.client, second, settings).get("phase") == "rate-limited",
+                what="m2 to be rate-limited",
+            )
+            samples = _samples(client.get("/metrics").text)
+            assert samples[("bauplan_trigger_queue_depth", ())] == 1
+            assert samples[("bauplan_trigger_waiting_runs", (("reason", "rate_limited"),))] == 1
+            runs = {
+                labels: value
+                for (name, labels), value in samples.items()
+                if name == "bauplan_trigger_runs"
+            }
+            assert runs[(("status", "waiting"), ("trigger", "orders"))] == 1
+            assert (("status", "running"), ("trigger", "orders")) not in runs
+    finally:
+        close_api(app)
+        app.state.bauplan_trigger.engine.dispose()
