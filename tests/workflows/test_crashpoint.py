@@ -118,6 +118,11 @@ def test_a_worker_killed_at_every_step_boundary_submits_each_run_once_and_ends_e
                 "inputs": ["run_date"],
                 "parameters": {"run_date": "{run_date}"},
                 "notify": ["ops"],
+                # Longer than a notice takes to go out: the run's ``wait`` death must not
+                # fall while its ``started`` notice is on the wire, which would deliver
+                # it again on restart (at least once, as designed, but not what this
+                # test counts).
+                "rehearse_seconds": 1.0,
             },
             {
                 "name": "gated",
