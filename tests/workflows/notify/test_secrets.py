@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from tests.support import base_config, final_run, run_cli, write_config
+from tests.support import base_config, final_run, run_cli, wait_until, write_config
 from tests.trigger.server import client_for
 from tests.workflows.notify.conftest import (
     GITHUB_TOKEN,
@@ -206,7 +206,11 @@ def test_a_bauplan_error_that_quotes_a_secret_is_stored_and_logged_without_it(
     run = final_run(enqueuer, start_run(settings, enqueuer))
     assert run["status"] == "failed"
     assert "token *** may not read branches" in run["error"]
-    assert "token *** may not read branches" in every_log_record.text  # DBOS's traceback
+    # DBOS logs the run's traceback as it records the failure, a moment after the status.
+    wait_until(
+        lambda: "token *** may not read branches" in every_log_record.text,
+        what="DBOS's traceback of the failed run",
+    )
     lines = [record.getMessage() for record in every_log_record.records]
     assert not [line for line in [*lines, every_log_record.text] if GITHUB_TOKEN in line]
     cells = stored_cells(settings.database_url())
