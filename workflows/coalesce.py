@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
+from dbos import DBOSClient
 
 from trigger.core.matching import RunRequest, run_id_prefix
 from trigger.core.runstatus import PARKED_PHASES
@@ -256,6 +257,21 @@ def attributes_of(run_id: str) -> dict[str, Any]:
 
     status = DBOS.get_workflow_status(run_id)
     return dict(status.attributes or {}) if status is not None else {}
+
+
+def wake(client: DBOSClient, run_id: str, why: str) -> None:
+    """Tell a parked run (``why``: superseded, cancelled) to end now, through a DBOS
+    message on ``WAKE_TOPIC``. Best effort: unwoken, it ends when its wait is over,
+    ``why`` all the same."""
+    try:
+        client.send(run_id, {why: True}, topic=WAKE_TOPIC)
+    except Exception as exc:
+        log.warning(
+            "could not wake %s run %s (%s); it ends when its wait does",
+            why,
+            run_id,
+            type(exc).__name__,
+        )
 
 
 def coalescing(req: RunRequest) -> bool:

@@ -282,20 +282,8 @@ class Enqueuer:
                     "enqueued run %s event=%s branch=%s", run.run_id, _name(intake), run.branch
                 )
             for run_id in taken.woken:
-                self._wake(run_id)
+                coalesce.wake(self.client, run_id, "superseded")
         self._log.written(entries)
-
-    def _wake(self, run_id: str) -> None:
-        """Tell a superseded parked run to end now. Best effort: unwoken, it ends when
-        its wait is over, as superseded all the same."""
-        try:
-            self.client.send(run_id, {"superseded": True}, topic=coalesce.WAKE_TOPIC)
-        except Exception as exc:
-            log.warning(
-                "could not wake superseded run %s (%s); it ends when its wait does",
-                run_id,
-                type(exc).__name__,
-            )
 
 
 # Built once: a fresh IN clause per group would be compiled again every time.

@@ -21,7 +21,7 @@ from trigger.core.eventlog_store import DecisionRecord
 from trigger.core.matching import RunRequest
 from trigger.core.runstatus import status_word
 from trigger.core.settings import Settings
-from workflows.coalesce import WAKE_TOPIC
+from workflows.coalesce import wake
 from workflows.intake import Enqueuer
 from workflows.queue import resume_queue
 from workflows.ratelimit import Windows
@@ -170,10 +170,7 @@ def _give_back(settings: Settings, client: DBOSClient, run_id: str) -> None:
         windows.release([run_id])
     finally:
         windows.close()
-    try:
-        client.send(run_id, {"cancelled": True}, topic=WAKE_TOPIC)
-    except Exception as exc:  # the run ends when its wait does, cancelled all the same
-        log.warning("could not wake cancelled run %s (%s)", run_id, type(exc).__name__)
+    wake(client, run_id, "cancelled")
 
 
 def _resume_job_workflow(settings: Settings, client: DBOSClient, workflow_id: str) -> None:
