@@ -111,12 +111,13 @@ def submit_job(request: dict[str, Any], branch: str) -> dict[str, Any]:
     req = RunRequest.from_dict(request)
     rt = runtime.current()
     bauplan = rt.bauplan(req)
+    gated = _window(req, branch) is not None
     job_id = submit.recorded_job(rt.store, bauplan, req.run_id)
     if job_id is None:
         held = reserve(request, branch)
         if held:
             return held
-        if _window(req, branch) is not None:
+        if gated:
             crashpoint.reached("submit.reserved")  # its start recorded, the job not yet
         # Re-checked here, not only in its own step: a resumed run must not submit a
         # workspace that was removed between the two steps.
@@ -124,7 +125,7 @@ def submit_job(request: dict[str, Any], branch: str) -> dict[str, Any]:
         job_id = submit.submit_new(
             rt.store, bauplan, req.run_id, branch, project_dir, dict(req.parameters)
         )
-    if _window(req, branch) is not None:
+    if gated:
         rt.windows.confirm(req.run_id)
     _mark(req.run_id, job_id=job_id, phase="running")
     return {"job_id": job_id}
