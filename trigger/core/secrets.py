@@ -140,9 +140,17 @@ def read(
         _redactor.add_url(value)
     else:
         _redactor.add(value)
-        if value.startswith("whsec_"):
-            _redactor.add(value.removeprefix("whsec_"))
+        for key in rotation(value):
+            _redactor.add(key)
+            if key.startswith("whsec_"):
+                _redactor.add(key.removeprefix("whsec_"))
     return value
+
+
+def rotation(value: str) -> list[str]:
+    """The secrets one variable holds: several, space-separated, while a Standard Webhooks
+    key is rotated (the new one and the old one), else just the one."""
+    return value.split()
 
 
 def install(settings: Settings, environ: Mapping[str, str] | None = None) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from standardwebhooks.webhooks import Webhook
 
+from trigger.core import secrets
 from trigger.core.errors import NotifierError
 from trigger.core.settings.notify import WebhookNotifier
 from workflows.notify.http import Outbound, check_url, read_env
@@ -53,6 +54,13 @@ def document(notice: Notice) -> dict[str, Any]:
     }
 
 
+def signers(display: str, variable: str, value: str) -> list[Webhook]:
+    """One signer per secret: during a key rotation the variable holds several, and the
+    body is signed with each (space-separated signatures, as Standard Webhooks says), so
+    a receiver that knows either one verifies it."""
+    return [signer(display, variable, key) for key in secrets.rotation(value)]
+
+
 def signer(display: str, variable: str, secret: str) -> Webhook:
     if not secret.startswith("whsec_"):
         raise NotifierError(
@@ -74,7 +82,7 @@ def build(
 ) -> Outbound:
     url = check_url(display, cfg.url_env, read_env(display, "url_env", cfg.url_env, environ))
     secret = read_env(display, "secret_env", cfg.secret_env, environ)
-    hook = signer(display, cfg.secret_env, secret)
+    hooks = signers(display, cfg.secret_env, secret)
     body = json.dumps(document(notice), sort_keys=True, separators=(",", ":"))
     msg_id = message_id(notice.run_id, notice.status)
     now = datetime.now(UTC)
@@ -83,6 +91,11 @@ def build(
         "Content-Type": "application/json",
         "webhook-id": msg_id,
         "webhook-timestamp": str(int(now.timestamp())),
-        "webhook-signature": hook.sign(msg_id, now, body),
+        "webhook-signature": " ".join(hook.sign(msg_id, now, body) for hook in hooks),
     }
-    return Outbound(url=url, headers=headers, body=body.encode(), secrets=(url, secret))
+    return Outbound(
+        url=url,
+        headers=headers,
+        body=body.encode(),
+        secrets=(url, secret, *secrets.rotation(secret)),
+    )

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from standardwebhooks import Webhook
 
-from trigger.core import text
+from trigger.core import secrets, text
 from trigger.core.errors import UnknownTriggerError
 from trigger.core.event import AttributeValue
 from trigger.core.settings.hooks import BODY_PREFIX, GenericSource
@@ -67,7 +67,9 @@ async def _handle(request: Request, delivery: Delivery, name: str) -> JSONRespon
     require_json(request)
     body = await read_body(request, settings.service.max_body_bytes)
     secret = secret_of(section.secret_env)
-    if secret is None or not _verifies(secret.decode(), body, request):
+    if secret is None or not any(
+        _verifies(key, body, request) for key in secrets.rotation(secret.decode())
+    ):
         raise Rejected(401, "the webhook signature is missing, too old or does not match")
     values = _values(parse_object(body), section)
     attributes: dict[str, AttributeValue] = {"trigger": trig.name, **values}
