@@ -96,6 +96,8 @@ def started_by(event: dict[str, Any]) -> str:
         return f"fire by {event.get('fired_by') or 'unknown'}"
     if kind == "generic":
         return f"webhook event {event.get('id') or '?'}"
+    if kind == "cloudevents":
+        return f"CloudEvent {event.get('ce_type') or '?'} from {event.get('ce_source') or '?'}"
     return f"{kind or 'unknown'} event {event.get('id') or '?'}"
 
 
