@@ -23,6 +23,7 @@ STATES = {
     "failed": "failure",
     "cancelled": "error",
     "superseded": "error",
+    "expired": "error",
 }
 _REPO = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+\Z")
 _SHA = re.compile(r"[0-9a-f]{40}\Z|[0-9a-f]{64}\Z")

@@ -17,6 +17,7 @@ RESULT_STATUS = {
     "failed": "failed",
     "cancelled": "cancelled",
     "superseded": "superseded",
+    "expired": "expired",
 }
 
 
@@ -24,7 +25,7 @@ RESULT_STATUS = {
 class Notice:
     run_id: str
     trigger: str
-    status: str  # started | succeeded | failed | superseded | cancelled
+    status: str  # started | succeeded | failed | superseded | cancelled | expired
     branch: str
     job_id: str | None
     parameters: dict[str, Any]

@@ -29,6 +29,7 @@ EMOJI = {
     "failed": ":x:",
     "superseded": ":fast_forward:",
     "cancelled": ":no_entry_sign:",
+    "expired": ":hourglass:",
 }
 
 

@@ -106,6 +106,9 @@ class BauplanSettings(Section):
     retry_attempts: int = Field(default=6, ge=1, description="tries of a transient SDK error")
     retry_interval: float = Field(default=2.0, gt=0)
     log_tail_lines: int = Field(default=40, ge=0)
+    timeout_seconds: float | None = Field(
+        default=None, gt=0, description="every trigger's job time limit unless it sets its own"
+    )
 
     @field_validator("username")
     @classmethod
@@ -126,6 +129,9 @@ class QueueSettings(Section):
     per_branch_limit: BranchLimit | None = None
     takeover_after_seconds: float | None = Field(
         default=None, gt=0, description="workers take over executors silent this long"
+    )
+    max_queue_seconds: float | None = Field(
+        default=None, gt=0, description="every trigger's queue time limit unless it sets its own"
     )
 
 

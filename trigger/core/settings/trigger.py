@@ -47,6 +47,12 @@ class TriggerConfig(Section):
     on_burst: BurstPolicy = "queue"
     debounce_seconds: float | None = Field(default=None, gt=0)
     max_wait_seconds: float | None = Field(default=None, gt=0)
+    timeout_seconds: float | None = Field(
+        default=None, gt=0, description="cancel the job and fail the run after this long"
+    )
+    max_queue_seconds: float | None = Field(
+        default=None, gt=0, description="a run that waited this long without starting expires"
+    )
     schedule: ScheduleSource | None = None
     files: FilesSource | None = None
 
