@@ -15,6 +15,7 @@ from typing import Any
 
 from standardwebhooks.webhooks import Webhook
 
+from trigger.core import secrets
 from trigger.core.errors import NotifierError
 from trigger.core.settings.notify import WebhookNotifier
 from workflows.notify.http import Outbound, check_url, read_env
@@ -54,10 +55,11 @@ def document(notice: Notice) -> dict[str, Any]:
 
 
 def signer(display: str, variable: str, secret: str) -> Webhook:
-    if not secret.startswith("whsec_"):
+    problem = secrets.whsec_problem(secret)
+    if problem is not None:
         raise NotifierError(
-            f"notifier {display}: the value of {variable} must be a Standard Webhooks "
-            "secret starting with whsec_ (not shown); generate one with: python -c "
+            f"notifier {display}: the value of {variable} {problem} (not shown): it must be a "
+            "Standard Webhooks secret, whsec_ and a base64 key; generate one with: python -c "
             "\"import base64,os;print('whsec_'+base64.b64encode(os.urandom(32)).decode())\""
         )
     try:
