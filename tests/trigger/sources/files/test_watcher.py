@@ -287,7 +287,7 @@ def test_the_file_drop_example_config_loads() -> None:
     settings = load_settings(example, environ={})
     trig = settings.trigger("landing")
     assert trig.files is not None and trig.files.after == "move"
-    assert watch_dir(settings, trig) == example.parent.parent / "landing"
+    assert watch_dir(settings, trig) == example.parent / "landing"
 
 
 def test_check_reports_a_missing_watched_dir(tmp_path: Path, project_dir: Path) -> None:
