@@ -49,6 +49,7 @@ def document(notice: Notice) -> dict[str, Any]:
             "error": notice.error,
             "log_tail": list(notice.log_tail) if notice.status != "succeeded" else [],
             "event": notice.event,
+            "run_url": notice.run_url,
             "test": notice.test,
         },
     }
