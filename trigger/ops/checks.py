@@ -110,7 +110,7 @@ def _git_project(trig: TriggerConfig, git: GitSource) -> Check:
             f"{subdir} is checked at run time, in the pushed commit",
         )
     sampled = wanted[:_MAX_REFS]
-    missing = [ref for ref in sampled if not _project_at(code, where, ref, subdir)]
+    missing = [ref for ref in sampled if not _project_at(where, ref, subdir)]
     if missing:
         shown = ", ".join(_short(ref) for ref in missing[:5])
         return Check(
@@ -174,9 +174,11 @@ def _runs_on(git: GitSource, ref: str) -> bool:
     return not (git.exclude_branches and glob_matches(branch, git.exclude_branches))
 
 
-def _project_at(code: Any, where: Path, ref: str, subdir: str) -> bool:
+def _project_at(where: Path, ref: str, subdir: str) -> bool:
+    from workflows.steps.code import has_file_at
+
     folder = PurePosixPath(subdir)
-    return any(code.has_file_at(where, ref, str(folder / item)) for item in _PROJECT_FILES)
+    return any(has_file_at(where, ref, str(folder / item)) for item in _PROJECT_FILES)
 
 
 def _short(ref: str) -> str:
