@@ -69,6 +69,8 @@ def payload(notice: Notice, cfg: GithubStatusNotifier) -> dict[str, str]:
     }
     if cfg.run_url:
         body["target_url"] = cfg.run_url.rstrip("/") + "/" + quote(notice.run_id, safe="")
+    elif notice.run_url:
+        body["target_url"] = notice.run_url
     return body
 
 

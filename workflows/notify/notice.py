@@ -35,6 +35,7 @@ class Notice:
     error: str | None = None
     log_tail: list[str] = field(default_factory=list)
     test: bool = False  # sent by ``notify-test``
+    run_url: str | None = None  # the run's page, when ``[service] public_url`` is set
 
     @property
     def duration(self) -> float | None:
@@ -69,6 +70,12 @@ def truncate(text: str, limit: int, marker: str = "…") -> str:
 
 def first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else ""
+
+
+def commit_url(event: dict[str, Any]) -> str | None:
+    """The pushed commit's web page, when the push said where the repository lives."""
+    url = event.get("commit_url")
+    return url if isinstance(url, str) and url.startswith(("https://", "http://")) else None
 
 
 def started_by(event: dict[str, Any]) -> str:

@@ -49,6 +49,7 @@ def document(notice: Notice) -> dict[str, Any]:
             "error": notice.error,
             "log_tail": list(notice.log_tail) if notice.status != "succeeded" else [],
             "event": notice.event,
+            "run_url": notice.run_url,
             "test": notice.test,
         },
     }
@@ -62,10 +63,11 @@ def signers(display: str, variable: str, value: str) -> list[Webhook]:
 
 
 def signer(display: str, variable: str, secret: str) -> Webhook:
-    if not secret.startswith("whsec_"):
+    problem = secrets.whsec_problem(secret)
+    if problem is not None:
         raise NotifierError(
-            f"notifier {display}: the value of {variable} must be a Standard Webhooks "
-            "secret starting with whsec_ (not shown); generate one with: python -c "
+            f"notifier {display}: the value of {variable} {problem} (not shown): it must be a "
+            "Standard Webhooks secret, whsec_ and a base64 key; generate one with: python -c "
             "\"import base64,os;print('whsec_'+base64.b64encode(os.urandom(32)).decode())\""
         )
     try:

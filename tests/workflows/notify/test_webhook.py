@@ -36,6 +36,7 @@ def test_the_document_schema_version_1() -> None:
             "error": "boom",
             "log_tail": ["a", "b"],
             "event": doc["data"]["event"],
+            "run_url": None,
             "test": False,
         },
     }
