@@ -61,6 +61,17 @@ def whsec_problem(value: str) -> str | None:
     return None
 
 
+def whsec_keys_problem(value: str) -> str | None:
+    """:func:`whsec_problem` for a variable that may hold several secrets (a key
+    rotation), naming which one is wrong."""
+    keys = rotation(value)
+    for number, key in enumerate(keys, 1):
+        problem = whsec_problem(key)
+        if problem is not None:
+            return problem if len(keys) == 1 else f"(secret {number} of {len(keys)}) {problem}"
+    return None
+
+
 class Redactor:
     """Known secret values and what each is replaced with; longest match first."""
 

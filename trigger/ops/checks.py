@@ -187,7 +187,7 @@ def _short(ref: str) -> str:
 
 def _hook_secrets(trig: TriggerConfig, environ: Mapping[str, str] | None) -> list[Check]:
     out = []
-    for kind in ("github", "gitlab", "generic"):
+    for kind in ("github", "gitlab", "generic", "cloudevents"):
         section = getattr(trig, kind)
         if section is None:
             continue
@@ -202,7 +202,8 @@ def _hook_secrets(trig: TriggerConfig, environ: Mapping[str, str] | None) -> lis
                 )
             )
             continue
-        problem = secrets.whsec_problem(value) if kind == "generic" else None
+        signed = kind == "generic" or (kind == "cloudevents" and section.auth == "signature")
+        problem = secrets.whsec_keys_problem(value) if signed else None
         if problem is not None:
             out.append(
                 Check(

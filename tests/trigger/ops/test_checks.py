@@ -170,6 +170,26 @@ def test_a_generic_hook_secret_must_be_a_standard_webhooks_secret(
     assert "plainSECRETvalue" not in check.message
 
 
+def test_a_rotation_is_checked_secret_by_secret_and_cloudevents_signatures_too(
+    tmp_path: Path, project_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.trigger.hookkit import WHSEC, cloudevents_trigger
+
+    triggers = [generic_trigger(project_dir), cloudevents_trigger(project_dir)]
+    settings = make_settings(tmp_path, None, project_dir, triggers=triggers)
+    monkeypatch.setenv("GENERIC_WEBHOOK_SECRET", f"{WHSEC} {WHSEC}")
+    assert _trigger_check(settings, "trigger loaded secret").status == "ok"
+    monkeypatch.setenv("GENERIC_WEBHOOK_SECRET", f"{WHSEC} oldplainhush")
+    for name in ("trigger loader secret", "trigger loaded secret"):
+        check = _trigger_check(settings, name)
+        assert check.status == "fail", name
+        assert "(secret 2 of 2) does not start with whsec_" in check.message
+        assert "oldplainhush" not in check.message
+    bearer = [cloudevents_trigger(project_dir, auth="bearer")]
+    plain = make_settings(tmp_path, None, project_dir, triggers=bearer)
+    assert _trigger_check(plain, "trigger loaded secret").status == "ok"
+
+
 # -- notifiers ------------------------------------------------------------------------
 
 NOTIFIERS = {
