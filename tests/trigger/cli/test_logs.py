@@ -136,6 +136,9 @@ def test_serve_in_json_writes_only_json_lines_dbos_lines_included(
     assert submitted["job_id"] and submitted["branch"]
     [finished] = [line for line in lines if line["message"].startswith("finished run")]
     assert finished.items() >= {**run, "event_id": "json-1", "status": "success"}.items()
+    # Lines from inside the run's workflow that did not pass the run: ours and DBOS's.
+    created = next(line for line in lines if line["message"].startswith("created branch"))
+    assert created.items() >= run.items()
     retried = next(line for line in lines if "automatically retried" in line["message"])
     assert retried["logger"] == "dbos" and retried["level"] == "WARNING"
     assert retried.items() >= run.items()
