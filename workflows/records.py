@@ -75,7 +75,9 @@ def list_runs(
     # Cancelled and superseded runs are told apart by the outcome attribute, which DBOS
     # filters on PostgreSQL only, and waiting from running runs by the phase (a run
     # parked in its workflow is PENDING): read them all, keep the right ones below.
-    limit_rows = None if status in ("superseded", "cancelled", "waiting", "running") else limit
+    limit_rows = (
+        None if status in ("superseded", "cancelled", "expired", "waiting", "running") else limit
+    )
     rows = client.list_workflows(
         name=RUN_WORKFLOW,
         workflow_id_prefix=run_id_prefix(trigger) if trigger else None,

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from trigger.core import text
 
-EventKind = Literal["manual", "github", "gitlab", "generic", "files", "schedule"]
+EventKind = Literal["manual", "github", "gitlab", "generic", "cloudevents", "files", "schedule"]
 AttributeValue = str | int | float | bool | None
 
 _EVENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,199}\Z")

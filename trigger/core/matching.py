@@ -50,6 +50,9 @@ class RunRequest:
     debounce_seconds: float | None = None
     # A file drop's location and version, untruncated, for the run's file steps.
     file: dict[str, Any] | None = None
+    # Time limits (``workflows.limits``): of the job once submitted, of the wait before.
+    timeout_seconds: float | None = None
+    max_queue_seconds: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """What ``dataclasses.asdict`` gives, without its deep copy of every summary value:
@@ -164,7 +167,13 @@ def build_request(event: Event, trig: TriggerConfig, settings: Settings) -> RunR
         rehearse_outcome=trig.rehearse_outcome,
         on_burst=trig.on_burst,
         debounce_seconds=trig.debounce_seconds,
+        timeout_seconds=_either(trig.timeout_seconds, settings.bauplan.timeout_seconds),
+        max_queue_seconds=_either(trig.max_queue_seconds, settings.queue.max_queue_seconds),
     )
+
+
+def _either(own: float | None, default: float | None) -> float | None:
+    return own if own is not None else default
 
 
 def _summary(event: Event) -> dict[str, AttributeValue]:

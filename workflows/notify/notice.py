@@ -17,6 +17,7 @@ RESULT_STATUS = {
     "failed": "failed",
     "cancelled": "cancelled",
     "superseded": "superseded",
+    "expired": "expired",
 }
 
 
@@ -24,7 +25,7 @@ RESULT_STATUS = {
 class Notice:
     run_id: str
     trigger: str
-    status: str  # started | succeeded | failed | superseded | cancelled
+    status: str  # started | succeeded | failed | superseded | cancelled | expired
     branch: str
     job_id: str | None
     parameters: dict[str, Any]
@@ -34,6 +35,7 @@ class Notice:
     error: str | None = None
     log_tail: list[str] = field(default_factory=list)
     test: bool = False  # sent by ``notify-test``
+    run_url: str | None = None  # the run's page, when ``[service] public_url`` is set
 
     @property
     def duration(self) -> float | None:
@@ -70,6 +72,12 @@ def first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else ""
 
 
+def commit_url(event: dict[str, Any]) -> str | None:
+    """The pushed commit's web page, when the push said where the repository lives."""
+    url = event.get("commit_url")
+    return url if isinstance(url, str) and url.startswith(("https://", "http://")) else None
+
+
 def started_by(event: dict[str, Any]) -> str:
     """One line on what started the run, in the terms of its source."""
     kind = event.get("kind")
@@ -96,6 +104,8 @@ def started_by(event: dict[str, Any]) -> str:
         return f"fire by {event.get('fired_by') or 'unknown'}"
     if kind == "generic":
         return f"webhook event {event.get('id') or '?'}"
+    if kind == "cloudevents":
+        return f"CloudEvent {event.get('ce_type') or '?'} from {event.get('ce_source') or '?'}"
     return f"{kind or 'unknown'} event {event.get('id') or '?'}"
 
 

@@ -17,7 +17,7 @@ from wcmatch import glob
 
 from trigger.core.event import Event
 from trigger.core.settings import TriggerConfig
-from trigger.core.settings.hooks import GenericSource, GitSource
+from trigger.core.settings.hooks import CloudEventsSource, GenericSource, GitSource
 
 _GLOB_FLAGS = glob.GLOBSTAR | glob.BRACE | glob.DOTGLOB
 
@@ -101,4 +101,18 @@ def generic_filter(event: Event, trigger: TriggerConfig) -> str | None:
         return "has no [triggers.generic] section"
     if event.attributes.get("trigger") != trigger.name:
         return "sent to another trigger"
+    return None
+
+
+def cloudevents_filter(event: Event, trigger: TriggerConfig) -> str | None:
+    section: CloudEventsSource | None = trigger.cloudevents
+    if section is None:
+        return "has no [triggers.cloudevents] section"
+    if event.attributes.get("trigger") != trigger.name:
+        return "sent to another trigger"
+    kind, source = event.attributes.get("ce_type"), event.attributes.get("ce_source")
+    if section.types and not (isinstance(kind, str) and glob_matches(kind, section.types)):
+        return "filtered by types rule"
+    if section.sources and not (isinstance(source, str) and glob_matches(source, section.sources)):
+        return "filtered by sources rule"
     return None

@@ -33,7 +33,15 @@ from trigger.sources.webhooks.hook import (
     respond,
     verified,
 )
-from trigger.sources.webhooks.push import COMMIT_CAP, Push, commit_list, identifier, obj, text
+from trigger.sources.webhooks.push import (
+    COMMIT_CAP,
+    Push,
+    commit_list,
+    identifier,
+    obj,
+    text,
+    web_url,
+)
 
 log = logging.getLogger(__name__)
 
@@ -157,4 +165,5 @@ def _push(payload: dict[str, object]) -> Push:
         head=head,
         commits_complete=complete,
         peeled=peeled if peeled and SHA.match(peeled) else None,
+        web_url=web_url(repository, "html_url"),
     )
