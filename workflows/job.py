@@ -208,7 +208,12 @@ def cancel_job(request: dict[str, Any], job_id: str) -> None:
 def stop_late_job(request: dict[str, Any], job_id: str) -> list[str]:
     """Cancel a job that outlived the run's timeout; its log tail, for the run's record."""
     runtime.current().bauplan(RunRequest.from_dict(request)).cancel(job_id)
-    log.warning("cancelled job %s of run %s: it outlived its timeout", job_id, request["run_id"])
+    log.warning(
+        "cancelled job %s of run %s: it outlived its timeout",
+        job_id,
+        request["run_id"],
+        extra=ids(run_id=request["run_id"], job_id=job_id),
+    )
     return log_tail(request, job_id)
 
 
