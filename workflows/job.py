@@ -31,6 +31,7 @@ from typing import Any
 from dbos import DBOS, EnqueueOptions
 
 from trigger.core.errors import BauplanFailure, BranchError, FileGoneError, WorkspaceError
+from trigger.core.logfields import ids
 from trigger.core.matching import RunRequest
 from trigger.core.runstatus import AWAITING_SLOT, RATE_LIMITED
 from trigger.core.secrets import redact
@@ -196,13 +197,23 @@ def log_tail(request: dict[str, Any], job_id: str) -> list[str]:
 
 def cancel_job(request: dict[str, Any], job_id: str) -> None:
     runtime.current().bauplan(RunRequest.from_dict(request)).cancel(job_id)
-    log.info("cancelled job %s of run %s: a newer run replaces it", job_id, request["run_id"])
+    log.info(
+        "cancelled job %s of run %s: a newer run replaces it",
+        job_id,
+        request["run_id"],
+        extra=ids(run_id=request["run_id"], job_id=job_id),
+    )
 
 
 def stop_late_job(request: dict[str, Any], job_id: str) -> list[str]:
     """Cancel a job that outlived the run's timeout; its log tail, for the run's record."""
     runtime.current().bauplan(RunRequest.from_dict(request)).cancel(job_id)
-    log.warning("cancelled job %s of run %s: it outlived its timeout", job_id, request["run_id"])
+    log.warning(
+        "cancelled job %s of run %s: it outlived its timeout",
+        job_id,
+        request["run_id"],
+        extra=ids(run_id=request["run_id"], job_id=job_id),
+    )
     return log_tail(request, job_id)
 
 
@@ -235,7 +246,19 @@ def run_job(
                 park(req, submitted["wait"])
                 continue
             return dict(submitted)
-        log.info("submitted run %s job=%s branch=%s", req.run_id, job_id, branch)
+        log.info(
+            "submitted run %s job=%s branch=%s",
+            req.run_id,
+            job_id,
+            branch,
+            extra=ids(
+                run_id=req.run_id,
+                trigger=req.trigger,
+                event_id=req.event_id,
+                job_id=job_id,
+                branch=branch,
+            ),
+        )
         outbox.enqueue(req, started_notice(req, branch, job_id, started))
         delay = runtime.current().settings.bauplan.poll_interval
         cancelled_for: str | None = None

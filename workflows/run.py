@@ -33,6 +33,7 @@ from trigger.core.errors import (
     RunFailed,
     WorkspaceError,
 )
+from trigger.core.logfields import ids
 from trigger.core.matching import RunRequest
 from workflows import coalesce, crashpoint, job, limits, runtime
 from workflows.notify import outbox
@@ -244,6 +245,14 @@ def finish(req: RunRequest, result: RunResult) -> dict[str, Any]:
         result.job_id,
         result.branch,
         result.duration,
+        extra=ids(
+            run_id=req.run_id,
+            trigger=req.trigger,
+            event_id=req.event_id,
+            status=result.status,
+            job_id=result.job_id,
+            branch=result.branch,
+        ),
     )
     # After the outcome is recorded; the run does not wait for the delivery.
     outbox.enqueue(req, final_notice(req, result))

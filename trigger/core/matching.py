@@ -127,6 +127,13 @@ def run_id_prefix(trigger: str) -> str:
     return f"run:{trigger}:"
 
 
+def trigger_of(run_id: str) -> str | None:
+    """The trigger a run id (:func:`run_id_for`) belongs to; None for another kind of id."""
+    kind, _, rest = run_id.partition(":")
+    trigger, sep, _ = rest.partition(":")
+    return trigger if kind == "run" and sep and trigger else None
+
+
 def sanitise_suffix(rendered: str, *, trigger: str) -> str:
     """Letters, digits and underscores only; refuse an empty result."""
     suffix = _SUFFIX_UNSAFE.sub("_", rendered).strip("_")

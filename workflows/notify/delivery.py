@@ -21,6 +21,7 @@ from typing import Any
 from dbos import DBOS
 
 from trigger.core.errors import NotifierError
+from trigger.core.logfields import ids
 from trigger.core.matching import RunRequest
 from trigger.core.settings import Settings
 from trigger.core.settings.notify import (
@@ -124,6 +125,7 @@ def deliver(name: str, notice: Notice) -> dict[str, Any]:
             name,
             notice.run_id,
             notice.status,
+            extra=ids(run_id=notice.run_id, trigger=notice.trigger),
         )
         return {"name": name, "on": notice.status, "status": "skipped"}
     display = display_name(name, notifier)
@@ -152,13 +154,19 @@ def deliver(name: str, notice: Notice) -> dict[str, Any]:
             attempts,
             answer["reason"],
             wait,
+            extra=ids(run_id=notice.run_id, trigger=notice.trigger, outcome="retrying"),
         )
         DBOS.sleep(wait)
     state = "skipped" if answer["skipped"] else "delivered" if answer["delivered"] else "failed"
     entry = _entry(display, notice.status, state, attempts, answer)
     _record(notice.run_id, key, entry)
     if state == "failed":
-        log.warning("run %s: %s", notice.run_id, entry["message"])
+        log.warning(
+            "run %s: %s",
+            notice.run_id,
+            entry["message"],
+            extra=ids(run_id=notice.run_id, trigger=notice.trigger, outcome=state),
+        )
     else:
         log.info(
             "notification %s of run %s %s: %s after %d attempt(s) (%s)",
@@ -168,6 +176,7 @@ def deliver(name: str, notice: Notice) -> dict[str, Any]:
             state,
             attempts,
             answer["reason"],
+            extra=ids(run_id=notice.run_id, trigger=notice.trigger, outcome=state),
         )
     return entry
 

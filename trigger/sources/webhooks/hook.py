@@ -28,6 +28,7 @@ from starlette.requests import ClientDisconnect
 from trigger.core import secrets, text
 from trigger.core.errors import HookPayloadError
 from trigger.core.event import AttributeValue, Event, EventKind
+from trigger.core.logfields import ids
 from trigger.core.settings import TriggerConfig
 from trigger.http.connections import TIMED_OUT, timeout_message
 from trigger.ingest import Delivery, Rejected, deliver
@@ -65,7 +66,9 @@ async def respond(delivery: Delivery, handled: Awaitable[JSONResponse]) -> JSONR
         message = "the payload has a field the event model refuses (a delivery id or attribute)"
         return await delivery.reject(Rejected(400, message))
     except Exception:
-        log.exception("delivery %s could not be processed", delivery.id)
+        log.exception(
+            "delivery %s could not be processed", delivery.id, extra=ids(delivery_id=delivery.id)
+        )
         return await delivery.reject(Rejected(400, "the payload could not be processed"))
 
 
