@@ -58,6 +58,7 @@ def record(status: WorkflowStatus) -> dict[str, Any]:
         if word in ("superseded", "cancelled")
         else None,
         "executor_id": status.executor_id,
+        "publish": attrs.get("publish"),
     }
 
 
@@ -131,5 +132,6 @@ def show_run(client: DBOSClient, run_id: str, settings: Settings | None = None) 
     data["project_dir"] = request.get("project_dir")
     data["event"] = request.get("summary", {})
     data["log_tail"] = result.get("log_tail", [])
+    data["publish"] = result.get("publish")
     data["notifications"] = notification_records(rows[0].attributes)
     return text.readable(data)

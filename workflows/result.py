@@ -19,6 +19,8 @@ class RunResult:
     finished_at: float
     error: str | None = None
     log_tail: list[str] = field(default_factory=list)
+    # ``workflows.steps.publish``'s outcome, when the trigger publishes its runs.
+    publish: dict[str, Any] | None = None
 
     @property
     def duration(self) -> float:

@@ -40,7 +40,7 @@ from workflows.notify import outbox
 from workflows.notify.delivery import final_notice
 from workflows.queue import RUN_WORKFLOW
 from workflows.result import RunResult
-from workflows.steps import code, files
+from workflows.steps import code, files, publish
 from workflows.steps.branch import user_branch
 from workflows.steps.retry import step
 
@@ -124,7 +124,14 @@ def conclude(result: dict[str, Any]) -> dict[str, Any]:
     outcome = replace(outcome, finished_at=time.time())
     data = outcome.as_dict()
     DBOS.set_event(RESULT_EVENT, data)
-    _mark(phase="finished", outcome=outcome.status, error=outcome.error, job_id=outcome.job_id)
+    published = {"publish": outcome.publish["state"]} if outcome.publish else {}
+    _mark(
+        phase="finished",
+        outcome=outcome.status,
+        error=outcome.error,
+        job_id=outcome.job_id,
+        **published,
+    )
     return data
 
 
@@ -190,10 +197,31 @@ def run_workflow(request: dict[str, Any]) -> dict[str, Any]:
             result = _ended_result(req, ended, branch, started)
     except (BauplanFailure, BranchError, FileGoneError) as exc:
         result = _result(req, "failed", branch or "", job_id, started, str(exc))
+    if result.status == "success" and req.publish_into and branch:
+        result = replace(result, publish=_publish(req, request, branch, result.job_id))
     if req.git_sha:
         crashpoint.step({"name": "remove_code"}, remove_code, request)
     files.after_run(req, request, result.status)
     return finish(req, result)
+
+
+def _publish(
+    req: RunRequest, request: dict[str, Any], branch: str, job_id: str | None
+) -> dict[str, Any]:
+    """Merge the run's branch into its target (``workflows.steps.publish``). A failure
+    to publish is the publish's outcome, not the run's: its job succeeded."""
+    try:
+        outcome: dict[str, Any] = step("publish", publish.publish, request, branch, job_id)
+    except BauplanFailure as exc:
+        log.warning("run %s was not published into %s: %s", req.run_id, req.publish_into, exc)
+        return {"state": "failed", "into": req.publish_into, "error": str(exc)}
+    if outcome["state"] == "published" and req.delete_branch_after:
+        try:
+            step("delete_branch", publish.delete_branch, request, branch)
+        except BauplanFailure as exc:
+            return {**outcome, "branch_deleted": False, "error": f"branch not deleted: {exc}"}
+        return {**outcome, "branch_deleted": True}
+    return outcome
 
 
 def _ended_result(req: RunRequest, ended: dict[str, Any], branch: str, started: float) -> RunResult:

@@ -84,6 +84,7 @@ def runs(
 @click.argument("run_id")
 def runs_show(config: Path | None, as_json: bool, run_id: str) -> None:
     """Show one run in full."""
+    from workflows.notify.notice import publish_line
     from workflows.records import show_run
 
     settings = settings_for(config)
@@ -103,6 +104,9 @@ def runs_show(config: Path | None, as_json: bool, run_id: str) -> None:
     for key in ("created_at", "updated_at", "duration", "project_dir", "error"):
         click.echo(f"{key:>11}: {run.get(key) if run.get(key) is not None else '-'}")
     click.echo(f"{'parameters':>11}: {json.dumps(run['parameters'], sort_keys=True)}")
+    published = publish_line(run.get("publish"))
+    if published:
+        click.echo(f"{'publish':>11}: {published}")
     for item in run.get("notifications", []):
         detail = item.get("message") or f"{item['status']} ({item['reason']})"
         click.echo(f"{'notify':>11}: {item['name']} {item['on']}: {detail}")

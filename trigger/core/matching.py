@@ -53,6 +53,9 @@ class RunRequest:
     # Time limits (``workflows.limits``): of the job once submitted, of the wait before.
     timeout_seconds: float | None = None
     max_queue_seconds: float | None = None
+    # ``[triggers.publish]``: merge the run's branch into this one when it succeeds.
+    publish_into: str | None = None
+    delete_branch_after: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """What ``dataclasses.asdict`` gives, without its deep copy of every summary value:
@@ -169,6 +172,8 @@ def build_request(event: Event, trig: TriggerConfig, settings: Settings) -> RunR
         debounce_seconds=trig.debounce_seconds,
         timeout_seconds=_either(trig.timeout_seconds, settings.bauplan.timeout_seconds),
         max_queue_seconds=_either(trig.max_queue_seconds, settings.queue.max_queue_seconds),
+        publish_into=trig.publish.into if trig.publish else None,
+        delete_branch_after=bool(trig.publish and trig.publish.delete_branch_after),
     )
 
 

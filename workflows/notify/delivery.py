@@ -68,6 +68,7 @@ def final_notice(req: RunRequest, result: RunResult) -> Notice:
         finished_at=result.finished_at,
         error=result.error,
         log_tail=list(result.log_tail),
+        publish=result.publish,
     )
 
 

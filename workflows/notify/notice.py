@@ -35,6 +35,7 @@ class Notice:
     error: str | None = None
     log_tail: list[str] = field(default_factory=list)
     test: bool = False  # sent by ``notify-test``
+    publish: dict[str, Any] | None = None  # the run's publish outcome, when it publishes
     run_url: str | None = None  # the run's page, when ``[service] public_url`` is set
 
     @property
@@ -119,3 +120,20 @@ def format_duration(seconds: float | None) -> str:
         return f"{minutes}m {secs:02d}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h {minutes:02d}m"
+
+
+def publish_line(publish: dict[str, Any] | None) -> str | None:
+    """One sentence on a run's publish (``workflows.steps.publish``), or None when the
+    run does not publish: what ``runs show``, the page and the notifiers say."""
+    if not publish:
+        return None
+    into = publish.get("into") or "?"
+    if publish.get("state") == "published":
+        line = f"published into {into} as {str(publish.get('commit') or '?')[:12]}"
+        if publish.get("branch_deleted"):
+            line += "; branch deleted"
+        elif publish.get("error"):
+            line += f"; {publish['error']}"
+        return line
+    word = "conflict" if publish.get("state") == "conflict" else "failed"
+    return f"not published into {into} ({word}): {publish.get('error') or 'no reason given'}"

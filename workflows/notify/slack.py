@@ -21,7 +21,14 @@ from typing import Any
 from trigger.core import text as texts
 from trigger.core.settings.notify import SlackNotifier
 from workflows.notify.http import Outbound, check_url, read_env
-from workflows.notify.notice import Notice, commit_url, format_duration, started_by, truncate
+from workflows.notify.notice import (
+    Notice,
+    commit_url,
+    format_duration,
+    publish_line,
+    started_by,
+    truncate,
+)
 
 HEADER_LIMIT = 150
 SECTION_LIMIT = 3000
@@ -97,6 +104,9 @@ def fallback(notice: Notice) -> str:
     plain = ", ".join(parts) + f"; started by {started_by(notice.event)}"
     if notice.error:
         plain += f"; error: {notice.error}"
+    published = publish_line(notice.publish)
+    if published:
+        plain += f"; {published}"
     page = f" {link(notice.run_url, 'open the run')}" if notice.run_url else ""
     return cut(escape(plain), TEXT_LIMIT - len(page)) + page
 
@@ -142,6 +152,9 @@ def _facts(notice: Notice) -> list[tuple[str, str]]:
         facts.append(("Commit", link(commit, sha)))
     if notice.final:
         facts.append(("Duration", format_duration(notice.duration)))
+    published = publish_line(notice.publish)
+    if published:
+        facts.append(("Publish", escape(published)))
     return facts
 
 

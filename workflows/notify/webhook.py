@@ -50,6 +50,7 @@ def document(notice: Notice) -> dict[str, Any]:
             "log_tail": list(notice.log_tail) if notice.status != "succeeded" else [],
             "event": notice.event,
             "run_url": notice.run_url,
+            "publish": notice.publish,
             "test": notice.test,
         },
     }

@@ -37,6 +37,7 @@ def test_the_document_schema_version_1() -> None:
             "log_tail": ["a", "b"],
             "event": doc["data"]["event"],
             "run_url": None,
+            "publish": None,
             "test": False,
         },
     }

@@ -19,6 +19,7 @@ from trigger.core.settings.hooks import (
     GitHubSource,
     GitLabSource,
 )
+from trigger.core.settings.publish import PublishSettings
 from trigger.core.settings.schedule import ScheduleSource
 from trigger.core.settings.sections import SLUG, Outcome, Section
 from trigger.core.templates import COMMON_FIELDS, SOURCE_FIELDS, Template, parse
@@ -54,6 +55,7 @@ class TriggerConfig(Section):
         default=None, gt=0, description="a run that waited this long without starting expires"
     )
     schedule: ScheduleSource | None = None
+    publish: PublishSettings | None = None
     files: FilesSource | None = None
 
     @field_validator("name")
