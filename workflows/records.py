@@ -2,8 +2,8 @@
 
 The JSON shape is a contract (scripts depend on it): ``id``, ``trigger``,
 ``event_id``, ``status``, ``branch``, ``job_id``, ``created_at``,
-``updated_at``, ``error``, plus ``phase``, ``duration``, ``started_at`` and
-``dbos_status``.
+``updated_at``, ``error``, plus ``phase``, ``duration``, ``started_at``,
+``completed_at`` and ``dbos_status``.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ def record(status: WorkflowStatus) -> dict[str, Any]:
         "job_id": attrs.get("job_id"),
         "created_at": _iso(status.created_at),
         "started_at": _iso(status.dequeued_at),
+        "completed_at": _iso(status.completed_at),
         "updated_at": _iso(status.updated_at),
         "duration": output.get("duration"),
         "error": error,
