@@ -113,6 +113,34 @@ def test_the_search_box_finds_runs_by_run_id_event_id_and_branch(console: Any) -
     assert _runs(client.get("/", params={"q": "nothing-like-it"}).text) == []
 
 
+def test_the_search_box_finds_runs_by_sha_and_the_run_links_its_commit(
+    launched: Any, project_dir: Path
+) -> None:
+    from tests.trigger.hookkit import github_trigger
+    from trigger.core.event import Event
+    from trigger.ingest import ingest
+
+    settings, enqueuer = launched(triggers=[github_trigger(project_dir, name="pushes")])
+    sha = "3f2a9c1d" * 5
+    attributes = {"git_sha": sha, "git_short_sha": sha[:7], "git_branch": "main", "pusher": "ana"}
+    push = Event(kind="github", id="delivery-1", attributes={**attributes, "repo": "acme/lake"})
+    pushed = ingest(enqueuer, push, lambda _event, _trigger: None).runs[0].run_id
+    final_run(enqueuer, pushed)
+    app = create_app(settings)
+    try:
+        with client_for(app) as client:
+            for text in (sha, sha[:7], "delivery-1"):
+                assert _runs(client.get("/", params={"q": text}).text) == [pushed], text
+            assert _runs(client.get("/?source=github").text) == [pushed]
+            assert _runs(client.get("/?source=manual").text) == []
+            page = client.get(f"/runs/{pushed}").text
+            assert f'href="https://github.com/acme/lake/commit/{sha}"' in page
+            assert f'href="/?q={sha}"' in page
+    finally:
+        close_api(app)
+        app.state.bauplan_trigger.engine.dispose()
+
+
 def test_a_value_that_matches_nothing_is_said_and_ignored(console: Any) -> None:
     _, enqueuer, client = console
     _fire(enqueuer, "good", "any")

@@ -86,6 +86,10 @@ def test_filter_to_failed_open_the_run_and_retry_it(
         )
         assert browser.js("window.sameDocument") is True
         browser.wait_for(
+            f"document.querySelector('#triggers').innerText.includes({json.dumps(fired)})",
+            what="the overview to show flaky's last run",
+        )
+        browser.wait_for(
             "/^running \\d+s$/.test(document.querySelector('#runs .elapsed')?.textContent)",
             what="the slow run's elapsed time to tick",
         )
@@ -106,6 +110,7 @@ def test_filter_to_failed_open_the_run_and_retry_it(
         browser.wait_for(f"location.pathname === {json.dumps('/runs/' + fired)}")
         assert "quota exceeded" in browser.text("#facts")
         assert "finished" in browser.text("#timeline")
+        browser.js("document.querySelector('#timeline table').dataset.kept = 'yes'")
         browser.click("button[data-action=retry]")
         retried = browser.wait_for(
             "document.querySelector('#notice a.new-run')?.textContent", what="the retry's run"
@@ -116,6 +121,8 @@ def test_filter_to_failed_open_the_run_and_retry_it(
             f"document.querySelector('#facts').innerText.includes({json.dumps(retried)})",
             what="'retried as' on the run's page",
         )
+        # Only what changed was swapped in: the ended run's timeline is the same node.
+        assert browser.js("document.querySelector('#timeline table').dataset.kept") == "yes"
         shot = tmp_path / "console-run.png"
         browser.screenshot(shot)
         _keep(shot)

@@ -16,7 +16,8 @@
 
   function edited(section) {
     // An operator typing in a section (a trigger's inputs) keeps it until they are done.
-    if (section.contains(document.activeElement) && document.activeElement !== document.body) {
+    const focused = document.activeElement;
+    if (focused && focused.matches("input, select, textarea") && section.contains(focused)) {
       return true;
     }
     return Array.from(section.querySelectorAll("input")).some((input) => input.value !== "");
