@@ -30,6 +30,7 @@ def console_triggers(project_dir: Path, tmp_path: Path) -> list[dict[str, Any]]:
     return [
         {"name": "good", **common, "branch": "good"},
         {"name": "bad", **common, "branch": "bad", "rehearse_outcome": "fail"},
+        {"name": "slow", **common, "branch": "slow", "rehearse_seconds": 300},
         {"name": "nightly", **common, "branch": "nightly", "schedule": {"cron": "0 2 * * *"}},
         {
             "name": "landing",
@@ -159,7 +160,7 @@ def test_the_triggers_overview_shows_last_runs_schedules_and_watchers(console: A
     rows = {
         re.search(r'href="/\?trigger=([a-z]+)"', r).group(1): r for r in section.split("<tr>")[2:]
     }  # type: ignore[union-attr]
-    assert set(rows) == {"good", "bad", "nightly", "landing"}
+    assert set(rows) == {"good", "bad", "slow", "nightly", "landing"}
     assert "no runs yet" in rows["good"]
     assert 'class="badge failed"' in rows["bad"] and f'href="/runs/{run_id}"' in rows["bad"]
     assert "0 2 * * *" in rows["nightly"] and "data-until" in rows["nightly"]
@@ -248,6 +249,26 @@ def test_the_buttons_retry_cancel_resume_and_fire_answering_like_the_api(console
     assert client.post("/triggers/nope/fire", json={}).status_code == 404
     story = client.get(f"/runs/{failed}:retry-1").text
     assert f'href="/runs/{failed}"' in story  # retry of, linked
+
+
+def test_cancel_then_resume_from_the_page(console: Any) -> None:
+    from tests.support import wait_until
+    from workflows.records import show_run
+
+    _, enqueuer, client = console
+    run_id = fire_event(enqueuer, manual_event("slow", {}, event_id="held")).run_id
+    wait_until(lambda: show_run(enqueuer.client, run_id)["job_id"], timeout=60, what="its job")
+    assert f'data-post="/runs/{run_id}/cancel"' in client.get(f"/runs/{run_id}").text
+    cancelled = client.post(f"/runs/{run_id}/cancel", json={})
+    assert cancelled.status_code == 200, cancelled.text
+    assert "workflow stopped" in cancelled.json()["detail"]
+    page = client.get(f"/runs/{run_id}").text
+    assert f'data-post="/runs/{run_id}/resume"' in page
+    assert f'data-post="/runs/{run_id}/retry"' in page
+    resumed = client.post(f"/runs/{run_id}/resume", json={})
+    assert resumed.status_code == 200, resumed.text
+    assert resumed.json()["detail"] == "back on the queue for branch rehearsal.slow"
+    assert client.post(f"/runs/{run_id}/cancel", json={}).status_code == 200
 
 
 def test_the_buttons_take_the_apis_cross_site_checks(console: Any) -> None:
