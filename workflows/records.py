@@ -2,11 +2,13 @@
 
 The JSON shape is a contract (scripts depend on it): ``id``, ``trigger``,
 ``event_id``, ``status``, ``branch``, ``job_id``, ``created_at``,
-``updated_at``, ``error``, plus ``phase``, ``duration`` and ``dbos_status``.
+``updated_at``, ``error``, plus ``phase``, ``duration``, ``started_at``,
+``completed_at`` and ``dbos_status``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,6 +51,8 @@ def record(status: WorkflowStatus) -> dict[str, Any]:
         "branch": attrs.get("branch") or status.queue_partition_key,
         "job_id": attrs.get("job_id"),
         "created_at": _iso(status.created_at),
+        "started_at": _iso(status.dequeued_at),
+        "completed_at": _iso(status.completed_at),
         "updated_at": _iso(status.updated_at),
         "duration": output.get("duration"),
         "error": error,
@@ -70,30 +74,72 @@ def list_runs(
     limit: int = 50,
     settings: Settings | None = None,
     offset: int | None = None,
+    source: str | None = None,
+    search: str | None = None,
+    run_ids: Collection[str] = (),
 ) -> list[dict[str, Any]]:
+    """Runs, newest first, ``offset`` rows into the ones that pass every filter.
+
+    ``source`` is the kind of event that started the run (``manual``, ``github``,
+    ``files``, ...). ``search`` keeps the runs whose id, event id or branch holds
+    the text (case-insensitively), and the runs named in ``run_ids`` (what the event
+    log found for it: a sha, a file path, a delivery id).
+    """
     if trigger is not None and text.problem(trigger) is not None:
         return []  # no trigger is named so; PostgreSQL cannot even compare a text with NUL
-    # Cancelled and superseded runs are told apart by the outcome attribute, which DBOS
-    # filters on PostgreSQL only, and waiting from running runs by the phase (a run
-    # parked in its workflow is PENDING): read them all, keep the right ones below.
-    limit_rows = (
-        None if status in ("superseded", "cancelled", "expired", "waiting", "running") else limit
-    )
+    # A run's word comes from its outcome attribute as well as its DBOS status (which
+    # DBOS filters on PostgreSQL only), waiting and running runs differ by their phase
+    # (a parked run is PENDING), and the event kind and branch are attributes too: a
+    # filtered listing reads the rows DBOS narrowed down and pages after its own filter.
+    kept = _keeper(status, source, search, run_ids)
     rows = client.list_workflows(
         name=RUN_WORKFLOW,
         workflow_id_prefix=run_id_prefix(trigger) if trigger else None,
         status=dbos_statuses(status) if status else None,
-        limit=limit_rows,
-        offset=offset,
+        limit=limit if kept is None else None,
+        offset=offset if kept is None else None,
         sort_desc=True,
         load_input=False,
     )
-    records = {row.workflow_id: record(row) for row in rows}
-    if status is not None:
-        records = {k: v for k, v in records.items() if v["status"] == status}
-    _add_waiting_reasons(client, settings, rows, records)
-    ordered = sorted(records.values(), key=lambda r: r["created_at"] or "", reverse=True)
-    return ordered[:limit]
+    records = [record(row) for row in rows]
+    if kept is not None:
+        start = offset or 0
+        records = [r for r in records if kept(r)][start : start + limit]
+    records.sort(key=lambda r: r["created_at"] or "", reverse=True)
+    page = records[:limit]
+    shown = {r["id"] for r in page}
+    _add_waiting_reasons(
+        client,
+        settings,
+        [row for row in rows if row.workflow_id in shown],
+        {r["id"]: r for r in page},
+    )
+    return page
+
+
+def _keeper(
+    status: str | None, source: str | None, search: str | None, run_ids: Collection[str]
+) -> Callable[[dict[str, Any]], bool] | None:
+    """The filter list_runs applies to records itself; None when DBOS's own suffice."""
+    needle = (search or "").strip().lower()
+    named = set(run_ids)
+    if status is None and not source and not needle and not named:
+        return None
+
+    def keep(run: dict[str, Any]) -> bool:
+        if status is not None and run["status"] != status:
+            return False
+        if source and run["event_kind"] != source:
+            return False
+        if not needle and not named:
+            return True
+        if run["id"] in named:
+            return True
+        return bool(needle) and any(
+            needle in str(run[key] or "").lower() for key in ("id", "event_id", "branch")
+        )
+
+    return keep
 
 
 def _add_waiting_reasons(
