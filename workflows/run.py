@@ -118,7 +118,14 @@ def conclude(result: dict[str, Any]) -> dict[str, Any]:
     outcome = replace(outcome, finished_at=time.time())
     data = outcome.as_dict()
     DBOS.set_event(RESULT_EVENT, data)
-    _mark(phase="finished", outcome=outcome.status, error=outcome.error, job_id=outcome.job_id)
+    # The duration too, so a list of runs shows a failed run's (its workflow has no output).
+    _mark(
+        phase="finished",
+        outcome=outcome.status,
+        error=outcome.error,
+        job_id=outcome.job_id,
+        duration=outcome.duration,
+    )
     return data
 
 
