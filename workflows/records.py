@@ -3,7 +3,9 @@
 The JSON shape is a contract (scripts depend on it): ``id``, ``trigger``,
 ``event_id``, ``status``, ``branch``, ``job_id``, ``created_at``,
 ``updated_at``, ``error``, plus ``phase``, ``duration``, ``started_at``,
-``completed_at`` and ``dbos_status``.
+``completed_at``, ``publish`` and ``dbos_status``. Times are ISO 8601 in UTC with
+milliseconds; ``duration`` is the run's own (``workflows.result.run_seconds``), the
+same number its notifications give.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dbos import DBOSClient, WorkflowStatus
 
 from trigger.core import text
 from trigger.core.errors import RunNotFoundError
+from trigger.core.event import readable_attributes
 from trigger.core.matching import run_id_prefix
 from trigger.core.runstatus import dbos_statuses, status_word
 from trigger.core.settings import Settings
@@ -29,8 +32,33 @@ from workflows.run import RESULT_EVENT
 _DEFAULT_PHASES = {"waiting": "queued", "running": "preparing"}
 
 
-def _iso(ms: int | None) -> str | None:
-    return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC).isoformat()
+def iso_ms(ms: float | None) -> str | None:
+    """Every time a run reports, in one shape (ISO 8601, UTC, milliseconds), so times
+    sort as text and none reads as a rounder number than it is."""
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
+
+
+def enqueued_ms(status: WorkflowStatus) -> int | None:
+    """When the run was enqueued: its own record to the millisecond, else DBOS's
+    created_at (whole seconds on SQLite under Python < 3.12, for runs older than it)."""
+    recorded = (status.attributes or {}).get("enqueued_at")
+    return recorded if isinstance(recorded, int) else status.created_at
+
+
+def _duration(attrs: dict[str, Any], output: dict[str, Any]) -> float | None:
+    """The duration the run recorded as it finished (``RunResult.duration``, the number
+    its notifications carry); a failed run's workflow has no output, only that record."""
+    for source in (attrs, output):
+        value = source.get("duration")
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    return None
+
+
+def _iso_s(seconds: Any) -> str | None:
+    return iso_ms(seconds * 1000) if isinstance(seconds, int | float) and seconds else None
 
 
 def record(status: WorkflowStatus) -> dict[str, Any]:
@@ -50,11 +78,11 @@ def record(status: WorkflowStatus) -> dict[str, Any]:
         "phase": attrs.get("phase", _DEFAULT_PHASES.get(word)),
         "branch": attrs.get("branch") or status.queue_partition_key,
         "job_id": attrs.get("job_id"),
-        "created_at": _iso(status.created_at),
-        "started_at": _iso(status.dequeued_at),
-        "completed_at": _iso(status.completed_at),
-        "updated_at": _iso(status.updated_at),
-        "duration": output.get("duration"),
+        "created_at": iso_ms(enqueued_ms(status)),
+        "started_at": iso_ms(status.dequeued_at),
+        "completed_at": iso_ms(status.completed_at),
+        "updated_at": iso_ms(status.updated_at),
+        "duration": _duration(attrs, output),
         "error": error,
         "dbos_status": str(status.status),
         # A run dequeued just as a newer one marked it went on to run: no pointer then.
@@ -175,8 +203,13 @@ def show_run(client: DBOSClient, run_id: str, settings: Settings | None = None) 
     request: dict[str, Any] = inputs["args"][0] if inputs and inputs["args"] else {}
     result = client.get_event(run_id, RESULT_EVENT, timeout_seconds=0) or {}
     data["parameters"] = result.get("parameters", request.get("parameters", {}))
+    if data["duration"] is None:  # recorded by versions before the attribute
+        data["duration"] = _duration(result, {})
+    # The run's own clock, to the millisecond: its first step began, its last one ended.
+    data["started_at"] = _iso_s(result.get("started_at"))
+    data["finished_at"] = _iso_s(result.get("finished_at"))
     data["project_dir"] = request.get("project_dir")
-    data["event"] = request.get("summary", {})
+    data["event"] = readable_attributes(request.get("summary", {}))
     data["log_tail"] = result.get("log_tail", [])
     data["publish"] = result.get("publish")
     data["notifications"] = notification_records(rows[0].attributes)

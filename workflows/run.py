@@ -125,11 +125,13 @@ def conclude(result: dict[str, Any]) -> dict[str, Any]:
     data = outcome.as_dict()
     DBOS.set_event(RESULT_EVENT, data)
     published = {"publish": outcome.publish["state"]} if outcome.publish else {}
+    # The duration too, so a list of runs shows a failed run's (its workflow has no output).
     _mark(
         phase="finished",
         outcome=outcome.status,
         error=outcome.error,
         job_id=outcome.job_id,
+        duration=outcome.duration,
         **published,
     )
     return data

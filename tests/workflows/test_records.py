@@ -1,46 +1,100 @@
-"""Listing runs: every filter narrows the runs first and pages after, on both databases."""
+"""Run records: the numbers and the event that ``runs show``, ``explain`` and the API give."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import json
+from collections.abc import Iterator
 from typing import Any
 
-from tests.support import final_run, wait_until
-from tests.trigger.ops.test_api import shared_branch_triggers
-from trigger.core.event import manual_event
-from trigger.ops.control import cancel
-from trigger.sources.manual import fire_event
+import pytest
+
+from tests.workflows.notify.conftest import HOOK_PATH, notified, notifier_config, notify_env
+from tests.workflows.notify.receiver import Receiver
+from tests.workflows.notify.test_delivery import launch, push_event, start_run
+from trigger.cli.runs import describe_run
+from trigger.core.event import Event
+from trigger.core.eventlog import event_log, record_event
+from trigger.ops.explain import explain
 from workflows.records import list_runs, show_run
 
-
-def _ids(rows: list[dict[str, Any]]) -> list[str]:
-    return [r["id"] for r in rows]
+PATHS = ["pipelines/orders/a.sql", "pipelines/orders/b.sql"]
 
 
-def test_filters_page_through_the_runs_they_keep(launched: Any, project_dir: Path) -> None:
-    settings, enqueuer = launched(triggers=shared_branch_triggers(project_dir))
-    client = enqueuer.client
-    slow = fire_event(enqueuer, manual_event("slow", {}, event_id="hold")).run_id
-    wait_until(lambda: show_run(client, slow)["job_id"], timeout=60, what="the slow run's job")
-    waiting = [fire_event(enqueuer, manual_event("quick", {}, event_id=e)).run_id for e in "ab"]
-    for run_id in waiting:
-        cancel(settings, client, run_id, "tests")
-    cancel(settings, client, slow, "tests")
-    done = fire_event(enqueuer, manual_event("quick", {}, event_id="later")).run_id
-    assert final_run(enqueuer, done)["status"] == "succeeded"
-    for run_id in (slow, *waiting):
-        final_run(enqueuer, run_id)
+@pytest.fixture
+def sink() -> Iterator[Receiver]:
+    """A webhook receiver on loopback: what the run's notification said."""
+    receiver = Receiver(0)
+    yield receiver
+    receiver.close()
 
-    cancelled = list_runs(client, status="cancelled", limit=10)
-    assert sorted(_ids(cancelled)) == sorted([slow, *waiting])
-    # The newest run overall is the succeeded one: an offset counts cancelled runs only.
-    paged = list_runs(client, status="cancelled", limit=10, offset=1)
-    assert _ids(paged) == _ids(cancelled)[1:]
-    assert _ids(list_runs(client, status="cancelled", limit=1, offset=2)) == _ids(cancelled)[2:]
 
-    assert len(list_runs(client, source="manual")) == 4
-    assert list_runs(client, source="github") == []
-    assert _ids(list_runs(client, search="quick:A")) == [waiting[0]]
-    assert len(list_runs(client, search="SHARED", limit=2)) == 2  # the branch, any case
-    assert _ids(list_runs(client, search="nothing", run_ids=[done])) == [done]
-    assert _ids(list_runs(client, trigger="slow", status="cancelled", search="hold")) == [slow]
+def pushed(event_id: str = "push-1") -> Event:
+    """A push as the GitHub source builds it: the changed paths as a JSON array."""
+    attributes = {
+        **push_event(event_id).attributes,
+        "git_before": "6113728f27ae82c7b1a177c8d03f9e96e0adf246",
+        "changed_paths": json.dumps(PATHS),
+        "paths_complete": True,
+    }
+    return Event(kind="github", id=event_id, attributes=attributes)
+
+
+def test_a_failed_runs_duration_is_the_one_its_notification_gives(
+    launched: Any, project_dir: Any, monkeypatch: pytest.MonkeyPatch, sink: Receiver
+) -> None:
+    notifiers = notifier_config(hook=sink.url)
+    settings, enqueuer = launch(
+        launched,
+        project_dir,
+        monkeypatch,
+        notify_env(hook=sink.url),
+        notifiers,
+        rehearse_outcome="fail",
+    )
+    run = notified(enqueuer, start_run(settings, enqueuer, pushed()))
+    assert run["status"] == "failed"
+    [told] = [r.json()["data"] for r in sink.received(HOOK_PATH) if "failed" in r.json()["type"]]
+    assert told["duration_seconds"] is not None
+    assert run["duration"] == told["duration_seconds"]
+    [listed] = list_runs(enqueuer.client)
+    assert listed["duration"] == told["duration_seconds"]
+    assert f"duration: {told['duration_seconds']:.1f}s" in describe_run(run)
+    assert told["event"]["changed_paths"] == PATHS  # the webhook's copy is a list too
+
+
+def test_runs_show_gives_the_push_and_its_changed_paths_as_a_list(
+    launched: Any, project_dir: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings, enqueuer = launch(launched, project_dir, monkeypatch, {}, {})
+    request = pushed()
+    run_id = start_run(settings, enqueuer, request)
+    notified(enqueuer, run_id)
+    record_event(
+        settings,
+        "github",
+        request.id,
+        "accepted",
+        None,
+        "140.82.115.1",
+        [("orders", True, None, run_id)],
+        attributes=request.attributes,
+    )
+    shown = show_run(enqueuer.client, run_id, settings)
+    assert shown["event"]["changed_paths"] == PATHS
+    assert shown["event"]["paths_complete"] is True
+    text = describe_run(shown)
+    for needle in (
+        "repo           acme/lakehouse",
+        "git branch     main",
+        "before         6113728f27ae82c7b1a177c8d03f9e96e0adf246",
+        f"sha            {request.attributes['git_sha']}",
+        "pusher         alice",
+        "message        Fix orders",
+        f"changed        {PATHS[0]}",
+        f"               {PATHS[1]}",
+        "paths complete true",
+    ):
+        assert needle in text, (needle, text)
+    story = explain(request.id, event_log(settings), enqueuer.client, settings)
+    assert story["events"][0]["attributes"]["changed_paths"] == PATHS
+    assert story["runs"][0]["event"]["changed_paths"] == PATHS

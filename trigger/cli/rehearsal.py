@@ -13,7 +13,8 @@ from trigger.cli.common import Group, config_option, json_option, settings_for, 
 
 
 @click.group(cls=Group)
-def rehearsal() -> None:
+@config_option
+def rehearsal(config: Path | None) -> None:
     """Inspect rehearsal mode's job ledger; rehearse Bauplan outages and worker crashes."""
 
 

@@ -15,7 +15,13 @@ from typing import Any
 
 from trigger.core import text
 from trigger.core.errors import BadParameterError, TemplateError
-from trigger.core.event import AttributeValue, Event
+from trigger.core.event import (
+    LIST_ATTRIBUTES,
+    AttributeValue,
+    Event,
+    fitted_list,
+    list_attribute,
+)
 from trigger.core.settings import Settings, TriggerConfig
 from trigger.core.templates import Template
 
@@ -189,7 +195,8 @@ def _summary(event: Event) -> dict[str, AttributeValue]:
     }
     for key, value in event.attributes.items():
         if isinstance(value, str) and len(value) > 300:
-            value = value[:297] + "..."
+            listed = list_attribute(event.attributes, key) if key in LIST_ATTRIBUTES else None
+            value = value[:297] + "..." if listed is None else fitted_list(listed, 300)
         summary[key] = value
     return summary
 

@@ -21,6 +21,7 @@ from typing import Any
 from dbos import DBOS
 
 from trigger.core.errors import NotifierError
+from trigger.core.event import readable_attributes
 from trigger.core.logfields import ids
 from trigger.core.matching import RunRequest
 from trigger.core.settings import Settings
@@ -50,7 +51,7 @@ def started_notice(req: RunRequest, branch: str, job_id: str, started_at: float)
         branch=branch,
         job_id=job_id,
         parameters=dict(req.parameters),
-        event=dict(req.summary),
+        event=readable_attributes(req.summary),
         started_at=started_at,
     )
 
@@ -63,7 +64,7 @@ def final_notice(req: RunRequest, result: RunResult) -> Notice:
         branch=result.branch,
         job_id=result.job_id,
         parameters=dict(result.parameters),
-        event=dict(req.summary),
+        event=readable_attributes(req.summary),
         started_at=result.started_at,
         finished_at=result.finished_at,
         error=result.error,

@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from workflows.result import run_seconds
+
 # RunResult.status -> the status word notifications use (and ``on = [...]`` names).
 RESULT_STATUS = {
     "success": "succeeded",
@@ -42,7 +44,7 @@ class Notice:
     def duration(self) -> float | None:
         if self.finished_at is None:
             return None
-        return round(self.finished_at - self.started_at, 3)
+        return run_seconds(self.started_at, self.finished_at)
 
     @property
     def final(self) -> bool:

@@ -8,14 +8,13 @@ decided and the trigger matches: a skipped run is worse than an extra one.
 
 from __future__ import annotations
 
-import json
 from functools import lru_cache
 from typing import Any
 
 import pathspec
 from wcmatch import glob
 
-from trigger.core.event import Event
+from trigger.core.event import Event, list_attribute
 from trigger.core.settings import TriggerConfig
 from trigger.core.settings.hooks import CloudEventsSource, GenericSource, GitSource
 
@@ -32,11 +31,7 @@ def glob_matches(name: str, patterns: list[str]) -> bool:
 
 
 def changed_paths(event: Event) -> list[str]:
-    raw = event.attributes.get("changed_paths")
-    if not isinstance(raw, str):
-        return []
-    paths = json.loads(raw)
-    return [p for p in paths if isinstance(p, str)]
+    return list_attribute(event.attributes, "changed_paths") or []
 
 
 def git_rules(trigger: TriggerConfig, kind: str) -> GitSource | None:
