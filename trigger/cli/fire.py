@@ -54,7 +54,7 @@ def fire(
 
     from trigger.core.matching import parse_params
     from trigger.ops.follow import follow
-    from trigger.sources.manual import Fire
+    from trigger.sources.manual import Fire, prepare
     from trigger.sources.manual import fire as fire_now
     from workflows import sysdb, workers
     from workflows.intake import Enqueuer
@@ -62,32 +62,33 @@ def fire(
     settings = settings_for(config)
     trig = settings.trigger(trigger_name)
     try:
-        inputs = parse_params(trig, list(params))
+        request = Fire(
+            trig.name,
+            params=parse_params(trig, list(params)),
+            event_id=event_id,
+            # The shell's folder, not the watched dir, is where a relative path starts here.
+            file=os.path.abspath(file) if file is not None else None,
+            sha=sha,
+            branch=branch,
+        )
+        # Every check before the database is touched: a mistake leaves nothing behind.
+        ready = prepare(settings, request)
     except FireError as exc:
         raise TriggerError(cli_message(exc)) from None
-    request = Fire(
-        trig.name,
-        params=inputs,
-        event_id=event_id,
-        # The shell's folder, not the watched dir, is where a relative path starts here.
-        file=os.path.abspath(file) if file is not None else None,
-        sha=sha,
-        branch=branch,
-    )
+    except ValidationError:
+        raise TriggerError(
+            f"--event-id {event_id!r} is not a valid event id: use 1-200 letters, digits "
+            "and ._:@/+=- starting with a letter or digit"
+        ) from None
     # On a state folder serve never ran on, set the database up: the run waits for a worker.
     if sysdb.ensure(settings):
         click.echo(f"note: set up the system database at {sysdb.where(settings)}", err=True)
     enqueuer = Enqueuer(settings, dbos_client(settings))
     try:
         try:
-            fired = fire_now(enqueuer, request, source_addr="cli")
+            fired = fire_now(enqueuer, ready, source_addr="cli")
         except FireError as exc:
             raise TriggerError(cli_message(exc)) from None
-        except ValidationError:
-            raise TriggerError(
-                f"--event-id {event_id!r} is not a valid event id: use 1-200 letters, digits "
-                "and ._:@/+=- starting with a letter or digit"
-            ) from None
         enqueued = fired.run
         if not as_json:
             note = f" (already exists: {_seen(fired.event.kind)} was fired before)"

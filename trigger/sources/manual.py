@@ -76,14 +76,32 @@ class Fire:
 
 
 @dataclass(frozen=True)
+class Prepared:
+    """A fire checked and turned into its event, not enqueued yet."""
+
+    trigger: TriggerConfig
+    event: Event
+    shape: Shape | None
+
+
+@dataclass(frozen=True)
 class Fired:
     event: Event
     run: Enqueued
 
 
+def prepare(settings: Settings, request: Fire) -> Prepared:
+    """Every check of a fire, before anything is written: the ``FireError`` (or the
+    event model's ``ValidationError`` for a bad ``event_id``) comes from here."""
+    trig = settings.trigger(request.trigger)
+    inputs = check_inputs(trig, request.params)
+    event, shape = fired_event(settings, trig, request, inputs)
+    return Prepared(trig, event, shape)
+
+
 def fire(
     enqueuer: Enqueuer,
-    request: Fire,
+    request: Fire | Prepared,
     *,
     source_addr: str | None = None,
     timeout: float | None = None,
@@ -91,10 +109,9 @@ def fire(
     """Exactly one run of the named trigger (or the one it already has, a duplicate), or
     a ``FireError``; given up after ``timeout`` seconds (``EnqueueUnavailableError``),
     it leaves nothing behind."""
-    trig = enqueuer.settings.trigger(request.trigger)
-    inputs = check_inputs(trig, request.params)
-    event, shape = fired_event(enqueuer.settings, trig, request, inputs)
-    return Fired(event, _take(enqueuer, trig, event, shape, source_addr, timeout))
+    ready = request if isinstance(request, Prepared) else prepare(enqueuer.settings, request)
+    run = _take(enqueuer, ready.trigger, ready.event, ready.shape, source_addr, timeout)
+    return Fired(ready.event, run)
 
 
 def fire_event(
