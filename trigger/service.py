@@ -173,8 +173,13 @@ async def _start(
 
 
 def _hint(settings: Settings) -> None:
-    """Tell a new user how to fire an event at the service they just started."""
-    where = f" --config {settings.config_path}" if settings.config_path else ""
+    """Tell a new user how to fire each trigger at the service they just started: only
+    commands that work for its kind."""
+    from trigger.cli.fire import suggestion
+
     for trig in settings.triggers:
-        params = "".join(f" --param {name}=..." for name in trig.inputs)
-        log.info("fire it: bauplan-trigger fire %s%s%s --wait", trig.name, where, params)
+        command, why = suggestion(settings, trig)
+        if command is not None:
+            log.info("fire it: %s", command)
+        else:
+            log.info("no fire for trigger %s: %s", trig.name, why)

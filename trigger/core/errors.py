@@ -9,6 +9,8 @@ redacted when the error is made, before DBOS records it or anyone logs it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from trigger.core.secrets import redact
 from trigger.core.text import escaped
 
@@ -49,6 +51,53 @@ class UnknownTriggerError(TriggerError):
 
 class BadParameterError(TriggerError):
     """A ``fire --param`` that the trigger does not declare in ``inputs``."""
+
+
+class FireError(TriggerError):
+    """A fire (CLI or API) that cannot become a run.
+
+    ``field`` is the request field at fault. ``needs`` names the request fields that
+    would make it a run (``param:NAME`` for a declared input), ``optional`` those that
+    may help: the message says them in the API's words, and the CLI words the same
+    error with its flags (``trigger.cli.fire``), so there is one error, not two."""
+
+    def __init__(
+        self,
+        why: str,
+        *,
+        field: str,
+        needs: tuple[str, ...] = (),
+        optional: tuple[str, ...] = (),
+    ) -> None:
+        self.why = why
+        self.field = field
+        self.needs = needs
+        self.optional = optional
+        super().__init__(self.worded(_api_word, "pass ", " (and {})", " and "))
+
+    def worded(self, word: Callable[[str], str], lead: str, extra: str, joiner: str) -> str:
+        """The message with its fix in some surface's words: ``word`` names one field,
+        ``lead`` comes before the needed ones and ``extra`` (``{}``) holds the optional."""
+        if not self.needs:
+            return self.why
+        text = lead + joiner.join(word(n) for n in self.needs)
+        if self.optional:
+            text += extra.format(joiner.join(word(o) for o in self.optional))
+        return f"{self.why}; {text}"
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_make_fire_error, (self.why, self.field, self.needs, self.optional))
+
+
+def _api_word(name: str) -> str:
+    kind, _, input_name = name.partition(":")
+    return f"params.{input_name}" if kind == "param" and input_name else name
+
+
+def _make_fire_error(
+    why: str, field: str, needs: tuple[str, ...], optional: tuple[str, ...]
+) -> FireError:
+    return FireError(why, field=field, needs=needs, optional=optional)
 
 
 class BranchError(TriggerError):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from trigger.core import text
-from trigger.core.errors import BadParameterError, TemplateError
+from trigger.core.errors import BadParameterError, FireError, TemplateError
 from trigger.core.event import (
     LIST_ATTRIBUTES,
     AttributeValue,
@@ -202,27 +202,39 @@ def _summary(event: Event) -> dict[str, AttributeValue]:
 
 
 def parse_params(trig: TriggerConfig, pairs: list[str]) -> dict[str, str]:
-    """``fire --param k=v``: only names the trigger declares in ``inputs``."""
-    out: dict[str, str] = {}
+    """``fire --param k=v``: the pairs as values, checked by :func:`check_inputs`."""
+    values: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise BadParameterError(f"--param {pair!r} must look like name=value")
+        values[key] = value
+    return check_inputs(trig, values)
+
+
+def check_inputs(trig: TriggerConfig, values: dict[str, str]) -> dict[str, str]:
+    """A fire's input values (CLI or API): only names the trigger declares in ``inputs``,
+    each plain text, none missing. The messages name no CLI flag; the CLI words a
+    missing input's ``FireError`` its own way."""
+    for key, value in values.items():
         if key not in trig.inputs:
             declared = ", ".join(trig.inputs) or "none"
             raise BadParameterError(
-                f"--param {text.quoted(key)}: trigger {trig.name!r} does not declare it in "
+                f"input {text.quoted(key)}: trigger {trig.name!r} does not declare it in "
                 f"inputs (declared: {declared}); add it to inputs = [...] in the config"
             )
         if len(value) > 1000:
-            raise BadParameterError(f"--param {key}: the value is over 1000 characters")
+            raise BadParameterError(f"input {key}: the value is over 1000 characters")
         why = text.problem(value)
         if why is not None:
             raise BadParameterError(
-                f"--param {key}: the value {text.quoted(value)} {why}; pass plain text"
+                f"input {key}: the value {text.quoted(value)} {why}; pass plain text"
             )
-        out[key] = value
-    missing = [name for name in trig.inputs if name not in out]
+    missing = [name for name in trig.inputs if name not in values]
     if missing:
-        raise BadParameterError(f"trigger {trig.name!r} needs --param for: {', '.join(missing)}")
-    return out
+        raise FireError(
+            f"trigger {trig.name!r} needs a value for its inputs: {', '.join(missing)}",
+            field="params",
+            needs=tuple(f"param:{name}" for name in missing),
+        )
+    return dict(values)

@@ -25,11 +25,13 @@ from trigger.core import secrets
 from trigger.core.errors import (
     BadParameterError,
     EnqueueUnavailableError,
+    FireError,
     RunControlError,
     RunNotFoundError,
     TokenInUrlError,
     TriggerError,
     UnknownTriggerError,
+    WorkspaceError,
 )
 from trigger.core.eventlog import EventLog, event_log
 from trigger.core.eventlog_store import SEQ_MAX
@@ -308,56 +310,82 @@ def get_event(request: Request, ident: str) -> dict[str, Any]:
 
 
 class FireBody(BaseModel):
+    """What to run: ``file`` for a file trigger, ``sha`` (and ``branch``) for a git one;
+    a schedule trigger runs as a tick of this second, any other with its ``params``."""
+
     model_config = ConfigDict(extra="forbid")
-    params: dict[str, str] = Field(default_factory=dict)
-    event_id: str | None = None
+    params: dict[str, str] = Field(default_factory=dict, description="declared inputs")
+    event_id: str | None = Field(
+        default=None, description="idempotency key: a retried request with it runs once"
+    )
     fired_by: Identifier | None = Field(default=None, max_length=100)
+    file: str | None = Field(
+        default=None,
+        max_length=4096,
+        description="file trigger: a file in its watched dir (absolute, or relative to it)",
+    )
+    sha: str | None = Field(default=None, max_length=64, description="git trigger: the commit")
+    branch: str | None = Field(
+        default=None, max_length=255, description="git trigger: the commit's branch"
+    )
 
 
 @router.post(
     "/triggers/{name}/fire",
-    summary="Enqueue a run of a trigger, like `fire`",
-    responses=_CHANGE,
+    summary="Run a trigger now, like `fire`",
+    description="A file or git fire's run id comes from the file version or the commit, "
+    "so asking again answers the same run (`duplicate`); a schedule or plain fire does "
+    "so when given the same `event_id`.",
+    responses={**_CHANGE, 422: {"description": "this trigger cannot run this fire; says why"}},
     openapi_extra=_CHANGE_HEADERS,
 )
 def post_fire(request: Request, name: str, body: FireBody | None = None) -> dict[str, Any]:
-    from trigger.core.event import manual_event
-    from trigger.core.matching import parse_params
-    from trigger.sources.manual import fire_event
+    from trigger.sources.manual import Fire, fire
 
     body = body or FireBody()
     settings = state(request).settings
     try:
-        trig = settings.trigger(name)
-        inputs = parse_params(trig, [f"{k}={v}" for k, v in body.params.items()])
+        settings.trigger(name)
     except UnknownTriggerError as exc:
         raise HTTPException(404, detail=str(exc)) from None
-    except BadParameterError as exc:
-        raise _unprocessable(("body", "params"), str(exc)) from None
-    try:
-        event = manual_event(
-            trig.name, inputs, event_id=body.event_id, fired_by=body.fired_by or "api"
-        )
-    except ValidationError as exc:
-        why = exc.errors()[0]["msg"].removeprefix("Value error, ")
-        raise _unprocessable(("body", "event_id"), f"event_id is not valid: {why}") from None
     host = request.client.host if request.client else None
+    asked = Fire(
+        name,
+        params=body.params,
+        event_id=body.event_id,
+        fired_by=body.fired_by or "api",
+        file=body.file,
+        sha=body.sha,
+        branch=body.branch,
+    )
     try:
-        enqueued = fire_event(
+        fired = fire(
             enqueuer_of(request),
-            event,
+            asked,
             source_addr=host,
             timeout=settings.service.enqueue_timeout,
         )
     except EnqueueUnavailableError:
         raise  # the app answers 503, as for every database outage
+    except BadParameterError as exc:
+        raise _unprocessable(("body", "params"), str(exc)) from None
+    except FireError as exc:
+        raise _unprocessable(("body", exc.field) if exc.field else ("body",), str(exc)) from None
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        why = error["msg"].removeprefix("Value error, ")
+        if error["loc"] == ("id",):
+            raise _unprocessable(("body", "event_id"), f"event_id is not valid: {why}") from None
+        raise _unprocessable(("body",), f"this fire's event is refused: {why}") from None
+    except WorkspaceError as exc:  # the commit's repository could not be fetched now
+        raise HTTPException(503, detail=f"{exc}; retry") from None
     except TriggerError as exc:
         raise HTTPException(409, detail=str(exc)) from None
     return {
-        "id": enqueued.run_id,
-        "event_id": event.id,
-        "branch": enqueued.branch,
-        "duplicate": enqueued.duplicate,
+        "id": fired.run.run_id,
+        "event_id": fired.event.id,
+        "branch": fired.run.branch,
+        "duplicate": fired.run.duplicate,
     }
 
 

@@ -163,6 +163,45 @@ def prepare(state_dir: Path, source: str, sha: str, run_id: str, subdir: str) ->
     return project
 
 
+def fetch_commit(state_dir: Path, source: str, sha: str) -> tuple[str, str]:
+    """Fetch ``sha`` into the source's mirror as a run of it would (its run then finds
+    it there), for ``fire``: the commit's subject line and committer date. A commit
+    that is not there is a permanent ``WorkspaceError`` saying so; a failed fetch is
+    retryable."""
+    check_inputs(source, sha, ".")
+    mirror = mirror_path(state_dir, source)
+    with _locked(mirror):
+        try:
+            _fetch(mirror, source, sha)
+        except WorkspaceError as exc:
+            if exc.retryable:
+                raise
+            raise WorkspaceError(
+                f"commit {sha} is not in {display_source(source)}, even after a fresh fetch; "
+                "check the sha and that it was pushed there"
+            ) from None
+        shown = _git("-C", str(mirror), "show", "-s", "--format=%s%x00%cI", sha, "--", timeout=60)
+    subject, _, date = shown.strip().partition("\x00")
+    return subject, date
+
+
+def on_branch(state_dir: Path, source: str, sha: str, branch: str) -> bool:
+    """Whether ``branch`` holds ``sha`` (after :func:`fetch_commit`); the mirror is
+    fetched once more when its copy of the branch does not, as it may be behind."""
+    mirror = mirror_path(state_dir, source)
+    check = ("-C", str(mirror), "merge-base", "--is-ancestor", sha, f"refs/heads/{branch}")
+    with _locked(mirror):
+        try:
+            _git(*check, timeout=60)
+        except WorkspaceError:
+            _git("-C", str(mirror), "fetch", "--prune", "--quiet", "origin")
+            try:
+                _git(*check, timeout=60)
+            except WorkspaceError:
+                return False
+    return True
+
+
 def remove(state_dir: Path, source: str, run_id: str) -> bool:
     """Drop the run's checkout; True when there was one."""
     mirror = mirror_path(state_dir, source)

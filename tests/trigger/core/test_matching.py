@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import make_settings, match
-from trigger.core.errors import BadParameterError
+from trigger.core.errors import BadParameterError, FireError
 from trigger.core.event import Event, manual_event
 from trigger.core.matching import (
     Decision,
@@ -70,8 +70,9 @@ def test_fire_params_must_be_declared_inputs(tmp_path: Path, project_dir: Path) 
         parse_params(trig, ["run_date=x", "table=y"])
     with pytest.raises(BadParameterError, match="name=value"):
         parse_params(trig, ["run_date"])
-    with pytest.raises(BadParameterError, match="needs --param for: run_date"):
+    with pytest.raises(FireError, match="needs a value for its inputs: run_date") as missing:
         parse_params(trig, [])
+    assert str(missing.value).endswith("; pass params.run_date")
     with pytest.raises(BadParameterError, match="control character"):
         parse_params(trig, ["run_date=a\nb"])
 
@@ -81,10 +82,10 @@ def test_fire_params_follow_the_rule_of_every_source(tmp_path: Path, project_dir
     # A lone surrogate is what an argument that is not UTF-8 becomes (surrogateescape).
     for value, why in (("2026\x85", "U+0085"), ("\u202e2026", "U+202E"), ("26\udcff", "U+DCFF")):
         with pytest.raises(
-            BadParameterError, match=rf"--param run_date: the value .*\({re.escape(why)}\)"
+            BadParameterError, match=rf"input run_date: the value .*\({re.escape(why)}\)"
         ):
             parse_params(trig, [f"run_date={value}"])
-    with pytest.raises(BadParameterError, match=r"--param 'x\\ud800'"):
+    with pytest.raises(BadParameterError, match=r"input 'x\\ud800'"):
         parse_params(trig, ["x\ud800=1"])
 
 

@@ -100,6 +100,14 @@ class TriggerConfig(Section):
                 fields |= declared.template_fields()
         return frozenset(fields)
 
+    def template_fields(self) -> frozenset[str]:
+        """The event fields its branch and parameter templates read."""
+        fields = set(self.branch_template().fields)
+        for template in self.parameter_templates().values():
+            if isinstance(template, Template):
+                fields |= template.fields
+        return frozenset(fields)
+
     def branch_template(self) -> Template:
         return parse(
             self.branch, where=f"triggers.{self.name}.branch", allowed=self.allowed_fields()
