@@ -18,6 +18,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from trigger.core import eventcounts
+
 log = logging.getLogger(__name__)
 
 KEY_MAX = 300
@@ -160,6 +162,8 @@ def write_batch(conn: sa.Connection, entries: Sequence[Entry]) -> list[int]:
     ]
     if keys:
         conn.execute(sa.insert(keys_table), keys)
+    # Last, so the counter rows are locked only for the commit that follows.
+    eventcounts.add(conn, [(entry.source, entry.outcome) for entry in entries])
     return seqs
 
 
@@ -188,4 +192,13 @@ def ensure_tables(engine: sa.Engine) -> None:
         # A log made by an older version lacks the indexes added since.
         for index in events_table.indexes:
             index.create(engine, checkfirst=True)
+        eventcounts.ensure(engine)
+        with engine.begin() as conn:
+            eventcounts.seed(conn, _RETAINED)
         _READY.add(key)
+
+
+# The log's own counts, by source and outcome: what the durable totals start from.
+_RETAINED = sa.select(events_table.c.source, events_table.c.outcome, sa.func.count()).group_by(
+    events_table.c.source, events_table.c.outcome
+)

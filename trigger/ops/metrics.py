@@ -96,10 +96,11 @@ class StateCollector(Collector):
         now = time.time()
         events = CounterMetricFamily(
             "bauplan_trigger_events",
-            "Events received (in the retained event log) by source and outcome",
+            "Events received by source and outcome, ever: kept apart from the event log, "
+            "so pruning it lowers nothing",
             labels=["source", "outcome"],
         )
-        for source, outcome, count in self.log.counts():
+        for source, outcome, count in self.log.totals():
             events.add_metric([source, outcome], count)
         yield events
 
