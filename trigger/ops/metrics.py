@@ -31,6 +31,7 @@ from trigger.core import outage
 from trigger.core.eventlog import EventLog, event_log
 from trigger.core.runstatus import FINAL_STATUSES, STATUS_WORDS, status_word
 from trigger.core.settings import Settings
+from trigger.http import metrics_middleware
 from trigger.http.app import state
 from trigger.ops.api import GUARD_RESPONSES, authorize, client_of
 from workflows.diagnosis import KINDS, diagnose
@@ -78,9 +79,10 @@ class StateCollector(Collector):
             up.add_metric([], 0)
             yield up
 
-    def _waiting(self) -> Counter[str]:
+    def _waiting(self) -> tuple[Counter[str], float | None]:
         """Waiting runs by what holds them back: the same diagnosis ``runs`` gives, over
-        every run queue (per-trigger ones too) and every limit."""
+        every run queue (per-trigger ones too) and every limit; and when the oldest of
+        them was enqueued (unix seconds), if any waits."""
         rows = self.client.list_workflows(
             name=RUN_WORKFLOW,
             # PENDING too: a run parked in its workflow (rate-limited, or waiting for a
@@ -90,7 +92,8 @@ class StateCollector(Collector):
             load_output=False,
         )
         held = diagnose(self.client, self.settings, rows, RUN_WORKFLOW, RUN_QUEUE)
-        return Counter(w.kind for w in held.values())
+        since = [r.created_at / 1000 for r in rows if r.workflow_id in held and r.created_at]
+        return Counter(w.kind for w in held.values()), min(since, default=None)
 
     def _collect(self) -> Iterator[Metric]:
         now = time.time()
@@ -141,18 +144,22 @@ class StateCollector(Collector):
             "bauplan_trigger_runs", "Runs by trigger and status", labels=["trigger", "status"]
         )
         by_status: Counter[tuple[str, str]] = Counter()
-        waiting = self._waiting()
+        waiting, oldest = self._waiting()
         durations: dict[str, list[float]] = defaultdict(list)
+        succeeded: dict[str, float] = {}
         for r in rows:
             trigger = _trigger_of(r.workflow_uuid)
-            by_status[(trigger, status_word(r.status, _attributes(r.attributes)))] += 1
+            word = status_word(r.status, _attributes(r.attributes))
+            by_status[(trigger, word)] += 1
             if r.status in _FINAL:
                 first, last = spans.get(r.workflow_uuid, (None, None))
+                end = last or r.completed_at or r.updated_at
                 if first and last:
                     durations[trigger].append(max(0.0, (last - first) / 1000))
                 elif r.started_at_epoch_ms:
-                    end = r.completed_at or r.updated_at
                     durations[trigger].append(max(0.0, (end - r.started_at_epoch_ms) / 1000))
+                if word == "succeeded" and end:
+                    succeeded[trigger] = max(succeeded.get(trigger, 0.0), end / 1000)
         for (trigger, word), count in sorted(by_status.items()):
             runs.add_metric([trigger, word], count)
         yield runs
@@ -171,6 +178,23 @@ class StateCollector(Collector):
         for kind in KINDS:
             reasons.add_metric([kind], waiting[kind])
         yield reasons
+        age = GaugeMetricFamily(
+            "bauplan_trigger_oldest_waiting_run_age_seconds",
+            "Seconds since the longest-waiting run was enqueued (parked runs count as "
+            "waiting); 0 when none waits",
+            labels=[],
+        )
+        age.add_metric([], 0.0 if oldest is None else max(0.0, now - oldest))
+        yield age
+
+        last_success = GaugeMetricFamily(
+            "bauplan_trigger_last_success_timestamp_seconds",
+            "When each trigger's most recent successful run ended (unix seconds)",
+            labels=["trigger"],
+        )
+        for trigger, at in sorted(succeeded.items()):
+            last_success.add_metric([trigger], at)
+        yield last_success
 
         histogram = HistogramMetricFamily(
             "bauplan_trigger_run_duration_seconds",
@@ -214,6 +238,10 @@ def _registry(request: Request) -> CollectorRegistry:
         settings = state(request).settings
         log_ = event_log(engine, settings.events.retention_days)
         registry.register(StateCollector(engine, log_, client_of(request), settings))
+        requests = metrics_middleware.of(request.app)
+        if requests is not None:  # this process's own HTTP figures
+            registry.register(requests.requests)
+            registry.register(requests.duration)
         app_state.bt_metrics = registry
     found: CollectorRegistry = app_state.bt_metrics
     return found
