@@ -304,3 +304,68 @@ def test_promtool_finds_nothing_to_say_about_a_live_metrics_page(
     )
     said = checked.stdout + checked.stderr
     assert checked.returncode == 0 and said.strip() == "", said
+
+
+def _runs(text: str, trigger: str) -> dict[str, float]:
+    return {
+        dict(labels)["status"]: value
+        for (name, labels), value in _samples(text).items()
+        if name == "bauplan_trigger_runs" and dict(labels)["trigger"] == trigger and value
+    }
+
+
+def test_a_resumed_run_leaves_the_cancelled_ones_between_two_scrapes(
+    launched: Any, project_dir: Path
+) -> None:
+    """Finished runs are tallied as they finish, and DBOS can take one back: ``resume``."""
+    from trigger.ops.control import cancel, resume
+
+    limited = {
+        "name": "limited",
+        "project_dir": str(project_dir),
+        "branch": "limited",
+        "rehearse_seconds": 0.05,
+        "per_branch_limit": {"runs": 1, "period_seconds": 600},
+    }
+    settings, enqueuer = launched(triggers=[limited])
+    app = create_app(settings)
+    try:
+        with client_for(app) as client:
+            first = fire_event(enqueuer, manual_event("limited", {}, event_id="l1")).run_id
+            wait_until(lambda: show_run(enqueuer.client, first)["status"] == "succeeded", what="l1")
+            assert _runs(client.get("/metrics").text, "limited") == {"succeeded": 1}
+
+            second = fire_event(enqueuer, manual_event("limited", {}, event_id="l2")).run_id
+            cancel(settings, enqueuer.client, second, "ana")
+            wait_until(
+                lambda: show_run(enqueuer.client, second)["status"] == "cancelled", what="l2"
+            )
+            assert _runs(client.get("/metrics").text, "limited") == {"succeeded": 1, "cancelled": 1}
+
+            resume(settings, enqueuer.client, second, "ana")
+            wait_until(
+                lambda: show_run(enqueuer.client, second, settings).get("phase") == "rate-limited",
+                what="the resumed run to wait for its rate window",
+            )
+            kept = client.get("/metrics").text
+            assert _runs(kept, "limited") == {"succeeded": 1, "waiting": 1}
+    finally:
+        close_api(app)
+        app.state.bauplan_trigger.engine.dispose()
+    fresh = create_app(settings)  # a new process's first scrape reads every run
+    try:
+        with client_for(fresh) as client:
+            read = client.get("/metrics").text
+    finally:
+        close_api(fresh)
+        fresh.state.bauplan_trigger.engine.dispose()
+    assert _runs(read, "limited") == _runs(kept, "limited")
+    assert _histogram(read) == _histogram(kept) != {}
+
+
+def _histogram(text: str) -> dict[Any, float]:
+    return {
+        key: value
+        for key, value in _samples(text).items()
+        if key[0].startswith("bauplan_trigger_run_duration_seconds")
+    }
