@@ -162,8 +162,6 @@ def write_batch(conn: sa.Connection, entries: Sequence[Entry]) -> list[int]:
     ]
     if keys:
         conn.execute(sa.insert(keys_table), keys)
-    # Last, so the counter rows are locked only for the commit that follows.
-    eventcounts.add(conn, [(entry.source, entry.outcome) for entry in entries])
     return seqs
 
 
@@ -192,9 +190,8 @@ def ensure_tables(engine: sa.Engine) -> None:
         # A log made by an older version lacks the indexes added since.
         for index in events_table.indexes:
             index.create(engine, checkfirst=True)
-        eventcounts.ensure(engine)
-        with engine.begin() as conn:
-            eventcounts.seed(conn, _RETAINED)
+        # The totals /metrics reports, which a trigger on the event table raises.
+        eventcounts.ensure(engine, _RETAINED)
         _READY.add(key)
 
 
