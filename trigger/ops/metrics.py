@@ -9,9 +9,11 @@ expects of them (``trigger.http.metrics_middleware``).
 
 A scrape's cost stays bounded as history grows: event totals are a few counter
 rows, finished runs are tallied as they finish (``trigger.ops.runtally``), and the
-rest reads only the runs waiting or running. Measured on SQLite with 30,000
-finished runs: a scrape took 3.1 s reading every run, and reads only what changed
-since the last one now (the first scrape of a process still reads them all once).
+rest reads only the runs waiting or running. Measured on SQLite (2 shared cores):
+reading every run, a scrape took 3.1 s at 30,000 finished runs; tallied, ~10 ms at
+10,000 and ~70 ms at 30,000 (PostgreSQL: tens of ms once its planner statistics are
+current), after a process's first scrape, which reads them all once (2-4 s at
+30,000 on either database).
 """
 
 from __future__ import annotations
