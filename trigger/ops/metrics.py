@@ -103,8 +103,8 @@ class StateCollector(Collector):
 
         unfinished = self._unfinished()
         with self.engine.connect() as conn:
-            self.tally.refresh(conn, RUN_WORKFLOW, {r.workflow_id for r in unfinished})
-            self.failed_steps.refresh(conn)
+            tally = self.tally.refresh(conn, RUN_WORKFLOW, {r.workflow_id for r in unfinished})
+            failed_steps = self.failed_steps.refresh(conn)
         # Waiting runs by what holds them back: the same diagnosis ``runs`` gives, over
         # every run queue and every limit; and since when the oldest of them waits.
         held = diagnose(self.client, self.settings, unfinished, RUN_WORKFLOW, RUN_QUEUE)
@@ -115,7 +115,7 @@ class StateCollector(Collector):
         runs = GaugeMetricFamily(
             "bauplan_trigger_runs", "Runs by trigger and status", labels=["trigger", "status"]
         )
-        by_status = Counter(self.tally.by_status)
+        by_status = tally.by_status
         for r in unfinished:
             by_status[(trigger_of(r.workflow_id), status_word(r.status, r.attributes))] += 1
         for (trigger, word), count in sorted(by_status.items()):
@@ -150,7 +150,7 @@ class StateCollector(Collector):
             "When each trigger's most recent successful run ended (unix seconds)",
             labels=["trigger"],
         )
-        for trigger, at in sorted(self.tally.last_success.items()):
+        for trigger, at in sorted(tally.last_success.items()):
             last_success.add_metric([trigger], at)
         yield last_success
 
@@ -159,7 +159,7 @@ class StateCollector(Collector):
             "Finished runs' time from start to end",
             labels=["trigger"],
         )
-        for trigger, (buckets, total) in self.tally.histogram().items():
+        for trigger, (buckets, total) in tally.histogram.items():
             histogram.add_metric([trigger], buckets, total)
         yield histogram
 
@@ -168,7 +168,7 @@ class StateCollector(Collector):
             "Notification steps that raised, by step name",
             labels=["step"],
         )
-        for name, count in sorted(self.failed_steps.by_step.items()):
+        for name, count in sorted(failed_steps.items()):
             notify.add_metric([name], count)
         yield notify
 

@@ -5,8 +5,9 @@ trigger's last success. Read from every run row on each scrape, that cost grew w
 history: 3.1 s a scrape at 30,000 finished runs on SQLite (measured, 2 cores), every
 15 s. A :class:`Tally` reads every finished run once, on its first scrape, and after
 that only the runs that finished since (DBOS's index on ``completed_at``), with a
-margin of :data:`LAG_MS` for a transaction that commits after a later one and for a
-run whose attributes are written a moment after DBOS ends it.
+margin of :data:`LAG_MS` for a transaction that commits after a later one (or a host
+whose clock is a little behind another's) and for a run whose attributes are
+written a moment after DBOS ends it.
 
 DBOS can take a run back out of the finished ones: ``resume`` puts a CANCELLED run
 (or one that ran out of recovery attempts) on a queue again. The tally keeps the
@@ -72,6 +73,14 @@ class Finished:
     resumable: bool
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    by_status: Counter[tuple[str, str]]
+    # Cumulative buckets and the sum, by trigger.
+    histogram: dict[str, tuple[list[tuple[str, int]], float]]
+    last_success: dict[str, float]
+
+
 class Tally:
     """Runs by (trigger, status word), durations by trigger, last success by trigger."""
 
@@ -85,9 +94,10 @@ class Tally:
         self._mark: int | None = None  # the latest completed_at read, in ms
         self._lock = threading.Lock()
 
-    def refresh(self, conn: sa.Connection, name: str, unfinished: set[str]) -> None:
+    def refresh(self, conn: sa.Connection, name: str, unfinished: set[str]) -> Snapshot:
         """Take in the runs that finished since the last call; ``unfinished``: the ids
-        of the runs now waiting or running (a resumed run among them is taken back)."""
+        of the runs now waiting or running (a resumed run among them is taken back).
+        The figures as they then stand (two scrapes at once each get their own)."""
         with self._lock:
             since = None if self._mark is None else self._mark - LAG_MS
             for run_id, finished in _read(conn, name, since):
@@ -103,6 +113,7 @@ class Tally:
                     k for k, f in self._held.items() if not f.resumable and f.completed_ms < old
                 ]:
                     del self._held[run_id]
+            return Snapshot(Counter(self.by_status), self._histogram(), dict(self.last_success))
 
     def _put(self, run_id: str, finished: Finished) -> None:
         if run_id in self._held:
@@ -132,7 +143,7 @@ class Tally:
         self.count[trigger] += sign
         self.sums[trigger] += sign * seconds
 
-    def histogram(self) -> dict[str, tuple[list[tuple[str, int]], float]]:
+    def _histogram(self) -> dict[str, tuple[list[tuple[str, int]], float]]:
         """Cumulative buckets and the sum, by trigger, as Prometheus writes them."""
         out: dict[str, tuple[list[tuple[str, int]], float]] = {}
         for trigger in sorted(t for t, n in self.count.items() if n > 0):
@@ -229,7 +240,8 @@ class FailedSteps:
         self._mark: int | None = None
         self._lock = threading.Lock()
 
-    def refresh(self, conn: sa.Connection) -> None:
+    def refresh(self, conn: sa.Connection) -> dict[str, int]:
+        """Failed steps by name, once those that failed since the last call are in."""
         with self._lock:
             since = None if self._mark is None else self._mark - LAG_MS
             steps = table(conn, "operation_outputs")
@@ -254,3 +266,4 @@ class FailedSteps:
             if self._mark is not None:
                 old = self._mark - LAG_MS
                 self._recent = {k: v for k, v in self._recent.items() if v >= old}
+            return dict(self.by_step)
