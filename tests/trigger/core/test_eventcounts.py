@@ -50,6 +50,18 @@ def _totals_in_a_new_process(log: EventLog) -> list[list[object]]:
     return found
 
 
+_WRITE_IN_A_NEW_PROCESS = """
+import sys
+from trigger.core import db
+from trigger.core.eventlog import EventLog, record_event
+engine = db.engine(sys.argv[1])
+log = EventLog(engine)
+for n in range(40):
+    record_event(log, "github", f"{sys.argv[2]}-{n}", "accepted")
+engine.dispose()
+"""
+
+
 def test_pruning_the_log_lowers_no_total(log: EventLog) -> None:
     long_ago = time.time() - 3 * 86400
     record_event(log, "files", "old", "accepted", received_at=long_ago)
@@ -89,3 +101,13 @@ def test_a_log_from_before_the_totals_is_counted_once_on_upgrade(log: EventLog) 
         conn.execute(sa.text("DROP TABLE bt_event_counts"))
     assert _totals_in_a_new_process(log) == [["github", "accepted", 1], ["github", "duplicate", 1]]
     assert _totals_in_a_new_process(log) == [["github", "accepted", 1], ["github", "duplicate", 1]]
+
+
+def test_writers_in_two_processes_at_once_count_every_event_once(log: EventLog) -> None:
+    url = log.engine.url.render_as_string(hide_password=False)
+    writers = [
+        subprocess.Popen([sys.executable, "-c", _WRITE_IN_A_NEW_PROCESS, url, name])
+        for name in ("a", "b")
+    ]
+    assert [w.wait(timeout=120) for w in writers] == [0, 0]
+    assert log.totals() == [("github", "accepted", 80)]
