@@ -30,7 +30,7 @@ from trigger.http import app as http
 from trigger.ops import api, metrics, page
 from trigger.sources import schedule
 from trigger.sources.files import component as files
-from trigger.sources.webhooks import generic, github, gitlab
+from trigger.sources.webhooks import cloudevents, generic, github, gitlab
 from workflows import app
 from workflows.intake import Enqueuer
 from workflows.runtime import ClientFactory
@@ -44,6 +44,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     github.router,
     gitlab.router,
     generic.router,
+    cloudevents.router,
     api.router,
     metrics.router,
     page.router,

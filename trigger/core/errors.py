@@ -194,6 +194,11 @@ def _make_refused(message: str, retryable: bool) -> RunRefused:
     return RunRefused(message, retryable=retryable)
 
 
+class PublishConflict(TriggerError):
+    """Bauplan refused a publish merge: the target moved or the merge conflicts. The run
+    keeps its outcome; nobody retries the merge blindly."""
+
+
 class SubmissionUnclear(BauplanFailure):
     """A run interrupted while submitting cannot tell which Bauplan job is its own.
 

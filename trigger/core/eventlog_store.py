@@ -19,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from trigger.core import eventcounts
+from trigger.core.logfields import ids
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +175,7 @@ def log_written(entries: Sequence[Entry]) -> None:
             entry.source,
             entry.outcome,
             f" reason={entry.reason}" if entry.reason else "",
+            extra=ids(event_id=entry.event_id, outcome=entry.outcome),
         )
 
 

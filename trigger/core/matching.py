@@ -15,7 +15,13 @@ from typing import Any
 
 from trigger.core import text
 from trigger.core.errors import BadParameterError, TemplateError
-from trigger.core.event import AttributeValue, Event
+from trigger.core.event import (
+    LIST_ATTRIBUTES,
+    AttributeValue,
+    Event,
+    fitted_list,
+    list_attribute,
+)
 from trigger.core.settings import Settings, TriggerConfig
 from trigger.core.templates import Template
 
@@ -50,6 +56,12 @@ class RunRequest:
     debounce_seconds: float | None = None
     # A file drop's location and version, untruncated, for the run's file steps.
     file: dict[str, Any] | None = None
+    # Time limits (``workflows.limits``): of the job once submitted, of the wait before.
+    timeout_seconds: float | None = None
+    max_queue_seconds: float | None = None
+    # ``[triggers.publish]``: merge the run's branch into this one when it succeeds.
+    publish_into: str | None = None
+    delete_branch_after: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """What ``dataclasses.asdict`` gives, without its deep copy of every summary value:
@@ -124,6 +136,13 @@ def run_id_prefix(trigger: str) -> str:
     return f"run:{trigger}:"
 
 
+def trigger_of(run_id: str) -> str | None:
+    """The trigger a run id (:func:`run_id_for`) belongs to; None for another kind of id."""
+    kind, _, rest = run_id.partition(":")
+    trigger, sep, _ = rest.partition(":")
+    return trigger if kind == "run" and sep and trigger else None
+
+
 def sanitise_suffix(rendered: str, *, trigger: str) -> str:
     """Letters, digits and underscores only; refuse an empty result."""
     suffix = _SUFFIX_UNSAFE.sub("_", rendered).strip("_")
@@ -157,7 +176,15 @@ def build_request(event: Event, trig: TriggerConfig, settings: Settings) -> RunR
         rehearse_outcome=trig.rehearse_outcome,
         on_burst=trig.on_burst,
         debounce_seconds=trig.debounce_seconds,
+        timeout_seconds=_either(trig.timeout_seconds, settings.bauplan.timeout_seconds),
+        max_queue_seconds=_either(trig.max_queue_seconds, settings.queue.max_queue_seconds),
+        publish_into=trig.publish.into if trig.publish else None,
+        delete_branch_after=bool(trig.publish and trig.publish.delete_branch_after),
     )
+
+
+def _either(own: float | None, default: float | None) -> float | None:
+    return own if own is not None else default
 
 
 def _summary(event: Event) -> dict[str, AttributeValue]:
@@ -168,7 +195,8 @@ def _summary(event: Event) -> dict[str, AttributeValue]:
     }
     for key, value in event.attributes.items():
         if isinstance(value, str) and len(value) > 300:
-            value = value[:297] + "..."
+            listed = list_attribute(event.attributes, key) if key in LIST_ATTRIBUTES else None
+            value = value[:297] + "..." if listed is None else fitted_list(listed, 300)
         summary[key] = value
     return summary
 

@@ -13,7 +13,7 @@ import logging
 import math
 import socket
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -62,6 +62,8 @@ class AppState:
     settings: Settings
     context: ServiceContext | None
     engine: sa.Engine
+    # The health providers /healthz reads: the page shows them per trigger.
+    health: Mapping[str, HealthProvider] = field(default_factory=dict)
 
 
 def state(request: Request) -> AppState:
@@ -81,7 +83,9 @@ def build_app(
         version="1",
     )
     engine = db.engine(settings.database_url())
-    app.state.bauplan_trigger = AppState(settings=settings, context=context, engine=engine)
+    app.state.bauplan_trigger = AppState(
+        settings=settings, context=context, engine=engine, health=health
+    )
     app.add_exception_handler(RequestValidationError, _invalid_request)
     metrics_middleware.install(app)
 

@@ -27,6 +27,7 @@ from dbos import DBOS, DBOSClient
 from trigger.context import Component, ServiceContext
 from trigger.core import outage
 from trigger.core.event import Event
+from trigger.core.logfields import ids
 from trigger.core.settings import Settings, TriggerConfig
 from workflows.intake import Enqueuer
 
@@ -117,7 +118,12 @@ def enqueue_tick(trigger: str, scheduled_iso: str) -> str | None:
     event = tick_event(trig, datetime.fromisoformat(scheduled_iso))
     taken = ingest(_ENQUEUER.get(settings), event, _schedule_filter, source_addr="scheduler")
     for item in taken.new_runs:
-        log.info("schedule tick %s enqueued run %s", event.id, item.run_id)
+        log.info(
+            "schedule tick %s enqueued run %s",
+            event.id,
+            item.run_id,
+            extra=ids(run_id=item.run_id, trigger=trigger, event_id=event.id),
+        )
     return taken.runs[0].run_id if taken.runs else None
 
 

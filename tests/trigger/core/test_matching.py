@@ -126,3 +126,26 @@ def test_decide_asks_only_the_filter_it_is_given(tmp_path: Path, project_dir: Pa
     event = manual_event("orders", {"run_date": "2026-11-23"}, event_id="e-1")
     [decision] = decide(event, settings, lambda _event, _trig: "the source says no")
     assert decision == Decision("orders", None, "the source says no")
+
+
+def test_a_long_list_of_changed_paths_is_cut_at_a_whole_path_in_the_summary(
+    tmp_path: Path, project_dir: Path
+) -> None:
+    """The summary keeps values short; cutting a JSON array mid-string left text that
+    no reader could turn back into the list ``runs show`` and the API give."""
+    import json
+
+    from trigger.core.event import readable_attributes
+
+    settings = make_settings(tmp_path, None, project_dir)
+    paths = [f"pipelines/orders/model_{i:03d}.sql" for i in range(40)]
+    event = manual_event("orders", {"run_date": "d"}, event_id="many")
+    event = event.model_copy(
+        update={"attributes": {**event.attributes, "changed_paths": json.dumps(paths)}}
+    )
+    [request] = match(event, settings)
+    assert isinstance(request.summary["changed_paths"], str)
+    assert len(request.summary["changed_paths"]) <= 300
+    kept = readable_attributes(request.summary)["changed_paths"]
+    assert kept and kept == paths[: len(kept)] and len(kept) < len(paths)
+    assert readable_attributes(event.attributes)["changed_paths"] == paths

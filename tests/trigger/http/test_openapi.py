@@ -69,6 +69,12 @@ def _triggers(project_dir: Path) -> list[dict[str, Any]]:
                 "optional": ["rows"],
             },
         },
+        {
+            "name": "loaded",
+            "project_dir": str(project_dir),
+            "branch": "ce_{ce_type}",
+            "cloudevents": {"secret_env": "GENERIC_WEBHOOK_SECRET"},
+        },
     ]
 
 
@@ -84,7 +90,7 @@ class _Signed(requests.auth.AuthBase):
             request.headers["X-Hub-Signature-256"] = f"sha256={digest}"
         elif path.startswith("/hooks/gitlab"):
             request.headers["X-Gitlab-Token"] = GITLAB_TOKEN
-        elif path.startswith("/hooks/generic/"):
+        elif path.startswith(("/hooks/generic/", "/hooks/cloudevents/")):
             try:
                 text = raw.decode()
             except UnicodeDecodeError:
@@ -165,6 +171,7 @@ def test_every_operation_keeps_to_the_openapi_document(hooks: Any, project_dir: 
         "POST /hooks/github",
         "POST /hooks/gitlab",
         "POST /hooks/generic/{trigger}",
+        "POST /hooks/cloudevents/{trigger}",
         "GET /api/runs",
         "GET /api/runs/{run_id}",
         "POST /api/runs/{run_id}/retry",
@@ -178,6 +185,7 @@ def test_every_operation_keeps_to_the_openapi_document(hooks: Any, project_dir: 
     assert sorted(unbreakable) == [
         "GET /api/events/{ident}",
         "GET /api/runs/{run_id}",
+        "POST /hooks/cloudevents/{trigger}",
         "POST /hooks/generic/{trigger}",
         "POST /hooks/github",
         "POST /hooks/gitlab",

@@ -17,6 +17,7 @@ from typing import Any
 from trigger.core.batch import Ticket
 from trigger.core.event import Event
 from trigger.core.fileversion import FileVersion, file_event, sha256_of, shown
+from trigger.core.logfields import ids
 from trigger.core.settings import Settings, TriggerConfig
 from trigger.core.settings.files import Matcher
 from trigger.ingest import intake
@@ -99,7 +100,11 @@ class Offers:
         if not offered.requests:
             reason = offered.decisions[0].reason if offered.decisions else "no such trigger"
             log.info(
-                "file %s ignored by trigger %s: %s", shown(version.rel), self.trig.name, reason
+                "file %s ignored by trigger %s: %s",
+                shown(version.rel),
+                self.trig.name,
+                reason,
+                extra=ids(trigger=self.trig.name, outcome="ignored"),
             )
             return "ignored"
         return self.enqueuer.submit(offered)
@@ -119,6 +124,7 @@ class Offers:
             self.trig.name,
             run.run_id,
             " (already ran or queued)" if run.duplicate else "",
+            extra=ids(run_id=run.run_id, trigger=self.trig.name, branch=run.branch),
         )
         return _OUTCOMES[taken.outcome]
 
