@@ -27,7 +27,7 @@ from trigger.context import Component, ServiceContext
 from trigger.core import db, outage, text
 from trigger.core.errors import TriggerError
 from trigger.core.settings import Settings
-from trigger.http import connections
+from trigger.http import connections, metrics_middleware
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,7 @@ def build_app(
         settings=settings, context=context, engine=engine, health=health
     )
     app.add_exception_handler(RequestValidationError, _invalid_request)
+    metrics_middleware.install(app)
 
     @app.get(
         "/healthz",
