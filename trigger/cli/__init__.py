@@ -2,7 +2,8 @@
 
 ``main`` is the group (the entry point ``trigger.cli:main``); each module holds a few
 commands and ``main`` lists them here: ``ops`` (serve, explain, check, notify-test,
-recover), ``fire``, ``runs`` and ``rehearsal``. ``common`` is what they share and
+recover), ``fire``, ``backfill``, ``runs`` and ``rehearsal``. ``common`` is what they
+share and
 ``logs`` the log set-up ``serve`` installs.
 """
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from trigger.cli import fire, ops, rehearsal, runs
+from trigger.cli import backfill, fire, ops, rehearsal, runs
 from trigger.cli.common import Group, config_option
 
 __all__ = ["main"]
@@ -41,6 +42,7 @@ def main(ctx: click.Context, config: Path | None) -> None:
 for command in (
     ops.serve,
     fire.fire,
+    backfill.backfill,
     runs.runs,
     ops.explain,
     ops.check,

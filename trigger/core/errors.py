@@ -208,6 +208,11 @@ def _make_workspace_error(message: str, retryable: bool) -> WorkspaceError:
     return WorkspaceError(message, retryable=retryable)
 
 
+class BackfillError(TriggerError):
+    """A backfill that cannot be planned: not a schedule trigger, an empty or reversed
+    range, or more ticks than allowed."""
+
+
 class RunControlError(TriggerError):
     """An operator action (retry, cancel, resume) that the run's state does not allow."""
 

@@ -73,7 +73,7 @@ def tick_attributes(trig: TriggerConfig, scheduled_at: datetime) -> dict[str, At
     }
 
 
-def _schedule_filter(event: Event, trigger: TriggerConfig) -> str | None:
+def schedule_filter(event: Event, trigger: TriggerConfig) -> str | None:
     if event.attributes.get("trigger") != trigger.name:
         return "scheduled for another trigger"
     return None
@@ -122,7 +122,7 @@ def enqueue_tick(trigger: str, scheduled_iso: str) -> str | None:
         log.warning("schedule tick for trigger %s, which has no schedule any more", trigger)
         return None
     event = tick_event(trig, datetime.fromisoformat(scheduled_iso))
-    taken = ingest(_ENQUEUER.get(settings), event, _schedule_filter, source_addr="scheduler")
+    taken = ingest(_ENQUEUER.get(settings), event, schedule_filter, source_addr="scheduler")
     for item in taken.new_runs:
         log.info(
             "schedule tick %s enqueued run %s",
