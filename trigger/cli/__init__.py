@@ -3,8 +3,7 @@
 ``main`` is the group (the entry point ``trigger.cli:main``); each module holds a few
 commands and ``main`` lists them here: ``ops`` (serve, explain, check, notify-test,
 recover), ``fire``, ``backfill``, ``runs`` and ``rehearsal``. ``common`` is what they
-share and
-``logs`` the log set-up ``serve`` installs.
+share and ``logs`` the log set-up ``serve`` installs.
 """
 
 from __future__ import annotations

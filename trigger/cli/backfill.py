@@ -44,7 +44,7 @@ def backfill(
     ticks = planner.plan(
         trig,
         planner.parse_moment(start, trig, "--from"),
-        planner.parse_moment(end, trig, "--to"),
+        planner.parse_moment(end, trig, "--to", end=True),
         limit,
     )
     if dry_run:

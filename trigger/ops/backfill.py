@@ -12,6 +12,7 @@ like any other.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,6 +29,7 @@ from workflows.intake import Enqueuer
 
 DEFAULT_MAX = 1000
 _BEFORE = timedelta(microseconds=1)
+_DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
 
 
 @dataclass(frozen=True)
@@ -55,8 +57,10 @@ def schedule_of(trig: TriggerConfig) -> ScheduleSource:
     return trig.schedule
 
 
-def parse_moment(value: str, trig: TriggerConfig, what: str) -> datetime:
-    """An ISO 8601 date or time; without an offset, in the trigger's time zone."""
+def parse_moment(value: str, trig: TriggerConfig, what: str, *, end: bool = False) -> datetime:
+    """An ISO 8601 date or time; without an offset, in the trigger's time zone. A date
+    alone is its first moment, or with ``end`` its last: ``--to 2026-11-07`` includes
+    the 7th."""
     schedule = schedule_of(trig)
     try:
         moment = datetime.fromisoformat(value)
@@ -67,6 +71,8 @@ def parse_moment(value: str, trig: TriggerConfig, what: str) -> datetime:
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=schedule.zone())
+    if end and _DATE_ONLY.match(value.strip()):
+        moment += timedelta(days=1) - _BEFORE
     return moment
 
 

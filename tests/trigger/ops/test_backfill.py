@@ -87,6 +87,9 @@ def test_a_range_is_read_in_the_trigger_s_zone_and_refused_when_it_cannot_be_run
     assert local.utcoffset() is not None and local.utcoffset().total_seconds() == 3600
     [tick] = planner.plan(trig, local, planner.parse_moment("2026-11-01T23:00", trig, "--to"))
     assert tick.isoformat() == "2026-11-01T06:00:00+01:00"
+    # A date alone as the end includes that whole day.
+    whole_day = planner.parse_moment("2026-11-02", trig, "--to", end=True)
+    assert len(planner.plan(trig, local, whole_day)) == 2
     cases = [
         (lambda: planner.plan(settings.trigger("plain"), local, local), "only schedule triggers"),
         (lambda: planner.parse_moment("yesterday", trig, "--from"), "--from 'yesterday' is not"),
