@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from trigger.cli.common import config_option, dbos_client, json_option, settings_for
-from trigger.core.errors import TriggerError
+from trigger.core.errors import BadParameterError, TriggerError
 from trigger.ops.follow import DEFAULT_TIMEOUT
 
 
@@ -50,7 +50,13 @@ def fire(
 
     settings = settings_for(config)
     trig = settings.trigger(trigger_name)
-    inputs = parse_params(trig, list(params))
+    try:
+        inputs = parse_params(trig, list(params))
+    except BadParameterError as exc:
+        if not exc.missing:
+            raise
+        flags = " ".join(f"--param {name}=VALUE" for name in exc.missing)
+        raise TriggerError(f"{exc} ({flags})") from None
     try:
         event = manual_event(trig.name, inputs, event_id=event_id)
     except ValidationError:

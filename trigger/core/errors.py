@@ -9,6 +9,8 @@ redacted when the error is made, before DBOS records it or anyone logs it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from trigger.core.secrets import redact
 from trigger.core.text import escaped
 
@@ -48,7 +50,12 @@ class UnknownTriggerError(TriggerError):
 
 
 class BadParameterError(TriggerError):
-    """A ``fire --param`` that the trigger does not declare in ``inputs``."""
+    """A fire's parameter the trigger does not declare in ``inputs``, or one it needs and
+    did not get (``missing``: the CLI names its ``--param`` flag for those)."""
+
+    def __init__(self, message: str, *, missing: Sequence[str] = ()) -> None:
+        self.missing = tuple(missing)
+        super().__init__(message)
 
 
 class BranchError(TriggerError):
@@ -126,7 +133,10 @@ class RunStillGoingError(TriggerError):
 class RunNotFoundError(TriggerError):
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
-        super().__init__(f"no run with id {run_id!r}; list runs with `bauplan-trigger runs`")
+        super().__init__(
+            f"no run with id {run_id!r}; `bauplan-trigger runs`, GET /api/runs and the page "
+            "list the runs there are"
+        )
 
 
 def _short(value: object, limit: int = 80) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -174,27 +174,42 @@ def _summary(event: Event) -> dict[str, AttributeValue]:
 
 
 def parse_params(trig: TriggerConfig, pairs: list[str]) -> dict[str, str]:
-    """``fire --param k=v``: only names the trigger declares in ``inputs``."""
-    out: dict[str, str] = {}
+    """``fire --param k=v``: the pairs as the parameters :func:`check_params` takes."""
+    values: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise BadParameterError(f"--param {pair!r} must look like name=value")
+            raise BadParameterError(f"--param {text.quoted(pair)} must look like name=value")
+        values[key] = value
+    return check_params(trig, values)
+
+
+def check_params(trig: TriggerConfig, values: Mapping[str, str]) -> dict[str, str]:
+    """A fire's parameters, from the CLI or the API: exactly the trigger's ``inputs``,
+    each plain text. The sentences name no command-line flag; the CLI adds its own."""
+    out: dict[str, str] = {}
+    for key, value in values.items():
         if key not in trig.inputs:
             declared = ", ".join(trig.inputs) or "none"
             raise BadParameterError(
-                f"--param {text.quoted(key)}: trigger {trig.name!r} does not declare it in "
-                f"inputs (declared: {declared}); add it to inputs = [...] in the config"
+                f"trigger {trig.name!r} has no parameter {text.quoted(key)}: it does not "
+                f"declare it in inputs (declared: {declared}); add it to inputs = [...] "
+                "in the config"
             )
         if len(value) > 1000:
-            raise BadParameterError(f"--param {key}: the value is over 1000 characters")
+            raise BadParameterError(f"parameter {key}: the value is over 1000 characters")
         why = text.problem(value)
         if why is not None:
             raise BadParameterError(
-                f"--param {key}: the value {text.quoted(value)} {why}; pass plain text"
+                f"parameter {key}: the value {text.quoted(value)} {why}; pass plain text"
             )
         out[key] = value
     missing = [name for name in trig.inputs if name not in out]
     if missing:
-        raise BadParameterError(f"trigger {trig.name!r} needs --param for: {', '.join(missing)}")
+        raise BadParameterError(
+            f"trigger {trig.name!r} needs a value for parameter"
+            f"{'s' if len(missing) > 1 else ''} {', '.join(missing)}; pass "
+            f"{'them' if len(missing) > 1 else 'it'} in params",
+            missing=missing,
+        )
     return out

@@ -1,4 +1,4 @@
-"""The operator HTTP API under ``/api``: runs, events, retry, cancel and fire.
+"""The operator HTTP API under ``/api``: runs, events, retry, cancel, resume and fire.
 
 Protected by a bearer token read from the variable ``[api] token_env`` names,
 compared in constant time. Without a configured token the API (and the page and
@@ -13,15 +13,15 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-from typing import Any, Literal
+from typing import Annotated, Any
 
 from dbos import DBOSClient
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from trigger.context import Component, ServiceContext
-from trigger.core import secrets
+from trigger.core import secrets, text
 from trigger.core.errors import (
     BadParameterError,
     EnqueueUnavailableError,
@@ -31,7 +31,8 @@ from trigger.core.errors import (
     TriggerError,
     UnknownTriggerError,
 )
-from trigger.core.eventlog import EventLog, event_log
+from trigger.core.event import EVENT_ID_PATTERN
+from trigger.core.eventlog import EventLog, Outcome, event_log
 from trigger.core.eventlog_store import SEQ_MAX
 from trigger.core.runstatus import RunStatus
 from trigger.core.settings import Settings
@@ -45,7 +46,16 @@ from trigger.http.credentials import (
     page_login,
     refusal,
 )
+from trigger.http.errors import responses
 from trigger.http.sameorigin import REQUESTED_BY, check_request
+from trigger.ops.answers import (
+    ActionResult,
+    EventPage,
+    FireResult,
+    RunPage,
+    RunStory,
+    Story,
+)
 from workflows.intake import Enqueuer
 
 log = logging.getLogger(__name__)
@@ -86,7 +96,18 @@ def _resources(request: Request) -> dict[str, Any]:
     return resources
 
 
-def authorize(request: Request) -> None:
+# For the document (and Swagger UI's "Authorize"): the guard reads the header itself.
+BEARER = HTTPBearer(
+    scheme_name="bearer",
+    description="the token in the variable [api] token_env names; without [api] token_env "
+    "the service answers only on loopback, and there without a token",
+    auto_error=False,
+)
+
+
+def authorize(
+    request: Request, _shown: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]
+) -> None:
     """The guard for /api and /metrics: a name of ours, no cross-site change, the token."""
     check_request(request, state(request).settings.service)
     if "token" in request.query_params:
@@ -159,20 +180,11 @@ def close_api(app: FastAPI) -> None:
 
 
 # What the guard can answer on any guarded route (the API, /metrics).
-GUARD_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"description": "missing or wrong bearer token, or a ?token= in the URL"},
-    403: {"description": "the API is off (no token, not on loopback), or a cross-site request"},
-    421: {"description": "the Host header is not a name of this service ([service] allowed_hosts)"},
-}
+GUARD_RESPONSES = responses(401, 403, 421)
 # A state change takes a JSON body, or none and the X-Requested-By header.
-_CHANGE: dict[int | str, dict[str, Any]] = {
-    400: {"description": "the body cannot be read as JSON text"},
-    404: {"description": "no run (or trigger) with that id"},
-    409: {"description": "refused in the run's (or trigger's) present state"},
-    415: {"description": "a body that is not application/json"},
-}
 _CHANGE_HEADERS = {"parameters": header_parameters(REQUESTED_BY.lower())}
-_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: _CHANGE[404]}
+_BODY = responses(400, 415)
+_NO_RUN = responses(404, _404="no run with that id")
 # An offset goes into SQL as a BIGINT: a larger one overflows SQLite and PostgreSQL.
 INT64_MAX = 2**63 - 1
 
@@ -180,14 +192,11 @@ router = APIRouter(
     prefix="/api",
     tags=["operator"],
     dependencies=[Depends(authorize)],
-    responses={
-        **GUARD_RESPONSES,
-        503: {"description": "the system database is unreachable; retry"},
-    },
+    responses={**GUARD_RESPONSES, **responses(422, 503)},
 )
 
 
-@router.get("/runs", summary="Runs, newest first")
+@router.get("/runs", summary="Runs, newest first", response_model=RunPage)
 def get_runs(
     request: Request,
     trigger: str | None = None,
@@ -212,7 +221,8 @@ def get_runs(
 @router.get(
     "/runs/{run_id}",
     summary="One run with its steps, timeline and notifications",
-    responses=_NOT_FOUND,
+    response_model=RunStory,
+    responses=_NO_RUN,
 )
 def get_run(request: Request, run_id: str) -> dict[str, Any]:
     from trigger.ops.explain import run_story
@@ -230,10 +240,14 @@ class ActionBody(BaseModel):
     )
 
 
+_REFUSED = {**_BODY, **_NO_RUN, **responses(409, _409="the run's state does not allow it")}
+
+
 @router.post(
     "/runs/{run_id}/retry",
     summary="A new run of the same request, linked to it",
-    responses=_CHANGE,
+    response_model=ActionResult,
+    responses=_REFUSED,
     openapi_extra=_CHANGE_HEADERS,
 )
 def post_retry(request: Request, run_id: str, body: ActionBody | None = None) -> dict[str, Any]:
@@ -249,7 +263,8 @@ def post_retry(request: Request, run_id: str, body: ActionBody | None = None) ->
 @router.post(
     "/runs/{run_id}/cancel",
     summary="Dequeue or stop a run and cancel its job",
-    responses=_CHANGE,
+    response_model=ActionResult,
+    responses=_REFUSED,
     openapi_extra=_CHANGE_HEADERS,
 )
 def post_cancel(request: Request, run_id: str, body: ActionBody | None = None) -> dict[str, Any]:
@@ -257,6 +272,23 @@ def post_cancel(request: Request, run_id: str, body: ActionBody | None = None) -
 
     return _control(
         lambda: cancel(
+            state(request).settings, client_of(request), run_id, _actor(request, body)
+        ).as_dict()
+    )
+
+
+@router.post(
+    "/runs/{run_id}/resume",
+    summary="Put a cancelled (or stuck) run back on its queue, on its own branch",
+    response_model=ActionResult,
+    responses=_REFUSED,
+    openapi_extra=_CHANGE_HEADERS,
+)
+def post_resume(request: Request, run_id: str, body: ActionBody | None = None) -> dict[str, Any]:
+    from trigger.ops.control import resume
+
+    return _control(
+        lambda: resume(
             state(request).settings, client_of(request), run_id, _actor(request, body)
         ).as_dict()
     )
@@ -278,11 +310,15 @@ def _control(action: Any) -> dict[str, Any]:
     return result
 
 
-@router.get("/events", summary="Received events, newest first, with each trigger's verdict")
+@router.get(
+    "/events",
+    summary="Received events, newest first, with each trigger's verdict",
+    response_model=EventPage,
+)
 def get_events(
     request: Request,
     source: str | None = None,
-    outcome: Literal["accepted", "duplicate", "ignored", "rejected"] | None = None,
+    outcome: Outcome | None = None,
     limit: int = Query(50, ge=1, le=1000),
     before: int | None = Query(
         None, ge=1, le=SEQ_MAX, description="seq of the last event of the previous page"
@@ -296,7 +332,8 @@ def get_events(
 @router.get(
     "/events/{ident:path}",
     summary="The explain story for an id",
-    responses={404: {"description": "nothing is known about that id"}},
+    response_model=Story,
+    responses=responses(404, _404="nothing is known about that id"),
 )
 def get_event(request: Request, ident: str) -> dict[str, Any]:
     from trigger.ops.explain import NothingToExplainError, explain
@@ -307,40 +344,56 @@ def get_event(request: Request, ident: str) -> dict[str, Any]:
         raise HTTPException(404, detail=str(exc)) from None
 
 
+# What the document says of a parameter's value (check_params holds the rule).
+_ParamValue = Annotated[
+    str, Field(json_schema_extra={"maxLength": 1000, "pattern": text.IDENTIFIER_PATTERN})
+]
+
+
 class FireBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    params: dict[str, str] = Field(default_factory=dict)
-    event_id: str | None = None
+    params: dict[str, _ParamValue] = Field(
+        default_factory=dict, description="a value for each of the trigger's inputs"
+    )
+    event_id: str | None = Field(default=None, json_schema_extra={"pattern": EVENT_ID_PATTERN})
     fired_by: Identifier | None = Field(default=None, max_length=100)
 
 
 @router.post(
     "/triggers/{name}/fire",
     summary="Enqueue a run of a trigger, like `fire`",
-    responses=_CHANGE,
+    response_model=FireResult,
+    responses={
+        **_BODY,
+        **responses(404, _404="no trigger of that name"),
+        **responses(409, _409="the trigger did not take this fire"),
+    },
     openapi_extra=_CHANGE_HEADERS,
 )
 def post_fire(request: Request, name: str, body: FireBody | None = None) -> dict[str, Any]:
     from trigger.core.event import manual_event
-    from trigger.core.matching import parse_params
+    from trigger.core.matching import check_params
     from trigger.sources.manual import fire_event
 
     body = body or FireBody()
     settings = state(request).settings
     try:
         trig = settings.trigger(name)
-        inputs = parse_params(trig, [f"{k}={v}" for k, v in body.params.items()])
+        inputs = check_params(trig, body.params)
     except UnknownTriggerError as exc:
         raise HTTPException(404, detail=str(exc)) from None
     except BadParameterError as exc:
-        raise _unprocessable(("body", "params"), str(exc)) from None
+        raise HTTPException(422, detail=str(exc)) from None
     try:
         event = manual_event(
             trig.name, inputs, event_id=body.event_id, fired_by=body.fired_by or "api"
         )
     except ValidationError as exc:
         why = exc.errors()[0]["msg"].removeprefix("Value error, ")
-        raise _unprocessable(("body", "event_id"), f"event_id is not valid: {why}") from None
+        shown = text.quoted(body.event_id or "")
+        raise HTTPException(
+            422, detail=f"body field event_id = {shown} is refused: {why}"
+        ) from None
     host = request.client.host if request.client else None
     try:
         enqueued = fire_event(
@@ -359,12 +412,6 @@ def post_fire(request: Request, name: str, body: FireBody | None = None) -> dict
         "branch": enqueued.branch,
         "duplicate": enqueued.duplicate,
     }
-
-
-def _unprocessable(loc: tuple[str, ...], message: str) -> RequestValidationError:
-    """A value the document cannot rule out (a trigger's own inputs, an event id's
-    characters), answered in the one shape of every 422: FastAPI's own."""
-    return RequestValidationError([{"type": "value_error", "loc": loc, "msg": message}])
 
 
 async def announce(ctx: ServiceContext) -> None:

@@ -89,6 +89,10 @@ def test_user_mistakes_are_one_line_and_exit_1(tmp_path: Path, project_dir: Path
         (("fire", "nope", "--config", str(config)), "no trigger named 'nope'"),
         (("fire", "orders", "--config", str(config), "--param", "x=1"), "does not declare it"),
         (
+            ("fire", "orders", "--config", str(config)),
+            "needs a value for parameter run_date; pass it in params (--param run_date=VALUE)",
+        ),
+        (
             (
                 "fire",
                 "orders",

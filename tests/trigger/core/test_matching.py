@@ -15,6 +15,7 @@ from trigger.core.event import Event, manual_event
 from trigger.core.matching import (
     Decision,
     RunRequest,
+    check_params,
     decide,
     parse_params,
     run_id_for,
@@ -70,8 +71,9 @@ def test_fire_params_must_be_declared_inputs(tmp_path: Path, project_dir: Path) 
         parse_params(trig, ["run_date=x", "table=y"])
     with pytest.raises(BadParameterError, match="name=value"):
         parse_params(trig, ["run_date"])
-    with pytest.raises(BadParameterError, match="needs --param for: run_date"):
+    with pytest.raises(BadParameterError, match="needs a value for parameter run_date") as missing:
         parse_params(trig, [])
+    assert missing.value.missing == ("run_date",)
     with pytest.raises(BadParameterError, match="control character"):
         parse_params(trig, ["run_date=a\nb"])
 
@@ -81,11 +83,30 @@ def test_fire_params_follow_the_rule_of_every_source(tmp_path: Path, project_dir
     # A lone surrogate is what an argument that is not UTF-8 becomes (surrogateescape).
     for value, why in (("2026\x85", "U+0085"), ("\u202e2026", "U+202E"), ("26\udcff", "U+DCFF")):
         with pytest.raises(
-            BadParameterError, match=rf"--param run_date: the value .*\({re.escape(why)}\)"
+            BadParameterError, match=rf"parameter run_date: the value .*\({re.escape(why)}\)"
         ):
             parse_params(trig, [f"run_date={value}"])
-    with pytest.raises(BadParameterError, match=r"--param 'x\\ud800'"):
+    with pytest.raises(BadParameterError, match=r"no parameter 'x\\ud800'"):
         parse_params(trig, ["x\ud800=1"])
+
+
+def test_fire_params_are_told_without_a_command_line_flag(
+    tmp_path: Path, project_dir: Path
+) -> None:
+    """The API and the page give parameters as a map: their errors name no ``--param``."""
+    trig = make_settings(tmp_path, None, project_dir).trigger("orders")
+    assert check_params(trig, {"run_date": "2026-11-23"}) == {"run_date": "2026-11-23"}
+    for values in ({}, {"run_date": "x", "a=b": "c"}, {"run_date": "a\nb"}):
+        with pytest.raises(BadParameterError) as refused:
+            check_params(trig, values)
+        assert "--param" not in str(refused.value)
+    with pytest.raises(BadParameterError) as missing:
+        check_params(trig, {})
+    assert str(missing.value) == (
+        "trigger 'orders' needs a value for parameter run_date; pass it in params"
+    )
+    with pytest.raises(BadParameterError, match="no parameter 'a=b'"):
+        check_params(trig, {"run_date": "x", "a=b": "c"})
 
 
 def test_a_request_as_dict_is_what_asdict_gives_and_a_copy(

@@ -20,9 +20,11 @@ from trigger.core.errors import UnknownTriggerError
 from trigger.core.event import AttributeValue
 from trigger.core.settings.hooks import BODY_PREFIX, GenericSource
 from trigger.http.app import state
+from trigger.http.errors import responses
 from trigger.ingest import Delivery, Rejected, deliver
 from trigger.sources.webhooks.filters import generic_filter
 from trigger.sources.webhooks.hook import (
+    JSON_OBJECT,
     RESPONSES,
     event_id,
     make_event,
@@ -46,8 +48,8 @@ _MAX_STRING = 1000
     description="Standard Webhooks signature (webhook-id, webhook-timestamp, "
     "webhook-signature). The JSON body's keys, declared in the trigger's "
     "[triggers.generic] fields, become template fields body_<key>.",
-    responses={**RESPONSES, 404: {"description": "no generic trigger of that name"}},
-    openapi_extra={"requestBody": {"content": {"application/json": {}}, "required": True}},
+    responses={**RESPONSES, **responses(404, _404="no generic trigger of that name")},
+    openapi_extra={"requestBody": JSON_OBJECT},
 )
 async def generic_hook(request: Request, trigger: str) -> JSONResponse:
     delivery = Delivery("generic", repo="-", ref=trigger[:63], request=request)
