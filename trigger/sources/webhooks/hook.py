@@ -21,7 +21,7 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import ClientDisconnect
 
 from trigger.core import secrets, text
@@ -38,11 +38,34 @@ log = logging.getLogger(__name__)
 
 _EVENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,180}\Z")
 
+
 # Shared OpenAPI descriptions of the answers every hook can give: every refusal in the
 # one error shape.
+class HookAnswer(BaseModel):
+    """A hook's answer: the runs it enqueued (or found), or why it started none."""
+
+    model_config = ConfigDict(extra="allow")
+    runs: list[str] | None = Field(default=None, description="run ids, enqueued or found")
+    event: str | None = Field(default=None, description="the event id (explain it)")
+    duplicate: bool | None = Field(default=None, description="a redelivery: nothing new")
+    paths_complete: bool | None = Field(
+        default=None, description="false when the push did not list every changed path"
+    )
+    ignored: str | None = Field(default=None, description="why nothing runs")
+    triggers: dict[str, str] | None = Field(default=None, description="each trigger's reason")
+    ok: bool | None = Field(default=None, description="a GitHub ping's answer")
+    hook_id: Any = None
+
+
 RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"description": "a redelivery: the runs already exist, nothing new started"},
-    202: {"description": "runs durably enqueued (`runs`), or nothing to do (`ignored`)"},
+    200: {
+        "model": HookAnswer,
+        "description": "a redelivery: the runs already exist, nothing new started (or a ping)",
+    },
+    202: {
+        "model": HookAnswer,
+        "description": "runs durably enqueued (`runs`), or nothing to do (`ignored`)",
+    },
     **responses(
         400,
         401,
