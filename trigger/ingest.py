@@ -26,6 +26,7 @@ from fastapi.responses import JSONResponse
 from trigger.core.errors import EnqueueUnavailableError
 from trigger.core.event import Event
 from trigger.core.eventlog import Outcome, event_log, make_entry
+from trigger.core.logfields import ids
 from trigger.core.matching import Filter, RunRequest, decide
 from trigger.core.settings import Settings, TriggerConfig
 from trigger.http.app import state
@@ -106,6 +107,9 @@ class Delivery:
             self.ref,
             outcome,
             ",".join(runs) or "-",
+            extra=ids(
+                delivery_id=self.id, outcome=outcome, run_id=runs[0] if len(runs) == 1 else None
+            ),
         )
         return JSONResponse(body, status_code=status)
 
@@ -177,10 +181,18 @@ async def _commit(request: Request, delivery: Delivery, received: Intake, what: 
             received, app_state.settings.service.enqueue_timeout
         )
     except EnqueueUnavailableError as exc:
-        log.warning("delivery %s not enqueued: %s", delivery.id, exc)
+        log.warning(
+            "delivery %s not enqueued: %s", delivery.id, exc, extra=ids(delivery_id=delivery.id)
+        )
         raise Rejected(503, f"the system database cannot take the {what} now; retry") from None
     except Exception as exc:
-        log.error("delivery %s not enqueued: %s: %s", delivery.id, type(exc).__name__, exc)
+        log.error(
+            "delivery %s not enqueued: %s: %s",
+            delivery.id,
+            type(exc).__name__,
+            exc,
+            extra=ids(delivery_id=delivery.id),
+        )
         raise Rejected(503, f"the {what} could not be enqueued now; retry") from None
     delivery.recorded = True
     return taken

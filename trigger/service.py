@@ -30,7 +30,7 @@ from trigger.http import app as http
 from trigger.ops import api, docs, metrics, page
 from trigger.sources import schedule
 from trigger.sources.files import component as files
-from trigger.sources.webhooks import generic, github, gitlab
+from trigger.sources.webhooks import cloudevents, generic, github, gitlab
 from workflows import app
 from workflows.intake import Enqueuer
 from workflows.runtime import ClientFactory
@@ -44,6 +44,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     github.router,
     gitlab.router,
     generic.router,
+    cloudevents.router,
     api.router,
     metrics.router,
     page.router,
@@ -173,8 +174,13 @@ async def _start(
 
 
 def _hint(settings: Settings) -> None:
-    """Tell a new user how to fire an event at the service they just started."""
-    where = f" --config {settings.config_path}" if settings.config_path else ""
+    """Tell a new user how to fire each trigger at the service they just started: only
+    commands that work for its kind."""
+    from trigger.cli.fire import suggestion
+
     for trig in settings.triggers:
-        params = "".join(f" --param {name}=..." for name in trig.inputs)
-        log.info("fire it: bauplan-trigger fire %s%s%s --wait", trig.name, where, params)
+        command, why = suggestion(settings, trig)
+        if command is not None:
+            log.info("fire it: %s", command)
+        else:
+            log.info("no fire for trigger %s: %s", trig.name, why)

@@ -43,6 +43,7 @@ from typing import Any
 import sqlalchemy as sa
 from dbos import DBOSClient
 
+from trigger.core.logfields import ids
 from trigger.core.matching import RunRequest, run_id_prefix
 from trigger.core.runstatus import PARKED_PHASES
 from trigger.core.settings import TriggerConfig
@@ -168,7 +169,12 @@ class Runs:
             self.conn.execute(
                 sa.delete(starts).where(starts.c.run_id == old.workflow_id, ~starts.c.confirmed)
             )
-            log.info("superseded run %s by %s", old.workflow_id, new_id)
+            log.info(
+                "superseded run %s by %s",
+                old.workflow_id,
+                new_id,
+                extra=ids(run_id=old.workflow_id),
+            )
         else:
             log.info("run %s started before %s superseded it", old.workflow_id, new_id)
         return bool(done)
@@ -191,7 +197,12 @@ class Runs:
             .where(t.c.workflow_uuid == old_id)
             .values(attributes=self.table.merged({"cancel_requested_by": new_id}))
         )
-        log.info("asked running run %s to cancel its job for %s", old_id, new_id)
+        log.info(
+            "asked running run %s to cancel its job for %s",
+            old_id,
+            new_id,
+            extra=ids(run_id=old_id),
+        )
 
 
 @dataclass

@@ -35,6 +35,7 @@ from trigger.core.errors import EnqueueUnavailableError
 from trigger.core.event import Event
 from trigger.core.eventlog import Outcome, dispatch_entry, event_log
 from trigger.core.eventlog_store import Entry, ensure_tables, events_table, write_batch
+from trigger.core.logfields import ids
 from trigger.core.matching import Decision, RunRequest
 from trigger.core.settings import Settings
 from trigger.core.settings.flow import coalesces
@@ -211,7 +212,12 @@ class Enqueuer:
     def _failed(intake: Intake, exc: Exception) -> Exception:
         # A database error's text carries the statement and its values: its name only.
         why = type(exc).__name__ if isinstance(exc, sqlalchemy.exc.DBAPIError) else str(exc)
-        log.error("event %s could not be enqueued: %s", _name(intake), why)
+        log.error(
+            "event %s could not be enqueued: %s",
+            _name(intake),
+            why,
+            extra=ids(event_id=_event_id(intake)),
+        )
         return exc
 
     def _one(
@@ -279,7 +285,11 @@ class Enqueuer:
                 entries.append(taken.entry)
             for run in taken.new_runs:
                 (log.debug if intake.quiet else log.info)(
-                    "enqueued run %s event=%s branch=%s", run.run_id, _name(intake), run.branch
+                    "enqueued run %s event=%s branch=%s",
+                    run.run_id,
+                    _name(intake),
+                    run.branch,
+                    extra=ids(run_id=run.run_id, event_id=_event_id(intake), branch=run.branch),
                 )
             for run_id in taken.woken:
                 coalesce.wake(self.client, run_id, "superseded")
@@ -303,6 +313,10 @@ def _received(conn: sa.Connection, event_ids: list[str]) -> set[str]:
 def _coalesces(settings: Settings, request: RunRequest) -> bool:
     trig = settings.find_trigger(request.trigger)
     return trig is not None and coalesces(trig)
+
+
+def _event_id(intake: Intake) -> str | None:
+    return intake.event.id if intake.event is not None else None
 
 
 def _name(intake: Intake) -> str:

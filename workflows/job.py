@@ -31,11 +31,12 @@ from typing import Any
 from dbos import DBOS, EnqueueOptions
 
 from trigger.core.errors import BauplanFailure, BranchError, FileGoneError, WorkspaceError
+from trigger.core.logfields import ids
 from trigger.core.matching import RunRequest
 from trigger.core.runstatus import AWAITING_SLOT, RATE_LIMITED
 from trigger.core.secrets import redact
 from trigger.core.settings.flow import BranchLimit
-from workflows import coalesce, crashpoint, ratelimit, runtime
+from workflows import coalesce, crashpoint, limits, ratelimit, runtime
 from workflows.branch_flow import spec_of
 from workflows.notify import outbox
 from workflows.notify.delivery import started_notice
@@ -85,10 +86,15 @@ def prepare_code(request: dict[str, Any]) -> str | None:
 def reserve(request: dict[str, Any], branch: str, record: bool = True) -> dict[str, Any]:
     """Claim the start and record it in the rate window (``record=False``: only see
     that it fits): ``{}`` to go on, ``{"replaced_by": id}`` when a newer run superseded
-    this one while it was parked, ``{"wait": slot}`` when the window is full (the run
-    is then rate-limited until the slot's time)."""
+    this one while it was parked, ``{"expired": why}`` when it waited too long to start,
+    ``{"wait": slot}`` when the window is full (the run is then rate-limited until the
+    slot's time)."""
     req = RunRequest.from_dict(request)
     windows = runtime.current().windows
+    too_late = limits.expired(req)
+    if too_late:
+        windows.release([req.run_id])
+        return {"expired": too_late}
     if coalesce.coalescing(req):
         replaced = coalesce.claim_start(req.run_id)
         if replaced:
@@ -100,6 +106,9 @@ def reserve(request: dict[str, Any], branch: str, record: bool = True) -> dict[s
     window, limit = gated
     slot = windows.reserve(window, req.run_id, limit, record=record)
     if slot.wait_seconds() > 0:
+        too_late = limits.expired(req, start_at=slot.at)
+        if too_late:
+            return {"expired": too_late}
         _mark(req.run_id, phase=RATE_LIMITED, rate_limited=slot.as_dict())
         return {"wait": slot.as_dict()}
     return {}
@@ -107,7 +116,8 @@ def reserve(request: dict[str, Any], branch: str, record: bool = True) -> dict[s
 
 def submit_job(request: dict[str, Any], branch: str) -> dict[str, Any]:
     """The run's job: the one recorded for it, else a new submission once its start is
-    reserved. ``{"job_id": id}``, or what :func:`reserve` says instead."""
+    reserved. ``{"job_id": id, "deadline": t}`` (``t``: when the job must have ended, or
+    None), or what :func:`reserve` says instead."""
     req = RunRequest.from_dict(request)
     rt = runtime.current()
     bauplan = rt.bauplan(req)
@@ -128,7 +138,7 @@ def submit_job(request: dict[str, Any], branch: str) -> dict[str, Any]:
     if gated:
         rt.windows.confirm(req.run_id)
     _mark(req.run_id, job_id=job_id, phase="running")
-    return {"job_id": job_id}
+    return {"job_id": job_id, "deadline": limits.job_deadline(rt.store, req)}
 
 
 def park(req: RunRequest, slot: dict[str, Any]) -> None:
@@ -137,11 +147,17 @@ def park(req: RunRequest, slot: dict[str, Any]) -> None:
     DBOS.recv(coalesce.WAKE_TOPIC, timeout_seconds=max(0.0, float(slot["until"]) - time.time()))
 
 
-def wait(request: dict[str, Any], job_id: str, delay: float, watch_cancel: bool) -> dict[str, Any]:
+def wait(
+    request: dict[str, Any],
+    job_id: str,
+    delay: float,
+    watch_cancel: bool,
+    job_deadline: float | None = None,
+) -> dict[str, Any]:
     """Poll the job until it ends (then fetch its log tail), a newer run asks to cancel
-    it (``watch_cancel``), or ``WAIT_STEP_SECONDS`` pass. The delay between polls grows
-    by half each time up to ``poll_max_interval``; the next step carries on from the
-    returned delay."""
+    it (``watch_cancel``), its ``job_deadline`` passes (``timed_out``), or
+    ``WAIT_STEP_SECONDS`` pass. The delay between polls grows by half each time up to
+    ``poll_max_interval``; the next step carries on from the returned delay."""
     rt = runtime.current()
     req = RunRequest.from_dict(request)
     bauplan = rt.bauplan(req)
@@ -151,7 +167,8 @@ def wait(request: dict[str, Any], job_id: str, delay: float, watch_cancel: bool)
         cancel_for = (
             coalesce.cancel_requested(req.run_id) if watch_cancel and not status.final else None
         )
-        if status.final or cancel_for or time.monotonic() >= deadline:
+        late = job_deadline is not None and time.time() >= job_deadline and not status.final
+        if status.final or cancel_for or late or time.monotonic() >= deadline:
             return {
                 "state": status.state,
                 "raw": status.raw,
@@ -159,9 +176,12 @@ def wait(request: dict[str, Any], job_id: str, delay: float, watch_cancel: bool)
                 "error": None if status.error is None else redact(status.error),
                 "delay": delay,
                 "cancel_for": cancel_for,
+                "timed_out": late,
                 "log_tail": log_tail(request, job_id) if status.final else [],
             }
-        time.sleep(delay)
+        time.sleep(
+            delay if job_deadline is None else max(0.0, min(delay, job_deadline - time.time()))
+        )
         delay = min(delay * 1.5, rt.settings.bauplan.poll_max_interval)
 
 
@@ -177,7 +197,24 @@ def log_tail(request: dict[str, Any], job_id: str) -> list[str]:
 
 def cancel_job(request: dict[str, Any], job_id: str) -> None:
     runtime.current().bauplan(RunRequest.from_dict(request)).cancel(job_id)
-    log.info("cancelled job %s of run %s: a newer run replaces it", job_id, request["run_id"])
+    log.info(
+        "cancelled job %s of run %s: a newer run replaces it",
+        job_id,
+        request["run_id"],
+        extra=ids(run_id=request["run_id"], job_id=job_id),
+    )
+
+
+def stop_late_job(request: dict[str, Any], job_id: str) -> list[str]:
+    """Cancel a job that outlived the run's timeout; its log tail, for the run's record."""
+    runtime.current().bauplan(RunRequest.from_dict(request)).cancel(job_id)
+    log.warning(
+        "cancelled job %s of run %s: it outlived its timeout",
+        job_id,
+        request["run_id"],
+        extra=ids(run_id=request["run_id"], job_id=job_id),
+    )
+    return log_tail(request, job_id)
 
 
 def run_job(
@@ -189,7 +226,8 @@ def run_job(
     first: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Submit and wait. The job's end: ``state``, ``raw``, ``error``, ``log_tail``,
-    ``job_id`` and ``cancelled_for``; or ``replaced_by``; or, in a job workflow, ``wait``
+    ``job_id`` and ``cancelled_for``; or ``replaced_by`` or ``expired``; or, in a job
+    workflow, ``wait``
     (the window filled up meanwhile: the run parks and hands over again). ``first``: a
     submission already made by the run's launch step."""
     req = RunRequest.from_dict(request)
@@ -202,20 +240,44 @@ def run_job(
                 submitted = {"job_id": submitted}
             if "job_id" in submitted:
                 job_id = str(submitted["job_id"])
+                job_deadline = submitted.get("deadline")
                 break
             if "wait" in submitted and inline:
                 park(req, submitted["wait"])
                 continue
             return dict(submitted)
-        log.info("submitted run %s job=%s branch=%s", req.run_id, job_id, branch)
+        log.info(
+            "submitted run %s job=%s branch=%s",
+            req.run_id,
+            job_id,
+            branch,
+            extra=ids(
+                run_id=req.run_id,
+                trigger=req.trigger,
+                event_id=req.event_id,
+                job_id=job_id,
+                branch=branch,
+            ),
+        )
         outbox.enqueue(req, started_notice(req, branch, job_id, started))
         delay = runtime.current().settings.bauplan.poll_interval
         cancelled_for: str | None = None
         while True:
             watch = req.on_burst == "cancel" and cancelled_for is None
-            status = step("wait", wait, request, job_id, delay, watch)
+            status = step("wait", wait, request, job_id, delay, watch, job_deadline)
             if status["state"] in ("success", "failed", "cancelled"):
                 break
+            if status.get("timed_out"):
+                tail = step("stop", stop_late_job, request, job_id)
+                error = limits.timed_out(req, job_id)
+                return {
+                    **status,
+                    "state": "failed",
+                    "error": error,
+                    "log_tail": tail,
+                    "job_id": job_id,
+                    "cancelled_for": None,
+                }
             delay = status["delay"]
             if status["cancel_for"]:
                 cancelled_for = status["cancel_for"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -151,6 +152,9 @@ def enqueue_options(
 
 def attributes_for(request: RunRequest, branch: str) -> dict[str, Any]:
     return {
+        # DBOS's own created_at has whole seconds on SQLite under Python < 3.12: this is
+        # the enqueue time to the millisecond, as every other time of a run has.
+        "enqueued_at": int(time.time() * 1000),
         "trigger": request.trigger,
         "event_id": request.event_id,
         "event_kind": request.event_kind,

@@ -2,11 +2,15 @@
 
 The JSON shape is a contract (scripts depend on it): ``id``, ``trigger``,
 ``event_id``, ``status``, ``branch``, ``job_id``, ``created_at``,
-``updated_at``, ``error``, plus ``phase``, ``duration`` and ``dbos_status``.
+``updated_at``, ``error``, plus ``phase``, ``duration``, ``started_at``,
+``completed_at``, ``publish`` and ``dbos_status``. Times are ISO 8601 in UTC with
+milliseconds; ``duration`` is the run's own (``workflows.result.run_seconds``), the
+same number its notifications give.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,6 +18,7 @@ from dbos import DBOSClient, WorkflowStatus
 
 from trigger.core import text
 from trigger.core.errors import RunNotFoundError
+from trigger.core.event import readable_attributes
 from trigger.core.matching import run_id_prefix
 from trigger.core.runstatus import dbos_statuses, status_word
 from trigger.core.settings import Settings
@@ -27,8 +32,33 @@ from workflows.run import RESULT_EVENT
 _DEFAULT_PHASES = {"waiting": "queued", "running": "preparing"}
 
 
-def _iso(ms: int | None) -> str | None:
-    return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC).isoformat()
+def iso_ms(ms: float | None) -> str | None:
+    """Every time a run reports, in one shape (ISO 8601, UTC, milliseconds), so times
+    sort as text and none reads as a rounder number than it is."""
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
+
+
+def enqueued_ms(status: WorkflowStatus) -> int | None:
+    """When the run was enqueued: its own record to the millisecond, else DBOS's
+    created_at (whole seconds on SQLite under Python < 3.12, for runs older than it)."""
+    recorded = (status.attributes or {}).get("enqueued_at")
+    return recorded if isinstance(recorded, int) else status.created_at
+
+
+def _duration(attrs: dict[str, Any], output: dict[str, Any]) -> float | None:
+    """The duration the run recorded as it finished (``RunResult.duration``, the number
+    its notifications carry); a failed run's workflow has no output, only that record."""
+    for source in (attrs, output):
+        value = source.get("duration")
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    return None
+
+
+def _iso_s(seconds: Any) -> str | None:
+    return iso_ms(seconds * 1000) if isinstance(seconds, int | float) and seconds else None
 
 
 def record(status: WorkflowStatus) -> dict[str, Any]:
@@ -48,9 +78,11 @@ def record(status: WorkflowStatus) -> dict[str, Any]:
         "phase": attrs.get("phase", _DEFAULT_PHASES.get(word)),
         "branch": attrs.get("branch") or status.queue_partition_key,
         "job_id": attrs.get("job_id"),
-        "created_at": _iso(status.created_at),
-        "updated_at": _iso(status.updated_at),
-        "duration": output.get("duration"),
+        "created_at": iso_ms(enqueued_ms(status)),
+        "started_at": iso_ms(status.dequeued_at),
+        "completed_at": iso_ms(status.completed_at),
+        "updated_at": iso_ms(status.updated_at),
+        "duration": _duration(attrs, output),
         "error": error,
         "dbos_status": str(status.status),
         # A run dequeued just as a newer one marked it went on to run: no pointer then.
@@ -58,6 +90,7 @@ def record(status: WorkflowStatus) -> dict[str, Any]:
         if word in ("superseded", "cancelled")
         else None,
         "executor_id": status.executor_id,
+        "publish": attrs.get("publish"),
     }
 
 
@@ -69,28 +102,72 @@ def list_runs(
     limit: int = 50,
     settings: Settings | None = None,
     offset: int | None = None,
+    source: str | None = None,
+    search: str | None = None,
+    run_ids: Collection[str] = (),
 ) -> list[dict[str, Any]]:
+    """Runs, newest first, ``offset`` rows into the ones that pass every filter.
+
+    ``source`` is the kind of event that started the run (``manual``, ``github``,
+    ``files``, ...). ``search`` keeps the runs whose id, event id or branch holds
+    the text (case-insensitively), and the runs named in ``run_ids`` (what the event
+    log found for it: a sha, a file path, a delivery id).
+    """
     if trigger is not None and text.problem(trigger) is not None:
         return []  # no trigger is named so; PostgreSQL cannot even compare a text with NUL
-    # Cancelled and superseded runs are told apart by the outcome attribute, which DBOS
-    # filters on PostgreSQL only, and waiting from running runs by the phase (a run
-    # parked in its workflow is PENDING): read them all, keep the right ones below.
-    limit_rows = None if status in ("superseded", "cancelled", "waiting", "running") else limit
+    # A run's word comes from its outcome attribute as well as its DBOS status (which
+    # DBOS filters on PostgreSQL only), waiting and running runs differ by their phase
+    # (a parked run is PENDING), and the event kind and branch are attributes too: a
+    # filtered listing reads the rows DBOS narrowed down and pages after its own filter.
+    kept = _keeper(status, source, search, run_ids)
     rows = client.list_workflows(
         name=RUN_WORKFLOW,
         workflow_id_prefix=run_id_prefix(trigger) if trigger else None,
         status=dbos_statuses(status) if status else None,
-        limit=limit_rows,
-        offset=offset,
+        limit=limit if kept is None else None,
+        offset=offset if kept is None else None,
         sort_desc=True,
         load_input=False,
     )
-    records = {row.workflow_id: record(row) for row in rows}
-    if status is not None:
-        records = {k: v for k, v in records.items() if v["status"] == status}
-    _add_waiting_reasons(client, settings, rows, records)
-    ordered = sorted(records.values(), key=lambda r: r["created_at"] or "", reverse=True)
-    return ordered[:limit]
+    records = [record(row) for row in rows]
+    if kept is not None:
+        start = offset or 0
+        records = [r for r in records if kept(r)][start : start + limit]
+    records.sort(key=lambda r: r["created_at"] or "", reverse=True)
+    page = records[:limit]
+    shown = {r["id"] for r in page}
+    _add_waiting_reasons(
+        client,
+        settings,
+        [row for row in rows if row.workflow_id in shown],
+        {r["id"]: r for r in page},
+    )
+    return page
+
+
+def _keeper(
+    status: str | None, source: str | None, search: str | None, run_ids: Collection[str]
+) -> Callable[[dict[str, Any]], bool] | None:
+    """The filter list_runs applies to records itself; None when DBOS's own suffice."""
+    needle = (search or "").strip().lower()
+    named = set(run_ids)
+    if status is None and not source and not needle and not named:
+        return None
+
+    def keep(run: dict[str, Any]) -> bool:
+        if status is not None and run["status"] != status:
+            return False
+        if source and run["event_kind"] != source:
+            return False
+        if not needle and not named:
+            return True
+        if run["id"] in named:
+            return True
+        return bool(needle) and any(
+            needle in str(run[key] or "").lower() for key in ("id", "event_id", "branch")
+        )
+
+    return keep
 
 
 def _add_waiting_reasons(
@@ -126,8 +203,14 @@ def show_run(client: DBOSClient, run_id: str, settings: Settings | None = None) 
     request: dict[str, Any] = inputs["args"][0] if inputs and inputs["args"] else {}
     result = client.get_event(run_id, RESULT_EVENT, timeout_seconds=0) or {}
     data["parameters"] = result.get("parameters", request.get("parameters", {}))
+    if data["duration"] is None:  # recorded by versions before the attribute
+        data["duration"] = _duration(result, {})
+    # The run's own clock, to the millisecond: its first step began, its last one ended.
+    data["started_at"] = _iso_s(result.get("started_at"))
+    data["finished_at"] = _iso_s(result.get("finished_at"))
     data["project_dir"] = request.get("project_dir")
-    data["event"] = request.get("summary", {})
+    data["event"] = readable_attributes(request.get("summary", {}))
     data["log_tail"] = result.get("log_tail", [])
+    data["publish"] = result.get("publish")
     data["notifications"] = notification_records(rows[0].attributes)
     return text.readable(data)

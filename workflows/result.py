@@ -6,6 +6,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
+def run_seconds(started_at: float, finished_at: float) -> float:
+    """How long a run took, as every surface tells it (``runs``, ``explain``, the page,
+    every notifier): one computation, so the numbers never disagree."""
+    return round(finished_at - started_at, 3)
+
+
 @dataclass(frozen=True)
 class RunResult:
     run_id: str
@@ -19,10 +25,12 @@ class RunResult:
     finished_at: float
     error: str | None = None
     log_tail: list[str] = field(default_factory=list)
+    # ``workflows.steps.publish``'s outcome, when the trigger publishes its runs.
+    publish: dict[str, Any] | None = None
 
     @property
     def duration(self) -> float:
-        return round(self.finished_at - self.started_at, 3)
+        return run_seconds(self.started_at, self.finished_at)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunResult:

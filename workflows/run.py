@@ -33,13 +33,14 @@ from trigger.core.errors import (
     RunFailed,
     WorkspaceError,
 )
+from trigger.core.logfields import ids
 from trigger.core.matching import RunRequest
-from workflows import coalesce, crashpoint, job, runtime
+from workflows import coalesce, crashpoint, job, limits, runtime
 from workflows.notify import outbox
 from workflows.notify.delivery import final_notice
 from workflows.queue import RUN_WORKFLOW
 from workflows.result import RunResult
-from workflows.steps import code, files
+from workflows.steps import code, files, publish
 from workflows.steps.branch import user_branch
 from workflows.steps.retry import step
 
@@ -48,10 +49,15 @@ log = logging.getLogger(__name__)
 RESULT_EVENT = "result"
 
 
-def start(coalescing: bool) -> dict[str, Any]:
-    """The first step: when the run started and, for a coalescing trigger, the run
-    that superseded it while it waited (its gate)."""
-    return {"started": time.time(), "replaced_by": coalesce.gate() if coalescing else None}
+def start(coalescing: bool, request: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The first step: when the run started; for a coalescing trigger, the run that
+    superseded it while it waited (its gate); and why it is too late to start, if it
+    waited longer than its ``max_queue_seconds``."""
+    replaced_by = coalesce.gate() if coalescing else None
+    too_late = None
+    if request is not None and not replaced_by:
+        too_late = limits.expired(RunRequest.from_dict(request))
+    return {"started": time.time(), "replaced_by": replaced_by, "expired": too_late}
 
 
 def resolve_branch(request: dict[str, Any], suffix: str) -> str:
@@ -100,8 +106,8 @@ def launch(request: dict[str, Any], coalescing: bool, inline: bool) -> dict[str,
     itself (``inline``), else its hand-over to the job queue. Every part is safe to
     repeat: the gate only reads and marks, the branch is created once, and the
     submissions table stops a repeated submit from starting a second job."""
-    begun = start(coalescing)
-    if begun["replaced_by"]:
+    begun = start(coalescing, request)
+    if begun["replaced_by"] or begun["expired"]:
         return {**begun, "branch": None, "submitted": None}
     branch = prepare_branch(request)
     submitted = job.submit_job(request, branch) if inline else job.hand_over(request, branch, 0)
@@ -118,7 +124,16 @@ def conclude(result: dict[str, Any]) -> dict[str, Any]:
     outcome = replace(outcome, finished_at=time.time())
     data = outcome.as_dict()
     DBOS.set_event(RESULT_EVENT, data)
-    _mark(phase="finished", outcome=outcome.status, error=outcome.error, job_id=outcome.job_id)
+    published = {"publish": outcome.publish["state"]} if outcome.publish else {}
+    # The duration too, so a list of runs shows a failed run's (its workflow has no output).
+    _mark(
+        phase="finished",
+        outcome=outcome.status,
+        error=outcome.error,
+        job_id=outcome.job_id,
+        duration=outcome.duration,
+        **published,
+    )
     return data
 
 
@@ -151,13 +166,15 @@ def run_workflow(request: dict[str, Any]) -> dict[str, Any]:
     separate = bool(req.file or req.git_sha)
     try:
         if separate:
-            begun = crashpoint.step({"name": "start"}, start, coalescing)
+            begun = crashpoint.step({"name": "start"}, start, coalescing, request)
         else:
             begun = step("launch", launch, request, coalescing, inline)
         started = begun["started"]
         if begun["replaced_by"]:
             why = f"superseded by run {begun['replaced_by']} before it started"
             return finish(req, _result(req, "superseded", "", None, started, why))
+        if begun.get("expired"):
+            return finish(req, _result(req, "expired", "", None, started, begun["expired"]))
         first = None
         if separate:
             files.before_run(req, request)
@@ -176,14 +193,37 @@ def run_workflow(request: dict[str, Any]) -> dict[str, Any]:
             _mark(superseded_by=replaced_by)
             why = f"superseded by run {replaced_by} before it started"
             result = _result(req, "superseded", branch, None, started, why)
+        elif ended.get("expired"):
+            result = _result(req, "expired", branch, None, started, ended["expired"])
         else:
             result = _ended_result(req, ended, branch, started)
     except (BauplanFailure, BranchError, FileGoneError) as exc:
         result = _result(req, "failed", branch or "", job_id, started, str(exc))
+    if result.status == "success" and req.publish_into and branch:
+        result = replace(result, publish=_publish(req, request, branch, result.job_id))
     if req.git_sha:
         crashpoint.step({"name": "remove_code"}, remove_code, request)
     files.after_run(req, request, result.status)
     return finish(req, result)
+
+
+def _publish(
+    req: RunRequest, request: dict[str, Any], branch: str, job_id: str | None
+) -> dict[str, Any]:
+    """Merge the run's branch into its target (``workflows.steps.publish``). A failure
+    to publish is the publish's outcome, not the run's: its job succeeded."""
+    try:
+        outcome: dict[str, Any] = step("publish", publish.publish, request, branch, job_id)
+    except BauplanFailure as exc:
+        log.warning("run %s was not published into %s: %s", req.run_id, req.publish_into, exc)
+        return {"state": "failed", "into": req.publish_into, "error": str(exc)}
+    if outcome["state"] == "published" and req.delete_branch_after:
+        try:
+            step("delete_branch", publish.delete_branch, request, branch)
+        except BauplanFailure as exc:
+            return {**outcome, "branch_deleted": False, "error": f"branch not deleted: {exc}"}
+        return {**outcome, "branch_deleted": True}
+    return outcome
 
 
 def _ended_result(req: RunRequest, ended: dict[str, Any], branch: str, started: float) -> RunResult:
@@ -235,10 +275,18 @@ def finish(req: RunRequest, result: RunResult) -> dict[str, Any]:
         result.job_id,
         result.branch,
         result.duration,
+        extra=ids(
+            run_id=req.run_id,
+            trigger=req.trigger,
+            event_id=req.event_id,
+            status=result.status,
+            job_id=result.job_id,
+            branch=result.branch,
+        ),
     )
     # After the outcome is recorded; the run does not wait for the delivery.
     outbox.enqueue(req, final_notice(req, result))
-    if result.status not in ("success", "superseded"):
+    if result.status not in ("success", "superseded", "expired"):
         raise RunFailed(
             f"run {req.run_id} of trigger {req.trigger!r} on branch {result.branch or '?'!r} "
             f"(job {result.job_id or 'not submitted'}) {result.status}: {result.error}"

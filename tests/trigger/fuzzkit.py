@@ -21,7 +21,12 @@ from hypothesis import event
 from hypothesis import strategies as st
 
 from tests.support import fresh_database, make_settings
-from tests.trigger.hookkit import LiveServer, generic_trigger, github_trigger
+from tests.trigger.hookkit import (
+    LiveServer,
+    cloudevents_trigger,
+    generic_trigger,
+    github_trigger,
+)
 from tests.trigger.properties import OUTSIDE_TEXT
 
 # The answers a hook documents (trigger/ingest.py RESPONSES, plus generic's 404).
@@ -51,7 +56,7 @@ def hook_triggers(project_dir: Path) -> list[dict[str, Any]]:
         fields={"table": "string", "rows": "number", "full": "boolean"},
         optional=["rows", "full"],
     )
-    return [github_trigger(project_dir), gitlab, generic]
+    return [github_trigger(project_dir), gitlab, generic, cloudevents_trigger(project_dir)]
 
 
 @contextlib.contextmanager

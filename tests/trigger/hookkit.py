@@ -115,6 +115,34 @@ def github_trigger(project_dir: Path, name: str = "orders", **rules: Any) -> dic
     }
 
 
+CE_TOKEN = "ce-token-5678"
+
+
+def cloudevents_trigger(project_dir: Path, **section: Any) -> dict[str, Any]:
+    """A CloudEvents trigger signed with Standard Webhooks (``auth="bearer"`` for a
+    token), taking ``com.acme.table.*`` events with a ``table`` and ``rows`` (its
+    templates use both, and the subject: an event without one is ignored)."""
+    return {
+        "name": "loaded",
+        "project_dir": str(project_dir),
+        "branch": "ce_{data_table}",
+        "parameters": {
+            "table": "{data_table}",
+            "rows": "{data_rows}",
+            "type": "{ce_type}",
+            "source": "{ce_source}",
+            "subject": "{ce_subject}",
+        },
+        "cloudevents": {
+            "secret_env": "GENERIC_WEBHOOK_SECRET",
+            "types": ["com.acme.table.*"],
+            "fields": {"table": "string", "rows": "integer"},
+            "optional": ["rows"],
+            **section,
+        },
+    }
+
+
 def generic_trigger(project_dir: Path, **generic: Any) -> dict[str, Any]:
     section = {
         "secret_env": "GENERIC_WEBHOOK_SECRET",

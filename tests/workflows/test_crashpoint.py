@@ -10,7 +10,9 @@ is found in the log. Runs of every kind meet their boundaries: plain (``launch``
 (between recording its start and submitting), a cancelling trigger (``cancel``), a
 file drop (``start``, ``check_file``, ``prepare_branch``, ``submit``, between its
 marker and the file, ``move_file``) and a pushed commit (``start``,
-``prepare_branch``, ``prepare_code``, ``submit``, ``remove_code``). 200 jobs of the
+``prepare_branch``, ``prepare_code``, ``submit``, ``remove_code``), a job that outlives
+its timeout (the ``wait`` that finds it late, the ``stop`` that cancels it, ``finish``)
+and a run that waited too long (``launch``, ``finish``). 200 jobs of the
 same user sit in the reconcile window. Under a global cap, a rate-limited run and
 its job workflow meet theirs (``launch`` with its hand-over, the job workflow's
 ``submit`` with the moment between recording and submitting, ``wait``, ``finish``).
@@ -46,6 +48,8 @@ PLAIN = ["launch", "notify webhook:ops started", "wait", "finish", "notify webho
 GATED = ["submit.reserved", "launch", "wait", "finish"]
 FILE = ["start", "check_file", "prepare_branch", "submit", "move_file.marker", "move_file"]
 GIT = ["start", "prepare_branch", "prepare_code", "submit", "remove_code"]
+TIMED_OUT = ["wait", "stop", "finish"]
+EXPIRED = ["launch", "finish"]
 
 
 class Worker:
@@ -138,6 +142,19 @@ def test_a_worker_killed_at_every_step_boundary_submits_each_run_once_and_ends_e
                 "rehearse_seconds": 3.0,
             },
             {
+                "name": "slow",
+                "project_dir": str(project_dir),
+                "branch": "slow",
+                "rehearse_outcome": "hang",
+                "timeout_seconds": 1,
+            },
+            {
+                "name": "stale",
+                "project_dir": str(project_dir),
+                "branch": "stale",
+                "max_queue_seconds": 0.001,  # any wait on the queue is longer
+            },
+            {
                 "name": "landing",
                 "project_dir": str(project_dir),
                 "branch": "landing_{file_stem}",
@@ -224,6 +241,17 @@ def test_a_worker_killed_at_every_step_boundary_submits_each_run_once_and_ends_e
         )
         runs.append(enqueuer.enqueue(pushed).run_id)
         worker.recover(runs[-1:], len(GIT))
+
+        # A job that never ends, cancelled at its timeout: killed after the wait that
+        # found it late, after the cancel, and after the outcome.
+        worker.arm(TIMED_OUT)
+        runs.append(_fire(settings, enqueuer, "slow", "slow"))
+        worker.recover(runs[-1:], len(TIMED_OUT))
+
+        # A run that waited longer than its max_queue_seconds: it ends with no job.
+        worker.arm(EXPIRED)
+        runs.append(_fire(settings, enqueuer, "stale", "stale"))
+        worker.recover(runs[-1:], len(EXPIRED))
         elapsed = time.monotonic() - begun
         records = {run_id: show_run(enqueuer.client, run_id) for run_id in runs}
     finally:
@@ -232,7 +260,13 @@ def test_a_worker_killed_at_every_step_boundary_submits_each_run_once_and_ends_e
 
     print(f"crash suite: {worker.deaths} deaths and restarts in {elapsed:.1f}s")
     statuses = [records[run_id]["status"] for run_id in runs]
-    assert statuses == ["succeeded"] * 4 + ["cancelled", "succeeded"] + ["succeeded"] * 2
+    assert statuses == (
+        ["succeeded"] * 4 + ["cancelled", "succeeded"] + ["succeeded"] * 2 + ["failed", "expired"]
+    )
+    timed_out, expired = records[runs[-2]], records[runs[-1]]
+    assert timed_out["error"] == f"timed out after 1 s (job {timed_out['job_id']} cancelled)"
+    assert expired["job_id"] is None and "max_queue_seconds = 0.001" in expired["error"]
+    runs = runs[:-1]  # the expired run has no job
     # Exactly one submission per run: the ledger holds the seeds and one job per run.
     job_ids = [records[run_id]["job_id"] for run_id in runs]
     jobs = {j["job_id"]: j for j in ledger.jobs()}
@@ -240,7 +274,8 @@ def test_a_worker_killed_at_every_step_boundary_submits_each_run_once_and_ends_e
     assert set(jobs) == seeded | set(job_ids)
     assert f"run {runs[3]} adopted job {job_ids[3]}" in worker.serve.log()
     log = worker.serve.log()
-    for step in {*PLAIN, *GATED, "cancel", *FILE, *GIT}:
+    assert jobs[timed_out["job_id"]]["status"] == "ABORT"
+    for step in {*PLAIN, *GATED, "cancel", *FILE, *GIT, *TIMED_OUT, *EXPIRED}:
         assert f"exiting right after step {step}," in log, step
     # The notices were each delivered once; the file and its marker were both moved.
     kinds = [r.json()["type"] for r in hook.received()]
@@ -248,7 +283,7 @@ def test_a_worker_killed_at_every_step_boundary_submits_each_run_once_and_ends_e
     assert sorted(p.name for p in (landing / "processed").iterdir()) == ["day.csv", "day.csv.done"]
     assert not (landing / "day.csv").exists() and not (landing / "day.csv.done").exists()
     assert not workspace.workspace_path(settings.state_path, "run:orders:push").exists()
-    assert jobs[job_ids[-1]]["code_version"] == sha
+    assert jobs[records["run:orders:push"]["job_id"]]["code_version"] == sha
     # The 200 were all in the window the crashed submission reconciled.
     store = Store(settings.database_url())
     accepted = store.submission(runs[3])

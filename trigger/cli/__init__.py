@@ -8,19 +8,26 @@ recover), ``fire``, ``runs`` and ``rehearsal``. ``common`` is what they share an
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from trigger.cli import fire, ops, rehearsal, runs
-from trigger.cli.common import Group
+from trigger.cli.common import Group, config_option
 
 __all__ = ["main"]
 
 
 @click.group(cls=Group)
 @click.version_option(package_name="bauplan-trigger")
+@config_option
 @click.pass_context
-def main(ctx: click.Context) -> None:
-    """Durable run triggers for Bauplan pipelines."""
+def main(ctx: click.Context, config: Path | None) -> None:
+    """Durable run triggers for Bauplan pipelines.
+
+    Every command takes --config FILE, before or after its name; given in both
+    places, the one after the command's name wins. Every mistake is one line on
+    stderr and exit code 1."""
     if ctx.invoked_subcommand != "serve":  # serve logs an outage its own way
         import logging
 

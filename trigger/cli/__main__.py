@@ -2,4 +2,4 @@
 
 from trigger.cli import main
 
-main()
+main(prog_name="bauplan-trigger")

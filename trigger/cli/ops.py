@@ -15,6 +15,7 @@ from trigger.cli.common import (
     settings_for,
     table,
 )
+from trigger.core.errors import TriggerError
 from trigger.core.runstatus import NOTICE_STATUSES
 
 
@@ -70,16 +71,33 @@ def explain(config: Path | None, as_json: bool, ident: str) -> None:
 
 @click.command()
 @config_option
-def check(config: Path | None) -> None:
-    """Validate the config, the Bauplan user and every trigger's project folder."""
-    from trigger.ops.checks import run_checks
+@json_option
+def check(config: Path | None, as_json: bool) -> None:
+    """Check the config, the database, Bauplan, every trigger and every notifier.
 
-    settings = settings_for(config)
-    rows, ok = run_checks(settings)
-    table(rows, [("CHECK", "check"), ("RESULT", "result"), ("DETAIL", "detail")])
-    if not ok:
-        click.echo("error: some checks failed (see above)", err=True)
+    Exit 1 when any check fails; warnings alone exit 0."""
+    from trigger.ops.checks import failed, run_checks
+
+    try:
+        settings = settings_for(config)
+    except TriggerError as exc:
+        if not as_json:
+            raise
+        click.echo(json.dumps([{"name": "config", "status": "fail", "message": str(exc)}]))
         sys.exit(1)
+    checks = run_checks(settings)
+    if as_json:
+        click.echo(json.dumps([c.as_dict() for c in checks], indent=2))
+    else:
+        rows = [{**c.as_dict(), "status": _STATUS_WORD[c.status]} for c in checks]
+        table(rows, [("CHECK", "name"), ("STATUS", "status"), ("MESSAGE", "message")])
+    if failed(checks):
+        if not as_json:
+            click.echo("error: some checks failed (see above)", err=True)
+        sys.exit(1)
+
+
+_STATUS_WORD = {"ok": "ok", "warn": "WARN", "fail": "FAIL"}
 
 
 @click.command("notify-test")

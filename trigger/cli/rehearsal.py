@@ -1,4 +1,5 @@
-"""``rehearsal``: rehearsal mode's job ledger, and the faults it can be told to raise."""
+"""``rehearsal``: rehearsal mode's ledger of jobs and merges, and the faults it can be
+told to raise."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from trigger.cli.common import Group, config_option, json_option, settings_for, 
 
 
 @click.group(cls=Group)
-def rehearsal() -> None:
+@config_option
+def rehearsal(config: Path | None) -> None:
     """Inspect rehearsal mode's job ledger; rehearse Bauplan outages and worker crashes."""
 
 
@@ -39,6 +41,32 @@ def rehearsal_jobs(config: Path | None, as_json: bool) -> None:
             ("STATUS", "status"),
             ("SUBMITTED", "submitted_at"),
             ("PROJECT", "project_dir"),
+        ],
+    )
+
+
+@rehearsal.command("merges")
+@config_option
+@json_option
+def rehearsal_merges(config: Path | None, as_json: bool) -> None:
+    """Every merge rehearsal mode recorded: what publishing runs merged, and into what."""
+    from workflows.bauplan.rehearsal import Ledger
+    from workflows.bauplan.rehearsal_refs import merges
+    from workflows.runtime import ledger_path
+
+    path = ledger_path(settings_for(config))
+    found = merges(Ledger(path)) if path.exists() else []
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    rows = [{**m, "run": m["properties"].get("bauplan_trigger_run", "-")} for m in found]
+    table(
+        rows,
+        [
+            ("INTO", "into_branch"),
+            ("FROM", "source_ref"),
+            ("RUN", "run"),
+            ("MERGED", "merged_at"),
         ],
     )
 

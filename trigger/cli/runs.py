@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -57,13 +58,13 @@ def runs(
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    if schedules:
-        for item in schedules:
-            click.echo(
-                f"schedule {item['trigger']}: cron {item['cron']!r} {item['timezone']}, "
-                f"next {item['next_fire']}, last {item['last_fired'] or 'never'}"
-            )
-        click.echo("")
+    # Notes go to stderr: stdout holds the table alone, its header first.
+    for item in schedules:
+        click.echo(
+            f"schedule {item['trigger']}: cron {item['cron']!r} {item['timezone']}, "
+            f"next {item['next_fire']}, last {item['last_fired'] or 'never'}",
+            err=True,
+        )
     table(
         rows,
         [
@@ -95,21 +96,76 @@ def runs_show(config: Path | None, as_json: bool, run_id: str) -> None:
     if as_json:
         click.echo(json.dumps(run, indent=2))
         return
+    click.echo(describe_run(run), nl=False)
+
+
+# How ``runs show`` names an event's attributes, in this order; the rest follow sorted.
+_EVENT_LABELS = (
+    ("repo", "repo"),
+    ("git_ref", "ref"),
+    ("git_branch", "git branch"),
+    ("git_tag", "tag"),
+    ("git_before", "before"),
+    ("git_sha", "sha"),
+    ("pusher", "pusher"),
+    ("head_message", "message"),
+    ("head_timestamp", "committed"),
+    ("commits_count", "commits"),
+    ("changed_paths", "changed"),
+    ("paths_complete", "paths complete"),
+    ("file_path", "file"),
+    ("file_size", "size"),
+    ("scheduled_time", "scheduled"),
+    ("fired_by", "fired by"),
+)
+_EVENT_HIDDEN = {"kind", "id", "received_at", "git_short_sha"}
+
+
+def describe_run(run: dict[str, Any]) -> str:
+    """``runs show`` in text: the run, how long it took, and the event behind it (for a
+    push: repo, branch, before and after sha, pusher, message, changed paths)."""
+    from trigger.core.text import escaped
+    from workflows.notify.notice import format_duration, publish_line
+
+    lines: list[str] = []
+
+    def put(label: str, value: Any) -> None:
+        lines.append(f"{label:>11}: {'-' if value in (None, '') else value}")
+
     for key in ("id", "trigger", "event_id", "status", "phase", "branch", "job_id"):
-        click.echo(f"{key:>11}: {run.get(key) or '-'}")
+        put(key, run.get(key))
     for key in ("waiting_reason", "superseded_by", "executor_id"):
         if run.get(key):
-            click.echo(f"{key.replace('_', ' '):>11}: {run[key]}")
-    for key in ("created_at", "updated_at", "duration", "project_dir", "error"):
-        click.echo(f"{key:>11}: {run.get(key) if run.get(key) is not None else '-'}")
-    click.echo(f"{'parameters':>11}: {json.dumps(run['parameters'], sort_keys=True)}")
+            put(key.replace("_", " "), run[key])
+    for key in ("created_at", "started_at", "finished_at"):
+        put(key.replace("_", " "), run.get(key))
+    put("duration", format_duration(run.get("duration")))
+    put("project_dir", run.get("project_dir"))
+    put("error", run.get("error"))
+    put("parameters", json.dumps(run.get("parameters") or {}, sort_keys=True))
+    published = publish_line(run.get("publish"))
+    if published:
+        put("publish", published)
+    event = run.get("event") or {}
+    if event:
+        received = f", received {event['received_at']}" if event.get("received_at") else ""
+        put("event", f"{event.get('kind') or '?'} {event.get('id') or '?'}{received}")
+        known = [(key, label) for key, label in _EVENT_LABELS if key in event]
+        rest = sorted(k for k in event if k not in _EVENT_HIDDEN and k not in dict(known))
+        for key, label in known + [(k, k.replace("_", " ")) for k in rest]:
+            value = event[key]
+            items = value if isinstance(value, list) else [value]
+            for i, item in enumerate(items or ["(none)"]):
+                shown = json.dumps(item) if isinstance(item, bool) else item
+                lines.append(f"{'':>13}{label if i == 0 else '':<15}{shown}")
     for item in run.get("notifications", []):
         detail = item.get("message") or f"{item['status']} ({item['reason']})"
-        click.echo(f"{'notify':>11}: {item['name']} {item['on']}: {detail}")
-    if run["log_tail"]:
-        click.echo("   log tail:")
-        for line in run["log_tail"]:
-            click.echo(f"    {line}")
+        put("notify", f"{item['name']} {item['on']}: {detail}")
+    if run.get("log_tail"):
+        lines.append("   log tail:")
+        lines.extend(f"    {line}" for line in run["log_tail"])
+    # Values from outside (a commit message, a path) stay on their own line.
+    return "".join(escaped(line) + "\n" for line in lines)
 
 
 @runs.command("retry")

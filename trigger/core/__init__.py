@@ -4,5 +4,6 @@
 ``matching`` and ``templates`` (event + config -> run requests), ``errors``,
 ``secrets`` (the one reader of secret environment variables, and the redactor),
 ``eventlog`` and ``eventlog_store`` (what arrived and what was decided), and small
-pieces both sides need: ``fileversion``, ``gitref``, ``text``, ``outage``.
+pieces both sides need: ``fileversion``, ``gitref``, ``text``, ``outage``,
+``logfields`` (the ids a log line carries as fields).
 """

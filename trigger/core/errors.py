@@ -9,7 +9,7 @@ redacted when the error is made, before DBOS records it or anyone logs it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable
 
 from trigger.core.secrets import redact
 from trigger.core.text import escaped
@@ -50,12 +50,54 @@ class UnknownTriggerError(TriggerError):
 
 
 class BadParameterError(TriggerError):
-    """A fire's parameter the trigger does not declare in ``inputs``, or one it needs and
-    did not get (``missing``: the CLI names its ``--param`` flag for those)."""
+    """A ``fire --param`` that the trigger does not declare in ``inputs``."""
 
-    def __init__(self, message: str, *, missing: Sequence[str] = ()) -> None:
-        self.missing = tuple(missing)
-        super().__init__(message)
+
+class FireError(TriggerError):
+    """A fire (CLI or API) that cannot become a run.
+
+    ``field`` is the request field at fault. ``needs`` names the request fields that
+    would make it a run (``param:NAME`` for a declared input), ``optional`` those that
+    may help: the message says them in the API's words, and the CLI words the same
+    error with its flags (``trigger.cli.fire``), so there is one error, not two."""
+
+    def __init__(
+        self,
+        why: str,
+        *,
+        field: str,
+        needs: tuple[str, ...] = (),
+        optional: tuple[str, ...] = (),
+    ) -> None:
+        self.why = why
+        self.field = field
+        self.needs = needs
+        self.optional = optional
+        super().__init__(self.worded(_api_word, "pass ", " (and {})", " and "))
+
+    def worded(self, word: Callable[[str], str], lead: str, extra: str, joiner: str) -> str:
+        """The message with its fix in some surface's words: ``word`` names one field,
+        ``lead`` comes before the needed ones and ``extra`` (``{}``) holds the optional."""
+        if not self.needs:
+            return self.why
+        text = lead + joiner.join(word(n) for n in self.needs)
+        if self.optional:
+            text += extra.format(joiner.join(word(o) for o in self.optional))
+        return f"{self.why}; {text}"
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_make_fire_error, (self.why, self.field, self.needs, self.optional))
+
+
+def _api_word(name: str) -> str:
+    kind, _, input_name = name.partition(":")
+    return f"params.{input_name}" if kind == "param" and input_name else name
+
+
+def _make_fire_error(
+    why: str, field: str, needs: tuple[str, ...], optional: tuple[str, ...]
+) -> FireError:
+    return FireError(why, field=field, needs=needs, optional=optional)
 
 
 class BranchError(TriggerError):
@@ -133,10 +175,7 @@ class RunStillGoingError(TriggerError):
 class RunNotFoundError(TriggerError):
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
-        super().__init__(
-            f"no run with id {run_id!r}; `bauplan-trigger runs`, GET /api/runs and the page "
-            "list the runs there are"
-        )
+        super().__init__(f"no run with id {run_id!r}; list runs with `bauplan-trigger runs`")
 
 
 def _short(value: object, limit: int = 80) -> str:
@@ -202,6 +241,11 @@ class RunRefused(BauplanFailure):
 
 def _make_refused(message: str, retryable: bool) -> RunRefused:
     return RunRefused(message, retryable=retryable)
+
+
+class PublishConflict(TriggerError):
+    """Bauplan refused a publish merge: the target moved or the merge conflicts. The run
+    keeps its outcome; nobody retries the merge blindly."""
 
 
 class SubmissionUnclear(BauplanFailure):

@@ -8,22 +8,28 @@ what makes redeliveries harmless: run ids are derived from it.
 from __future__ import annotations
 
 import getpass
+import json
 import re
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from trigger.core import text
 
-EventKind = Literal["manual", "github", "gitlab", "generic", "files", "schedule"]
+EventKind = Literal["manual", "github", "gitlab", "generic", "cloudevents", "files", "schedule"]
 AttributeValue = str | int | float | bool | None
 
 _EVENT_ID_CHARS = r"[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,199}"
 _EVENT_ID = re.compile(_EVENT_ID_CHARS + r"\Z")
 # The same rule for the OpenAPI document (a fire's ``event_id``).
 EVENT_ID_PATTERN = f"^{_EVENT_ID_CHARS}$"
+
+# Attributes are scalars (an event stays flat, and every source's values pass one rule);
+# these few hold a list, written as a JSON array of strings.
+LIST_ATTRIBUTES = ("changed_paths",)
 
 
 class Event(BaseModel):
@@ -92,3 +98,40 @@ def whoami() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
+
+
+def list_attribute(attributes: Mapping[str, Any], key: str) -> list[str] | None:
+    """A list attribute (``LIST_ATTRIBUTES``) as the list it stands for; None when it is
+    absent or not a JSON array (a summary cut short by an older version)."""
+    raw = attributes.get(key)
+    if isinstance(raw, list):
+        return [item for item in raw if isinstance(item, str)]
+    if not isinstance(raw, str):
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    return [item for item in value if isinstance(item, str)] if isinstance(value, list) else None
+
+
+def readable_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """Attributes as people and JSON readers get them (``runs show``, ``explain``, the
+    API): a list attribute is a real list, not JSON inside JSON."""
+    out = dict(attributes)
+    for key in LIST_ATTRIBUTES:
+        value = list_attribute(attributes, key)
+        if value is not None:
+            out[key] = value
+    return out
+
+
+def fitted_list(items: list[str], limit: int) -> str:
+    """A list attribute's JSON in at most ``limit`` characters: whole items from the
+    front, never a cut one (that would not parse)."""
+    kept = list(items)
+    encoded = json.dumps(kept)
+    while kept and len(encoded) > limit:
+        kept.pop()
+        encoded = json.dumps(kept)
+    return encoded

@@ -26,6 +26,7 @@ import sqlalchemy as sa
 
 from trigger.core import db, text
 from trigger.core.batch import GroupCommit
+from trigger.core.event import readable_attributes
 from trigger.core.eventlog_store import (
     KEY_MAX,
     DecisionRecord,
@@ -248,7 +249,7 @@ def _with_decisions(conn: sa.Connection, rows: Sequence[sa.Row[Any]]) -> list[di
             "reason": r.reason,
             "source_addr": r.source_addr,
             # Older versions stored strings that are not valid Unicode (escaped in JSON).
-            "attributes": text.readable(json.loads(r.attributes or "{}")),
+            "attributes": readable_attributes(text.readable(json.loads(r.attributes or "{}"))),
             "decisions": by_event[r.seq],
         }
         for r in rows

@@ -18,6 +18,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from trigger.core.logfields import ids
+
 log = logging.getLogger(__name__)
 
 KEY_MAX = 300
@@ -172,6 +174,7 @@ def log_written(entries: Sequence[Entry]) -> None:
             entry.source,
             entry.outcome,
             f" reason={entry.reason}" if entry.reason else "",
+            extra=ids(event_id=entry.event_id, outcome=entry.outcome),
         )
 
 

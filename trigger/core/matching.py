@@ -9,13 +9,19 @@ from __future__ import annotations
 import copy
 import hashlib
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from trigger.core import text
-from trigger.core.errors import BadParameterError, TemplateError
-from trigger.core.event import AttributeValue, Event
+from trigger.core.errors import BadParameterError, FireError, TemplateError
+from trigger.core.event import (
+    LIST_ATTRIBUTES,
+    AttributeValue,
+    Event,
+    fitted_list,
+    list_attribute,
+)
 from trigger.core.settings import Settings, TriggerConfig
 from trigger.core.templates import Template
 
@@ -50,6 +56,12 @@ class RunRequest:
     debounce_seconds: float | None = None
     # A file drop's location and version, untruncated, for the run's file steps.
     file: dict[str, Any] | None = None
+    # Time limits (``workflows.limits``): of the job once submitted, of the wait before.
+    timeout_seconds: float | None = None
+    max_queue_seconds: float | None = None
+    # ``[triggers.publish]``: merge the run's branch into this one when it succeeds.
+    publish_into: str | None = None
+    delete_branch_after: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """What ``dataclasses.asdict`` gives, without its deep copy of every summary value:
@@ -124,6 +136,13 @@ def run_id_prefix(trigger: str) -> str:
     return f"run:{trigger}:"
 
 
+def trigger_of(run_id: str) -> str | None:
+    """The trigger a run id (:func:`run_id_for`) belongs to; None for another kind of id."""
+    kind, _, rest = run_id.partition(":")
+    trigger, sep, _ = rest.partition(":")
+    return trigger if kind == "run" and sep and trigger else None
+
+
 def sanitise_suffix(rendered: str, *, trigger: str) -> str:
     """Letters, digits and underscores only; refuse an empty result."""
     suffix = _SUFFIX_UNSAFE.sub("_", rendered).strip("_")
@@ -157,7 +176,15 @@ def build_request(event: Event, trig: TriggerConfig, settings: Settings) -> RunR
         rehearse_outcome=trig.rehearse_outcome,
         on_burst=trig.on_burst,
         debounce_seconds=trig.debounce_seconds,
+        timeout_seconds=_either(trig.timeout_seconds, settings.bauplan.timeout_seconds),
+        max_queue_seconds=_either(trig.max_queue_seconds, settings.queue.max_queue_seconds),
+        publish_into=trig.publish.into if trig.publish else None,
+        delete_branch_after=bool(trig.publish and trig.publish.delete_branch_after),
     )
+
+
+def _either(own: float | None, default: float | None) -> float | None:
+    return own if own is not None else default
 
 
 def _summary(event: Event) -> dict[str, AttributeValue]:
@@ -168,48 +195,46 @@ def _summary(event: Event) -> dict[str, AttributeValue]:
     }
     for key, value in event.attributes.items():
         if isinstance(value, str) and len(value) > 300:
-            value = value[:297] + "..."
+            listed = list_attribute(event.attributes, key) if key in LIST_ATTRIBUTES else None
+            value = value[:297] + "..." if listed is None else fitted_list(listed, 300)
         summary[key] = value
     return summary
 
 
 def parse_params(trig: TriggerConfig, pairs: list[str]) -> dict[str, str]:
-    """``fire --param k=v``: the pairs as the parameters :func:`check_params` takes."""
+    """``fire --param k=v``: the pairs as values, checked by :func:`check_inputs`."""
     values: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise BadParameterError(f"--param {text.quoted(pair)} must look like name=value")
+            raise BadParameterError(f"--param {pair!r} must look like name=value")
         values[key] = value
-    return check_params(trig, values)
+    return check_inputs(trig, values)
 
 
-def check_params(trig: TriggerConfig, values: Mapping[str, str]) -> dict[str, str]:
-    """A fire's parameters, from the CLI or the API: exactly the trigger's ``inputs``,
-    each plain text. The sentences name no command-line flag; the CLI adds its own."""
-    out: dict[str, str] = {}
+def check_inputs(trig: TriggerConfig, values: dict[str, str]) -> dict[str, str]:
+    """A fire's input values (CLI or API): only names the trigger declares in ``inputs``,
+    each plain text, none missing. The messages name no CLI flag; the CLI words a
+    missing input's ``FireError`` its own way."""
     for key, value in values.items():
         if key not in trig.inputs:
             declared = ", ".join(trig.inputs) or "none"
             raise BadParameterError(
-                f"trigger {trig.name!r} has no parameter {text.quoted(key)}: it does not "
-                f"declare it in inputs (declared: {declared}); add it to inputs = [...] "
-                "in the config"
+                f"input {text.quoted(key)}: trigger {trig.name!r} does not declare it in "
+                f"inputs (declared: {declared}); add it to inputs = [...] in the config"
             )
         if len(value) > 1000:
-            raise BadParameterError(f"parameter {key}: the value is over 1000 characters")
+            raise BadParameterError(f"input {key}: the value is over 1000 characters")
         why = text.problem(value)
         if why is not None:
             raise BadParameterError(
-                f"parameter {key}: the value {text.quoted(value)} {why}; pass plain text"
+                f"input {key}: the value {text.quoted(value)} {why}; pass plain text"
             )
-        out[key] = value
-    missing = [name for name in trig.inputs if name not in out]
+    missing = [name for name in trig.inputs if name not in values]
     if missing:
-        raise BadParameterError(
-            f"trigger {trig.name!r} needs a value for parameter"
-            f"{'s' if len(missing) > 1 else ''} {', '.join(missing)}; pass "
-            f"{'them' if len(missing) > 1 else 'it'} in params",
-            missing=missing,
+        raise FireError(
+            f"trigger {trig.name!r} needs a value for its inputs: {', '.join(missing)}",
+            field="params",
+            needs=tuple(f"param:{name}" for name in missing),
         )
-    return out
+    return dict(values)

@@ -2,8 +2,9 @@
 metrics, ``fire --wait`` and the notifiers all say these, and derive from here.
 
 DBOS has its own statuses; a run's word adds what DBOS cannot know: a run whose
-outcome attribute says it was cancelled (its job was) or superseded (a newer event
-replaced it) reads so, whatever DBOS recorded.
+outcome attribute says it was cancelled (its job was), superseded (a newer event
+replaced it) or expired (it waited longer than its ``max_queue_seconds``) reads so,
+whatever DBOS recorded.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal, get_args
 
-FinalStatus = Literal["succeeded", "failed", "superseded", "cancelled"]
+FinalStatus = Literal["succeeded", "failed", "superseded", "cancelled", "expired"]
 RunStatus = Literal["waiting", "running", FinalStatus]
 # What a notifier can be told about a run: its start, or how it ended.
 NoticeStatus = Literal["started", FinalStatus]
@@ -43,8 +44,8 @@ def status_word(dbos_status: str, attributes: Mapping[str, Any] | None) -> str:
     word = STATUS_WORDS.get(dbos_status, dbos_status.lower())
     if word == "failed" and outcome == "cancelled":
         return "cancelled"
-    if outcome == "superseded":
-        return "superseded"
+    if outcome in ("superseded", "expired"):
+        return str(outcome)
     if word == "running" and (attributes or {}).get("phase") in PARKED_PHASES:
         return "waiting"
     return word
@@ -52,8 +53,8 @@ def status_word(dbos_status: str, attributes: Mapping[str, Any] | None) -> str:
 
 def dbos_statuses(word: str) -> list[str]:
     """The DBOS statuses a run with this word may have (the outcome attribute tells
-    cancelled and superseded runs from the rest)."""
-    if word in ("cancelled", "superseded"):
+    cancelled, superseded and expired runs from the rest)."""
+    if word in ("cancelled", "superseded", "expired"):
         return ["CANCELLED", "SUCCESS", "ERROR"]
     if word == "waiting":  # parked runs are PENDING
         return ["ENQUEUED", "DELAYED", "PENDING"]

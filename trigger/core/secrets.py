@@ -15,6 +15,8 @@ values this process read.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import os
 import re
@@ -42,6 +44,32 @@ def is_env_name(value: str) -> bool:
     """Whether ``value`` can be the name of an environment variable (and so is not,
     say, a secret pasted into the file by mistake)."""
     return ENV_NAME.match(value) is not None
+
+
+def whsec_problem(value: str) -> str | None:
+    """Why ``value`` is not a Standard Webhooks signing secret (``whsec_`` and the key in
+    base64), or None: the one test, for the signed-webhook notifier and generic hooks."""
+    if not value.startswith("whsec_"):
+        return "does not start with whsec_"
+    key = value.removeprefix("whsec_")
+    try:
+        raw = base64.b64decode(key + "=" * (-len(key) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return "is not base64 after whsec_"
+    if not raw:
+        return "holds no key after whsec_"
+    return None
+
+
+def whsec_keys_problem(value: str) -> str | None:
+    """:func:`whsec_problem` for a variable that may hold several secrets (a key
+    rotation), naming which one is wrong."""
+    keys = rotation(value)
+    for number, key in enumerate(keys, 1):
+        problem = whsec_problem(key)
+        if problem is not None:
+            return problem if len(keys) == 1 else f"(secret {number} of {len(keys)}) {problem}"
+    return None
 
 
 class Redactor:
@@ -140,9 +168,17 @@ def read(
         _redactor.add_url(value)
     else:
         _redactor.add(value)
-        if value.startswith("whsec_"):
-            _redactor.add(value.removeprefix("whsec_"))
+        for key in rotation(value):
+            _redactor.add(key)
+            if key.startswith("whsec_"):
+                _redactor.add(key.removeprefix("whsec_"))
     return value
+
+
+def rotation(value: str) -> list[str]:
+    """The secrets one variable holds: several, space-separated, while a Standard Webhooks
+    key is rotated (the new one and the old one), else just the one."""
+    return value.split()
 
 
 def install(settings: Settings, environ: Mapping[str, str] | None = None) -> None:

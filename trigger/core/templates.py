@@ -28,6 +28,8 @@ SOURCE_FIELDS: dict[str, frozenset[str]] = {
     "github": frozenset({"git_branch", "git_tag", "git_sha", "git_short_sha", "repo", "pusher"}),
     "gitlab": frozenset({"git_branch", "git_tag", "git_sha", "git_short_sha", "repo", "pusher"}),
     "generic": frozenset(),  # plus "body_<key>" fields declared in the trigger's schema
+    # plus "data_<key>" fields declared in the trigger's schema
+    "cloudevents": frozenset({"ce_id", "ce_type", "ce_source", "ce_subject", "ce_time"}),
     "files": frozenset(
         {
             "file_path",

@@ -54,6 +54,32 @@ def problem(value: str) -> str | None:
     return f"has a control character (U+{ord(found.group()):04X}) at position {found.start()}"
 
 
+# What ends a link's address in Slack mrkdwn (``<url|label>``), in HTML or in a log line.
+_LINK_BREAKERS = re.compile(r"[\s<>|\"'`\\]")
+LINK_LIMIT = 300  # longer attribute values are cut in run records, which would break a link
+
+
+def link_problem(url: str) -> str | None:
+    """Why ``url`` may not be the address of a link we show (in Slack, on the page), or
+    None: an http(s) URL with a host, no credentials, nothing that would end the link."""
+    from urllib.parse import urlsplit
+
+    if len(url) > LINK_LIMIT:
+        return f"is longer than {LINK_LIMIT} characters"
+    if _LINK_BREAKERS.search(url) or _UNSAFE.search(url):
+        return "has a space, a quote, a control character or one of <>|`\\"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        return "is not a URL"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "must be an http:// or https:// URL with a host"
+    if parts.username or parts.password:
+        return "must not hold credentials"
+    return None
+
+
 def _identifier(value: str) -> str:
     why = problem(value)
     if why is not None:

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import socket
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -81,6 +81,8 @@ class AppState:
     settings: Settings
     context: ServiceContext | None
     engine: sa.Engine
+    # The health providers /healthz reads: the page shows them per trigger.
+    health: Mapping[str, HealthProvider] = field(default_factory=dict)
 
 
 def state(request: Request) -> AppState:
@@ -104,7 +106,9 @@ def build_app(
         redoc_url=None,
     )
     engine = db.engine(settings.database_url())
-    app.state.bauplan_trigger = AppState(settings=settings, context=context, engine=engine)
+    app.state.bauplan_trigger = AppState(
+        settings=settings, context=context, engine=engine, health=health
+    )
     errors.install(app)
 
     @app.get(

@@ -25,11 +25,13 @@ from trigger.core import secrets, text
 from trigger.core.errors import (
     BadParameterError,
     EnqueueUnavailableError,
+    FireError,
     RunControlError,
     RunNotFoundError,
     TokenInUrlError,
     TriggerError,
     UnknownTriggerError,
+    WorkspaceError,
 )
 from trigger.core.event import EVENT_ID_PATTERN
 from trigger.core.eventlog import EventLog, Outcome, event_log
@@ -351,66 +353,93 @@ _ParamValue = Annotated[
 
 
 class FireBody(BaseModel):
+    """What to run: ``file`` for a file trigger, ``sha`` (and ``branch``) for a git one;
+    a schedule trigger runs as a tick of this second, any other with its ``params``."""
+
     model_config = ConfigDict(extra="forbid")
     params: dict[str, _ParamValue] = Field(
         default_factory=dict, description="a value for each of the trigger's inputs"
     )
-    event_id: str | None = Field(default=None, json_schema_extra={"pattern": EVENT_ID_PATTERN})
+    event_id: str | None = Field(
+        default=None,
+        description="idempotency key: a retried request with it runs once",
+        json_schema_extra={"pattern": EVENT_ID_PATTERN},
+    )
     fired_by: Identifier | None = Field(default=None, max_length=100)
+    file: str | None = Field(
+        default=None,
+        max_length=4096,
+        description="file trigger: a file in its watched dir (absolute, or relative to it)",
+    )
+    sha: str | None = Field(default=None, max_length=64, description="git trigger: the commit")
+    branch: str | None = Field(
+        default=None, max_length=255, description="git trigger: the commit's branch"
+    )
 
 
 @router.post(
     "/triggers/{name}/fire",
-    summary="Enqueue a run of a trigger, like `fire`",
+    summary="Run a trigger now, like `fire`",
+    description="A file or git fire's run id comes from the file version or the commit, "
+    "so asking again answers the same run (`duplicate`); a schedule or plain fire does "
+    "so when given the same `event_id`.",
     response_model=FireResult,
     responses={
         **_BODY,
         **responses(404, _404="no trigger of that name"),
         **responses(409, _409="the trigger did not take this fire"),
+        **responses(422, _422="this trigger cannot run this fire (or a body field); says why"),
     },
     openapi_extra=_CHANGE_HEADERS,
 )
 def post_fire(request: Request, name: str, body: FireBody | None = None) -> dict[str, Any]:
-    from trigger.core.event import manual_event
-    from trigger.core.matching import check_params
-    from trigger.sources.manual import fire_event
+    from trigger.sources.manual import Fire, fire
 
     body = body or FireBody()
     settings = state(request).settings
     try:
-        trig = settings.trigger(name)
-        inputs = check_params(trig, body.params)
+        settings.trigger(name)
     except UnknownTriggerError as exc:
         raise HTTPException(404, detail=str(exc)) from None
-    except BadParameterError as exc:
-        raise HTTPException(422, detail=str(exc)) from None
-    try:
-        event = manual_event(
-            trig.name, inputs, event_id=body.event_id, fired_by=body.fired_by or "api"
-        )
-    except ValidationError as exc:
-        why = exc.errors()[0]["msg"].removeprefix("Value error, ")
-        shown = text.quoted(body.event_id or "")
-        raise HTTPException(
-            422, detail=f"body field event_id = {shown} is refused: {why}"
-        ) from None
     host = request.client.host if request.client else None
+    asked = Fire(
+        name,
+        params=body.params,
+        event_id=body.event_id,
+        fired_by=body.fired_by or "api",
+        file=body.file,
+        sha=body.sha,
+        branch=body.branch,
+    )
     try:
-        enqueued = fire_event(
+        fired = fire(
             enqueuer_of(request),
-            event,
+            asked,
             source_addr=host,
             timeout=settings.service.enqueue_timeout,
         )
     except EnqueueUnavailableError:
         raise  # the app answers 503, as for every database outage
+    except (BadParameterError, FireError) as exc:  # sentences in the API's words
+        raise HTTPException(422, detail=str(exc)) from None
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        why = error["msg"].removeprefix("Value error, ")
+        if error["loc"] == ("id",):
+            shown = text.quoted(body.event_id or "")
+            raise HTTPException(
+                422, detail=f"body field event_id = {shown} is refused: {why}"
+            ) from None
+        raise HTTPException(422, detail=f"this fire's event is refused: {why}") from None
+    except WorkspaceError as exc:  # the commit's repository could not be fetched now
+        raise HTTPException(503, detail=f"{exc}; retry") from None
     except TriggerError as exc:
         raise HTTPException(409, detail=str(exc)) from None
     return {
-        "id": enqueued.run_id,
-        "event_id": event.id,
-        "branch": enqueued.branch,
-        "duplicate": enqueued.duplicate,
+        "id": fired.run.run_id,
+        "event_id": fired.event.id,
+        "branch": fired.run.branch,
+        "duplicate": fired.run.duplicate,
     }
 
 

@@ -19,6 +19,7 @@ from trigger.core.errors import RunControlError
 from trigger.core.event import whoami
 from trigger.core.eventlog import event_log
 from trigger.core.eventlog_store import DecisionRecord
+from trigger.core.logfields import ids
 from trigger.core.matching import RunRequest
 from trigger.core.runstatus import status_word
 from trigger.core.settings import Settings
@@ -87,7 +88,7 @@ def retry(
     client.update_workflow_attributes(new_id, {"retry_of": run_id, "retried_by": who}, merge=True)
     client.update_workflow_attributes(run_id, {"retried_as": new_id}, merge=True)
     _record(settings, "retry", run_id, request.trigger, who, f"retried as {new_id}", new_id)
-    log.info("retry of run %s enqueued as %s by %s", run_id, new_id, who)
+    log.info("retry of run %s enqueued as %s by %s", run_id, new_id, who, extra=ids(run_id=run_id))
     return ControlResult("retry", run_id, word, f"enqueued {new_id}", new_run_id=new_id)
 
 
@@ -121,7 +122,7 @@ def cancel(
     )
     trigger = (status.attributes or {}).get("trigger") or "?"
     _record(settings, "cancel", run_id, trigger, who, detail, run_id)
-    log.info("cancelled run %s (%s) by %s", run_id, detail, who)
+    log.info("cancelled run %s (%s) by %s", run_id, detail, who, extra=ids(run_id=run_id))
     return ControlResult("cancel", run_id, word, detail)
 
 
@@ -154,7 +155,7 @@ def resume(
     client.update_workflow_attributes(run_id, {"phase": "queued", "resumed_by": who}, merge=True)
     trigger = (status.attributes or {}).get("trigger") or "?"
     _record(settings, "resume", run_id, trigger, who, f"back on {queue} for {partition}", run_id)
-    log.info("resumed run %s on branch %s by %s", run_id, partition, who)
+    log.info("resumed run %s on branch %s by %s", run_id, partition, who, extra=ids(run_id=run_id))
     return ControlResult("resume", run_id, word, f"back on the queue for branch {partition}")
 
 

@@ -9,7 +9,7 @@ and the run's own record gives the job, the outcome and the log tail.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from dbos import DBOSClient
@@ -19,10 +19,11 @@ from trigger.core.eventlog import EventLog
 from trigger.core.runstatus import FINAL_STATUSES
 from trigger.core.settings import Settings
 from trigger.core.text import escaped, problem, readable
+from workflows.notify.notice import format_duration
 from workflows.notify.outbox import notice_ids
 from workflows.queue import RUN_QUEUE
 from workflows.ratelimit import describe
-from workflows.records import run_status, show_run
+from workflows.records import enqueued_ms, iso_ms, run_status, show_run
 
 
 class NothingToExplainError(TriggerError):
@@ -62,7 +63,7 @@ def explain(query: str, log: EventLog, client: DBOSClient, settings: Settings) -
 
 def _event_view(event: dict[str, Any]) -> dict[str, Any]:
     view = dict(event)
-    view["received_at"] = _iso_s(event["received_at"])
+    view["received_at"] = iso_ms(event["received_at"] * 1000)
     view["verified"] = _verified(event)
     return view
 
@@ -83,63 +84,72 @@ def _verified(event: dict[str, Any]) -> str:
 
 def run_story(client: DBOSClient, run_id: str, settings: Settings) -> dict[str, Any]:
     """One run's story; a waiting run says why in the words ``runs show`` uses (the
-    settings name every queue and limit the diagnosis reads)."""
+    settings name every queue and limit the diagnosis reads).
+
+    The timeline is in time order and every time in it is to the millisecond: the
+    enqueue time the run recorded, its steps' times and its own end time, never DBOS's
+    status times where those are whole seconds (SQLite under Python < 3.12)."""
     run = show_run(client, run_id, settings)
     status = run_status(client, run_id, load_input=False)
     attrs = status.attributes or {}
     raw_steps = client.list_workflow_steps(run_id)
     steps = [_step_view(s) for s in raw_steps]
-    timeline: list[dict[str, Any]] = [
-        {
-            "at": _iso_ms(status.created_at),
-            "what": "enqueued",
-            "detail": f"workflow {run_id} on {status.queue_name or RUN_QUEUE}, branch "
-            f"{status.queue_partition_key or '?'}, priority {status.priority}",
-        }
-    ]
+    raw = {s["function_id"]: s for s in raw_steps}
+    timeline: list[tuple[float | None, dict[str, Any]]] = []
+
+    def add(ms: float | None, what: str, detail: str) -> None:
+        timeline.append((ms, {"at": iso_ms(ms), "what": what, "detail": detail}))
+
+    enqueued = enqueued_ms(status)
+    detail = (
+        f"workflow {run_id} on {status.queue_name or RUN_QUEUE}, branch "
+        f"{status.queue_partition_key or '?'}, priority {status.priority}"
+    )
     if attrs.get("retry_of"):
-        timeline[0]["detail"] += f", retry of {attrs['retry_of']}"
+        detail += f", retry of {attrs['retry_of']}"
+    add(enqueued, "enqueued", detail)
+    began = min(
+        (s["started_at_epoch_ms"] or 0 for s in raw_steps if s.get("started_at_epoch_ms")),
+        default=status.dequeued_at,
+    )
     waited_ms = None
-    if status.dequeued_at and status.created_at:
-        waited_ms = status.dequeued_at - status.created_at
-        timeline.append(
-            {
-                "at": _iso_ms(status.dequeued_at),
-                "what": "started",
-                "detail": f"after waiting {waited_ms / 1000:.1f}s, on executor "
-                f"{status.executor_id or '?'}",
-            }
+    if began and enqueued:
+        waited_ms = max(0, began - enqueued)
+        add(
+            began,
+            "started",
+            f"after waiting {waited_ms / 1000:.1f}s, on executor {status.executor_id or '?'}",
         )
     for step, count in _collapsed(steps):
         line = _step_line(step)
         if count > 1:
             line = f"{step['name']} x{count}, last: " + line.split(" ", 1)[1]
-        timeline.append({"at": step["started_at"], "what": "step", "detail": line})
+        took = raw[step["id"]]
+        add(took.get("started_at_epoch_ms"), "step", line)
         if step["name"] in ("submit", "launch") and step["ok"] and attrs.get("job_id"):
-            timeline.append(
-                {
-                    "at": step["completed_at"],
-                    "what": "submitted",
-                    "detail": f"job {attrs['job_id']}",
-                }
-            )
+            add(took.get("completed_at_epoch_ms"), "submitted", f"job {attrs['job_id']}")
     if run["status"] in FINAL_STATUSES:
-        end = status.completed_at or status.updated_at
+        # The run's own end time; a run stopped from outside has only DBOS's. Either
+        # way it did not end before its last step did.
+        own = _ms(run.get("finished_at"))
+        ended = own if own is not None else (status.completed_at or status.updated_at)
+        last = max(
+            (
+                s.get("completed_at_epoch_ms") or s.get("started_at_epoch_ms") or 0
+                for s in raw_steps
+            ),
+            default=0,
+        )
         detail = run["status"]
         if run.get("duration") is not None:
-            detail += f" in {run['duration']:.1f}s"
+            detail += f" in {format_duration(run['duration'])}"
         if attrs.get("cancelled_by"):
             detail += f", cancelled by {attrs['cancelled_by']}"
         if run.get("error"):
             detail += f": {run['error']}"
-        timeline.append({"at": _iso_ms(end), "what": "finished", "detail": detail})
-    if run.get("duration") is None and run["status"] in ("failed", "cancelled") and steps:
-        # Step times have millisecond precision everywhere; status times may not.
-        first = next((x["started_at"] for x in steps if x["started_at"]), None)
-        last = max((x["completed_at"] for x in steps if x["completed_at"]), default=None)
-        if first and last:
-            span = datetime.fromisoformat(last) - datetime.fromisoformat(first)
-            run["duration"] = span.total_seconds()
+        add(max(ended or 0, last) or None, "finished", detail)
+    # Stable: entries of the same millisecond keep the order they happen in.
+    timeline.sort(key=lambda item: (item[0] is None, item[0] or 0))
     run["waiting"] = run.pop("waiting_reason", None)
     run["waited_seconds"] = None if waited_ms is None else waited_ms / 1000
     run["priority"] = status.priority
@@ -153,7 +163,7 @@ def run_story(client: DBOSClient, run_id: str, settings: Settings) -> dict[str, 
         for step in client.list_workflow_steps(notice)
     ]
     run["notifications"] = notifications(steps + notice_steps, attrs)
-    run["timeline"] = timeline
+    run["timeline"] = [entry for _, entry in timeline]
     # Step outputs and attributes older versions stored may hold lone surrogates.
     return readable(run)
 
@@ -189,8 +199,8 @@ def _step_view(step: Any) -> dict[str, Any]:
         "ok": error is None,
         "output": None if output is None else _short(_said(output)),
         "error": None if error is None else str(error),
-        "started_at": _iso_ms(step.get("started_at_epoch_ms")),
-        "completed_at": _iso_ms(step.get("completed_at_epoch_ms")),
+        "started_at": iso_ms(step.get("started_at_epoch_ms")),
+        "completed_at": iso_ms(step.get("completed_at_epoch_ms")),
         "seconds": (
             (step["completed_at_epoch_ms"] - step["started_at_epoch_ms"]) / 1000
             if step.get("completed_at_epoch_ms") and step.get("started_at_epoch_ms")
@@ -256,19 +266,15 @@ def _short(value: Any, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _iso_ms(ms: int | None) -> str | None:
-    return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC).isoformat()
-
-
-def _iso_s(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).isoformat()
+def _ms(iso: str | None) -> float | None:
+    return None if iso is None else datetime.fromisoformat(iso).timestamp() * 1000
 
 
 def _clock(iso: str | None) -> str:
     if iso is None:
         return "--:--:--"
     moment = datetime.fromisoformat(iso)
-    return moment.strftime("%H:%M:%S.") + f"{moment.microsecond // 10000:02d}"
+    return moment.strftime("%H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
 
 
 def render(story: dict[str, Any]) -> str:
@@ -278,7 +284,7 @@ def render(story: dict[str, Any]) -> str:
     each line is escaped, so none can move the cursor, recolour or add a line."""
     lines: list[str] = []
     for event in story["events"]:
-        when = datetime.fromisoformat(event["received_at"]).strftime("%Y-%m-%d %H:%M:%S")
+        when = event["received_at"].replace("T", " ")[:23]
         sender = f" from {event['source_addr']}" if event["source_addr"] else ""
         lines.append(f"event {event['event_id'] or '(no id)'} ({event['source']}){sender}")
         lines.append(f"  received   {when} UTC")
@@ -289,7 +295,10 @@ def render(story: dict[str, Any]) -> str:
         lines.append(f"  outcome    {outcome}")
         attrs = {k: v for k, v in event["attributes"].items() if v not in (None, "")}
         if attrs:
-            shown = ", ".join(f"{k}={v}" for k, v in sorted(attrs.items()))
+            shown = ", ".join(
+                f"{k}={json.dumps(v) if isinstance(v, list) else v}"
+                for k, v in sorted(attrs.items())
+            )
             lines.append(f"  attributes {shown}")
         for i, d in enumerate(event["decisions"]):
             label = "triggers  " if i == 0 else "          "

@@ -26,7 +26,8 @@ from dbos import DBOS, DBOSClient
 
 from trigger.context import Component, ServiceContext
 from trigger.core import outage
-from trigger.core.event import Event
+from trigger.core.event import AttributeValue, Event
+from trigger.core.logfields import ids
 from trigger.core.settings import Settings, TriggerConfig
 from workflows.intake import Enqueuer
 
@@ -50,20 +51,26 @@ def _stamp(moment: datetime) -> str:
 
 def tick_event(trig: TriggerConfig, scheduled_at: datetime) -> Event:
     """The Event for one tick; its id is the trigger plus the tick's UTC time."""
-    assert trig.schedule is not None
-    local = scheduled_at.astimezone(trig.schedule.zone())
     utc = _stamp(scheduled_at.astimezone(UTC))
     return Event(
         kind="schedule",
         id=f"sched:{trig.name}:{utc}",
-        attributes={
-            "trigger": trig.name,
-            "scheduled_time": _stamp(local),
-            "scheduled_date": local.date().isoformat(),
-            "cron": trig.schedule.cron,
-            "timezone": trig.schedule.timezone or "UTC",
-        },
+        attributes=tick_attributes(trig, scheduled_at),
     )
+
+
+def tick_attributes(trig: TriggerConfig, scheduled_at: datetime) -> dict[str, AttributeValue]:
+    """What a tick at ``scheduled_at`` tells templates; ``fire`` of a schedule trigger
+    gives the same, for now."""
+    assert trig.schedule is not None
+    local = scheduled_at.astimezone(trig.schedule.zone())
+    return {
+        "trigger": trig.name,
+        "scheduled_time": _stamp(local),
+        "scheduled_date": local.date().isoformat(),
+        "cron": trig.schedule.cron,
+        "timezone": trig.schedule.timezone or "UTC",
+    }
 
 
 def _schedule_filter(event: Event, trigger: TriggerConfig) -> str | None:
@@ -117,7 +124,12 @@ def enqueue_tick(trigger: str, scheduled_iso: str) -> str | None:
     event = tick_event(trig, datetime.fromisoformat(scheduled_iso))
     taken = ingest(_ENQUEUER.get(settings), event, _schedule_filter, source_addr="scheduler")
     for item in taken.new_runs:
-        log.info("schedule tick %s enqueued run %s", event.id, item.run_id)
+        log.info(
+            "schedule tick %s enqueued run %s",
+            event.id,
+            item.run_id,
+            extra=ids(run_id=item.run_id, trigger=trigger, event_id=event.id),
+        )
     return taken.runs[0].run_id if taken.runs else None
 
 

@@ -18,7 +18,7 @@ from typing import Any, Protocol, TypeVar
 
 import yaml
 
-from trigger.core.errors import BauplanFailure, RunRefused
+from trigger.core.errors import BauplanFailure, PublishConflict, RunRefused
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,10 @@ class BauplanClient(Protocol):
     def get_jobs(self, *args: Any, **kwargs: Any) -> Iterator[Any]: ...
     def get_job_context(self, *args: Any, **kwargs: Any) -> Any: ...
     def get_job_contexts(self, *args: Any, **kwargs: Any) -> list[Any]: ...
+    def get_branch(self, *args: Any, **kwargs: Any) -> Any: ...
+    def merge_branch(self, *args: Any, **kwargs: Any) -> Any: ...
+    def get_commits(self, *args: Any, **kwargs: Any) -> Any: ...
+    def delete_branch(self, *args: Any, **kwargs: Any) -> Any: ...
 
 
 FINAL_STATES = ("success", "failed", "cancelled")
@@ -156,6 +160,43 @@ class Bauplan:
 
     def cancel(self, job_id: str) -> None:
         _call("cancel_job", lambda: self._client.cancel_job(job_id))
+
+    def head(self, branch: str) -> str:
+        """The hash ``branch`` points at now."""
+        return str(_call("get_branch", lambda: self._client.get_branch(branch)).hash)
+
+    def merge_with(self, into: str, properties: dict[str, str]) -> str | None:
+        """The hash of a merge into ``into`` carrying ``properties``, if one was made."""
+        found = _call(
+            "get_commits",
+            lambda: list(self._client.get_commits(into, filter_by_properties=properties, limit=1)),
+        )
+        return str(found[0].ref.hash) if found else None
+
+    def merge(
+        self, source_ref: str, into: str, message: str, body: str, properties: dict[str, str]
+    ) -> str:
+        """Merge ``source_ref`` (``branch@hash``) into ``into``; the new head's hash.
+        ``PublishConflict`` when the target moved under us or the merge conflicts."""
+        try:
+            merged = self._client.merge_branch(
+                source_ref,
+                into,
+                commit_message=message,
+                commit_body=body,
+                commit_properties=properties,
+            )
+        except Exception as exc:
+            if type(exc).__name__ in ("MergeConflictError", "BranchHeadChangedError"):
+                raise PublishConflict(
+                    f"merging {source_ref} into {into} was refused: {type(exc).__name__}: "
+                    f"{_clip(str(exc))}"
+                ) from None
+            raise translate(exc, "merge_branch") from None
+        return str(merged.hash)
+
+    def delete_branch(self, branch: str) -> None:
+        _call("delete_branch", lambda: self._client.delete_branch(branch, if_exists=True))
 
     def run_jobs(self, since: datetime, until: datetime) -> list[JobFacts]:
         """Every run job of this API key's user created between ``since`` and ``until``,

@@ -40,6 +40,10 @@ METHODS = (
     "get_jobs",
     "get_job_context",
     "get_job_contexts",
+    "get_branch",
+    "merge_branch",
+    "get_commits",
+    "delete_branch",
 )
 
 # The run workflow's checkpoints, in the order a run meets them. ``move_file.marker``
@@ -54,6 +58,8 @@ STEPS = (
     "submit",
     "wait",
     "cancel",
+    "publish",
+    "delete_branch",
     "finish",
     "remove_code",
     "move_file.marker",

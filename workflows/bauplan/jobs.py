@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from bauplan.schema import JobKind, JobState
@@ -264,3 +266,18 @@ def job_logs(row: dict[str, Any]) -> list[LogEvent]:
     if row["status"] == "FAIL":
         lines.append(LogEvent("ERROR", "rehearsal: the job was told to fail"))
     return lines
+
+
+def code_version(project_dir: Path) -> str | None:
+    """The git commit the project folder is checked out at, when it is a work tree."""
+    for folder in (project_dir, *project_dir.parents):
+        head = folder / ".git"
+        if head.is_file() or head.is_dir():
+            result = subprocess.run(
+                ["git", "-C", str(project_dir), "rev-parse", "HEAD"],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            return result.stdout.strip() or None if result.returncode == 0 else None
+    return None

@@ -25,6 +25,7 @@ from typing import Any
 
 import bauplan.exceptions
 
+from workflows.bauplan import rehearsal_refs as refs
 from workflows.bauplan.adapter import has_project_file, project_identity
 from workflows.bauplan.faults import bind, sdk_error, sdk_method
 from workflows.bauplan.jobs import (
@@ -37,6 +38,7 @@ from workflows.bauplan.jobs import (
     LogEvent,
     RunState,
     User,
+    code_version,
     job_error,
     job_logs,
     utc,
@@ -99,7 +101,7 @@ class Ledger:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         db = self._connection()
-        db.executescript(_SCHEMA)
+        db.executescript(_SCHEMA + refs.SCHEMA)
         present = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
         for column, kind in _ADDED_COLUMNS.items():
             if column not in present:
@@ -285,7 +287,7 @@ class RehearsalClient:
                 now,
                 finish_at,
                 self.outcome,
-                _code_version(project_dir),
+                code_version(project_dir),
                 project.id,
                 project.name,
             ),
@@ -334,6 +336,33 @@ class RehearsalClient:
         now = _now()
         return JobPages(self.ledger.query, query, lambda row: _settled(row, now), self._job)
 
+    def _settled_on(self, ref: str) -> list[dict[str, Any]]:
+        now = _now()
+        return [
+            _settled(r, now) for r in self.ledger.query("SELECT * FROM jobs WHERE ref = ?", (ref,))
+        ]
+
+    @sdk_method
+    def get_branch(self, *args: Any, **kwargs: Any) -> refs.Branch:
+        branch = refs.name_of(bind("get_branch", args, kwargs)["branch"], at=False)
+        return refs.get_branch(self.ledger, branch, self._settled_on(branch))
+
+    @sdk_method
+    def merge_branch(self, *args: Any, **kwargs: Any) -> refs.Branch:
+        arguments = bind("merge_branch", args, kwargs)
+        source = refs.name_of(arguments["source_ref"]).partition("@")[0]
+        into = refs.name_of(arguments["into_branch"], at=False)
+        heads = {b: refs.head(self.ledger, b, self._settled_on(b)) for b in (source, into)}
+        return refs.merge(self.ledger, self.username, arguments, heads, _now())
+
+    @sdk_method
+    def get_commits(self, *args: Any, **kwargs: Any) -> list[refs.Commit]:
+        return refs.commits(self.ledger, bind("get_commits", args, kwargs))
+
+    @sdk_method
+    def delete_branch(self, *args: Any, **kwargs: Any) -> bool:
+        return refs.delete_branch(self.ledger, bind("delete_branch", args, kwargs))
+
     @sdk_method
     def get_job_context(self, *args: Any, **kwargs: Any) -> JobContext:
         arguments = bind("get_job_context", args, kwargs)
@@ -357,20 +386,3 @@ class RehearsalClient:
             error_message=job_error(row),
             logs=job_logs(row) if arguments.get("include_logs") else [],
         )
-
-
-def _code_version(project_dir: Path) -> str | None:
-    """The git commit the project folder is checked out at, when it is a work tree."""
-    for folder in (project_dir, *project_dir.parents):
-        head = folder / ".git"
-        if head.is_file() or head.is_dir():
-            import subprocess
-
-            result = subprocess.run(
-                ["git", "-C", str(project_dir), "rev-parse", "HEAD"],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            return result.stdout.strip() or None if result.returncode == 0 else None
-    return None

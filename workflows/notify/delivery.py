@@ -21,6 +21,8 @@ from typing import Any
 from dbos import DBOS
 
 from trigger.core.errors import NotifierError
+from trigger.core.event import readable_attributes
+from trigger.core.logfields import ids
 from trigger.core.matching import RunRequest
 from trigger.core.settings import Settings
 from trigger.core.settings.notify import (
@@ -49,7 +51,7 @@ def started_notice(req: RunRequest, branch: str, job_id: str, started_at: float)
         branch=branch,
         job_id=job_id,
         parameters=dict(req.parameters),
-        event=dict(req.summary),
+        event=readable_attributes(req.summary),
         started_at=started_at,
     )
 
@@ -62,11 +64,12 @@ def final_notice(req: RunRequest, result: RunResult) -> Notice:
         branch=result.branch,
         job_id=result.job_id,
         parameters=dict(result.parameters),
-        event=dict(req.summary),
+        event=readable_attributes(req.summary),
         started_at=result.started_at,
         finished_at=result.finished_at,
         error=result.error,
         log_tail=list(result.log_tail),
+        publish=result.publish,
     )
 
 
@@ -124,6 +127,7 @@ def deliver(name: str, notice: Notice) -> dict[str, Any]:
             name,
             notice.run_id,
             notice.status,
+            extra=ids(run_id=notice.run_id, trigger=notice.trigger),
         )
         return {"name": name, "on": notice.status, "status": "skipped"}
     display = display_name(name, notifier)
@@ -152,13 +156,19 @@ def deliver(name: str, notice: Notice) -> dict[str, Any]:
             attempts,
             answer["reason"],
             wait,
+            extra=ids(run_id=notice.run_id, trigger=notice.trigger, outcome="retrying"),
         )
         DBOS.sleep(wait)
     state = "skipped" if answer["skipped"] else "delivered" if answer["delivered"] else "failed"
     entry = _entry(display, notice.status, state, attempts, answer)
     _record(notice.run_id, key, entry)
     if state == "failed":
-        log.warning("run %s: %s", notice.run_id, entry["message"])
+        log.warning(
+            "run %s: %s",
+            notice.run_id,
+            entry["message"],
+            extra=ids(run_id=notice.run_id, trigger=notice.trigger, outcome=state),
+        )
     else:
         log.info(
             "notification %s of run %s %s: %s after %d attempt(s) (%s)",
@@ -168,6 +178,7 @@ def deliver(name: str, notice: Notice) -> dict[str, Any]:
             state,
             attempts,
             answer["reason"],
+            extra=ids(run_id=notice.run_id, trigger=notice.trigger, outcome=state),
         )
     return entry
 

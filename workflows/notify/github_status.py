@@ -23,6 +23,7 @@ STATES = {
     "failed": "failure",
     "cancelled": "error",
     "superseded": "error",
+    "expired": "error",
 }
 _REPO = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+\Z")
 _SHA = re.compile(r"[0-9a-f]{40}\Z|[0-9a-f]{64}\Z")
@@ -68,6 +69,8 @@ def payload(notice: Notice, cfg: GithubStatusNotifier) -> dict[str, str]:
     }
     if cfg.run_url:
         body["target_url"] = cfg.run_url.rstrip("/") + "/" + quote(notice.run_id, safe="")
+    elif notice.run_url:
+        body["target_url"] = notice.run_url
     return body
 
 

@@ -11,12 +11,15 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from workflows.result import run_seconds
+
 # RunResult.status -> the status word notifications use (and ``on = [...]`` names).
 RESULT_STATUS = {
     "success": "succeeded",
     "failed": "failed",
     "cancelled": "cancelled",
     "superseded": "superseded",
+    "expired": "expired",
 }
 
 
@@ -24,7 +27,7 @@ RESULT_STATUS = {
 class Notice:
     run_id: str
     trigger: str
-    status: str  # started | succeeded | failed | superseded | cancelled
+    status: str  # started | succeeded | failed | superseded | cancelled | expired
     branch: str
     job_id: str | None
     parameters: dict[str, Any]
@@ -34,12 +37,14 @@ class Notice:
     error: str | None = None
     log_tail: list[str] = field(default_factory=list)
     test: bool = False  # sent by ``notify-test``
+    publish: dict[str, Any] | None = None  # the run's publish outcome, when it publishes
+    run_url: str | None = None  # the run's page, when ``[service] public_url`` is set
 
     @property
     def duration(self) -> float | None:
         if self.finished_at is None:
             return None
-        return round(self.finished_at - self.started_at, 3)
+        return run_seconds(self.started_at, self.finished_at)
 
     @property
     def final(self) -> bool:
@@ -70,6 +75,12 @@ def first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else ""
 
 
+def commit_url(event: dict[str, Any]) -> str | None:
+    """The pushed commit's web page, when the push said where the repository lives."""
+    url = event.get("commit_url")
+    return url if isinstance(url, str) and url.startswith(("https://", "http://")) else None
+
+
 def started_by(event: dict[str, Any]) -> str:
     """One line on what started the run, in the terms of its source."""
     kind = event.get("kind")
@@ -96,6 +107,8 @@ def started_by(event: dict[str, Any]) -> str:
         return f"fire by {event.get('fired_by') or 'unknown'}"
     if kind == "generic":
         return f"webhook event {event.get('id') or '?'}"
+    if kind == "cloudevents":
+        return f"CloudEvent {event.get('ce_type') or '?'} from {event.get('ce_source') or '?'}"
     return f"{kind or 'unknown'} event {event.get('id') or '?'}"
 
 
@@ -109,3 +122,20 @@ def format_duration(seconds: float | None) -> str:
         return f"{minutes}m {secs:02d}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h {minutes:02d}m"
+
+
+def publish_line(publish: dict[str, Any] | None) -> str | None:
+    """One sentence on a run's publish (``workflows.steps.publish``), or None when the
+    run does not publish: what ``runs show``, the page and the notifiers say."""
+    if not publish:
+        return None
+    into = publish.get("into") or "?"
+    if publish.get("state") == "published":
+        line = f"published into {into} as {str(publish.get('commit') or '?')[:12]}"
+        if publish.get("branch_deleted"):
+            line += "; branch deleted"
+        elif publish.get("error"):
+            line += f"; {publish['error']}"
+        return line
+    word = "conflict" if publish.get("state") == "conflict" else "failed"
+    return f"not published into {into} ({word}): {publish.get('error') or 'no reason given'}"

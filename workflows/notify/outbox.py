@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 from dbos import DBOS, EnqueueOptions, Queue, SetWorkflowTimeout
@@ -75,6 +76,7 @@ def enqueue(req: RunRequest, notice: Notice) -> list[str]:
     """From the run workflow: one notice workflow for each of the run's notifiers that
     wants this status. Each enqueue is a checkpoint of the run; nothing is sent here."""
     settings = runtime.current().settings
+    notice = replace(notice, run_url=settings.service.run_url(notice.run_id))
     ids: list[str] = []
     for name in delivery.wanted(settings, req.notify, notice.status):
         options: EnqueueOptions = {

@@ -2,8 +2,14 @@
 
 Slack refuses or cuts messages past its limits, so every piece is cut here
 first: a header is at most 150 characters, a section 3000, a field 2000, and
-a message at most 50 blocks. User text (errors, commit messages, parameter
-values, log lines) is escaped for mrkdwn.
+a message at most 50 blocks.
+
+Slack reads ``&``, ``<`` and ``>`` as control characters in the fallback ``text``
+and in every mrkdwn field (``<url|label>`` is a link, ``<!channel>`` a mention), and
+asks for exactly those three to be sent as ``&amp;``, ``&lt;`` and ``&gt;``. So
+every value from outside (branch names, commit messages, errors, parameters, log
+lines) is escaped, and the only links are the ones built here: the run's page
+(from ``[service] public_url``) and the pushed commit, each only when known.
 """
 
 from __future__ import annotations
@@ -12,9 +18,17 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from trigger.core import text as texts
 from trigger.core.settings.notify import SlackNotifier
 from workflows.notify.http import Outbound, check_url, read_env
-from workflows.notify.notice import Notice, format_duration, started_by, truncate
+from workflows.notify.notice import (
+    Notice,
+    commit_url,
+    format_duration,
+    publish_line,
+    started_by,
+    truncate,
+)
 
 HEADER_LIMIT = 150
 SECTION_LIMIT = 3000
@@ -29,11 +43,30 @@ EMOJI = {
     "failed": ":x:",
     "superseded": ":fast_forward:",
     "cancelled": ":no_entry_sign:",
+    "expired": ":hourglass:",
 }
 
 
 def escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def cut(mrkdwn: str, limit: int) -> str:
+    """``truncate`` for escaped text: never ends inside an ``&amp;``-style entity."""
+    if len(mrkdwn) <= limit:
+        return mrkdwn
+    kept = mrkdwn[: max(0, limit - 1)]
+    amp = kept.rfind("&")
+    if amp != -1 and ";" not in kept[amp:]:
+        kept = kept[:amp]
+    return kept + "…"
+
+
+def link(url: str | None, label: str) -> str:
+    """A mrkdwn link, or just the (escaped) label when there is no address we trust."""
+    if url is None or texts.link_problem(url) is not None:
+        return escape(label)
+    return f"<{escape(url)}|{escape(label)}>"
 
 
 def build(
@@ -64,13 +97,18 @@ def headline(notice: Notice) -> str:
 
 
 def fallback(notice: Notice) -> str:
+    """What notifications and clients without Block Kit show: escaped like any mrkdwn."""
     parts = [headline(notice), f"branch {notice.branch or '-'}", f"job {notice.job_id or '-'}"]
     if notice.final:
         parts.append(f"duration {format_duration(notice.duration)}")
-    text = ", ".join(parts) + f"; started by {started_by(notice.event)}"
+    plain = ", ".join(parts) + f"; started by {started_by(notice.event)}"
     if notice.error:
-        text += f"; error: {notice.error}"
-    return truncate(text, TEXT_LIMIT)
+        plain += f"; error: {notice.error}"
+    published = publish_line(notice.publish)
+    if published:
+        plain += f"; {published}"
+    page = f" {link(notice.run_url, 'open the run')}" if notice.run_url else ""
+    return cut(escape(plain), TEXT_LIMIT - len(page)) + page
 
 
 def blocks(notice: Notice) -> list[dict[str, Any]]:
@@ -91,33 +129,41 @@ def blocks(notice: Notice) -> list[dict[str, Any]]:
         out.append(_section("*Error*\n" + escape(notice.error)))
     if notice.log_tail and notice.status != "succeeded":
         out.append(_section(_log_block(notice.log_tail)))
-    context = f"run `{escape(notice.run_id)}`"
+    run = link(notice.run_url, notice.run_id) if notice.run_url else f"`{escape(notice.run_id)}`"
+    context = f"run {run}"
     if notice.test:
         context += " · test message from `bauplan-trigger notify-test`: no run happened"
-    element = {"type": "mrkdwn", "text": truncate(context, 2000)}
+    element = {"type": "mrkdwn", "text": cut(context, 2000)}
     out.append({"type": "context", "elements": [element]})
     return out[:MAX_BLOCKS]
 
 
 def _facts(notice: Notice) -> list[tuple[str, str]]:
+    """(title, mrkdwn) pairs: values escaped, links built here."""
     facts = [
-        ("Trigger", notice.trigger),
-        ("Bauplan branch", notice.branch or "-"),
-        ("Started by", started_by(notice.event)),
-        ("Job", notice.job_id or "not submitted"),
+        ("Trigger", escape(notice.trigger)),
+        ("Bauplan branch", escape(notice.branch or "-")),
+        ("Started by", escape(started_by(notice.event))),
+        ("Job", escape(notice.job_id or "not submitted")),
     ]
+    commit = commit_url(notice.event)
+    if commit is not None:
+        sha = str(notice.event.get("git_short_sha") or str(notice.event.get("git_sha"))[:7])
+        facts.append(("Commit", link(commit, sha)))
     if notice.final:
         facts.append(("Duration", format_duration(notice.duration)))
+    published = publish_line(notice.publish)
+    if published:
+        facts.append(("Publish", escape(published)))
     return facts
 
 
-def _field(title: str, value: str) -> dict[str, str]:
-    text = f"*{title}*\n" + escape(value)
-    return {"type": "mrkdwn", "text": truncate(text, FIELD_LIMIT)}
+def _field(title: str, mrkdwn: str) -> dict[str, str]:
+    return {"type": "mrkdwn", "text": cut(f"*{title}*\n{mrkdwn}", FIELD_LIMIT)}
 
 
 def _section(text: str) -> dict[str, Any]:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": truncate(text, SECTION_LIMIT)}}
+    return {"type": "section", "text": {"type": "mrkdwn", "text": cut(text, SECTION_LIMIT)}}
 
 
 def _parameters(parameters: dict[str, Any]) -> str:

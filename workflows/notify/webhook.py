@@ -15,6 +15,7 @@ from typing import Any
 
 from standardwebhooks.webhooks import Webhook
 
+from trigger.core import secrets
 from trigger.core.errors import NotifierError
 from trigger.core.settings.notify import WebhookNotifier
 from workflows.notify.http import Outbound, check_url, read_env
@@ -48,16 +49,26 @@ def document(notice: Notice) -> dict[str, Any]:
             "error": notice.error,
             "log_tail": list(notice.log_tail) if notice.status != "succeeded" else [],
             "event": notice.event,
+            "run_url": notice.run_url,
+            "publish": notice.publish,
             "test": notice.test,
         },
     }
 
 
+def signers(display: str, variable: str, value: str) -> list[Webhook]:
+    """One signer per secret: during a key rotation the variable holds several, and the
+    body is signed with each (space-separated signatures, as Standard Webhooks says), so
+    a receiver that knows either one verifies it."""
+    return [signer(display, variable, key) for key in secrets.rotation(value)]
+
+
 def signer(display: str, variable: str, secret: str) -> Webhook:
-    if not secret.startswith("whsec_"):
+    problem = secrets.whsec_problem(secret)
+    if problem is not None:
         raise NotifierError(
-            f"notifier {display}: the value of {variable} must be a Standard Webhooks "
-            "secret starting with whsec_ (not shown); generate one with: python -c "
+            f"notifier {display}: the value of {variable} {problem} (not shown): it must be a "
+            "Standard Webhooks secret, whsec_ and a base64 key; generate one with: python -c "
             "\"import base64,os;print('whsec_'+base64.b64encode(os.urandom(32)).decode())\""
         )
     try:
@@ -74,7 +85,7 @@ def build(
 ) -> Outbound:
     url = check_url(display, cfg.url_env, read_env(display, "url_env", cfg.url_env, environ))
     secret = read_env(display, "secret_env", cfg.secret_env, environ)
-    hook = signer(display, cfg.secret_env, secret)
+    hooks = signers(display, cfg.secret_env, secret)
     body = json.dumps(document(notice), sort_keys=True, separators=(",", ":"))
     msg_id = message_id(notice.run_id, notice.status)
     now = datetime.now(UTC)
@@ -83,6 +94,11 @@ def build(
         "Content-Type": "application/json",
         "webhook-id": msg_id,
         "webhook-timestamp": str(int(now.timestamp())),
-        "webhook-signature": hook.sign(msg_id, now, body),
+        "webhook-signature": " ".join(hook.sign(msg_id, now, body) for hook in hooks),
     }
-    return Outbound(url=url, headers=headers, body=body.encode(), secrets=(url, secret))
+    return Outbound(
+        url=url,
+        headers=headers,
+        body=body.encode(),
+        secrets=(url, secret, *secrets.rotation(secret)),
+    )

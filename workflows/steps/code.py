@@ -115,7 +115,7 @@ def _fetch(mirror: Path, source: str, sha: str) -> None:
     if not (mirror / "HEAD").is_file():
         if mirror.exists():
             shutil.rmtree(mirror)
-        log.info("mirroring %s", _display(source))
+        log.info("mirroring %s", display_source(source))
         _git("clone", "--mirror", "--quiet", "--", source, str(mirror))
     if _has_commit(mirror, sha):
         return
@@ -128,7 +128,7 @@ def _fetch(mirror: Path, source: str, sha: str) -> None:
     if not _has_commit(mirror, sha):
         # The fetch worked, so asking again will not make the commit appear: permanent.
         raise WorkspaceError(
-            f"commit {sha} is not in {_display(source)} after a fresh fetch (was it "
+            f"commit {sha} is not in {display_source(source)} after a fresh fetch (was it "
             "force-pushed away, or pushed to another repository?); the run is not retried"
         )
 
@@ -153,14 +153,53 @@ def prepare(state_dir: Path, source: str, sha: str, run_id: str, subdir: str) ->
             _fetch(mirror, source, sha)
             workspace.parent.mkdir(parents=True, exist_ok=True)
             _git("-C", str(mirror), "worktree", "add", "--detach", "--", str(workspace), sha)
-            log.info("checked out %s at %s for run %s", _display(source), sha[:12], run_id)
+            log.info("checked out %s at %s for run %s", display_source(source), sha[:12], run_id)
     project = workspace / subdir if subdir not in ("", ".") else workspace
     if not project.is_dir():
         raise WorkspaceError(
-            f"commit {sha[:12]} of {_display(source)} has no folder {subdir!r}; "
+            f"commit {sha[:12]} of {display_source(source)} has no folder {subdir!r}; "
             "project_dir is relative to the repository root when source is set"
         )
     return project
+
+
+def fetch_commit(state_dir: Path, source: str, sha: str) -> tuple[str, str]:
+    """Fetch ``sha`` into the source's mirror as a run of it would (its run then finds
+    it there), for ``fire``: the commit's subject line and committer date. A commit
+    that is not there is a permanent ``WorkspaceError`` saying so; a failed fetch is
+    retryable."""
+    check_inputs(source, sha, ".")
+    mirror = mirror_path(state_dir, source)
+    with _locked(mirror):
+        try:
+            _fetch(mirror, source, sha)
+        except WorkspaceError as exc:
+            if exc.retryable:
+                raise
+            raise WorkspaceError(
+                f"commit {sha} is not in {display_source(source)}, even after a fresh fetch; "
+                "check the sha and that it was pushed there"
+            ) from None
+        shown = _git("-C", str(mirror), "show", "-s", "--format=%s%x00%cI", sha, "--", timeout=60)
+    subject, _, date = shown.strip().partition("\x00")
+    return subject, date
+
+
+def on_branch(state_dir: Path, source: str, sha: str, branch: str) -> bool:
+    """Whether ``branch`` holds ``sha`` (after :func:`fetch_commit`); the mirror is
+    fetched once more when its copy of the branch does not, as it may be behind."""
+    mirror = mirror_path(state_dir, source)
+    check = ("-C", str(mirror), "merge-base", "--is-ancestor", sha, f"refs/heads/{branch}")
+    with _locked(mirror):
+        try:
+            _git(*check, timeout=60)
+        except WorkspaceError:
+            _git("-C", str(mirror), "fetch", "--prune", "--quiet", "origin")
+            try:
+                _git(*check, timeout=60)
+            except WorkspaceError:
+                return False
+    return True
 
 
 def remove(state_dir: Path, source: str, run_id: str) -> bool:
@@ -185,9 +224,42 @@ def _discard(mirror: Path, workspace: Path) -> None:
             log.warning("git worktree prune failed in %s: %s", mirror, exc)
 
 
-def _display(source: str) -> str:
+def display_source(source: str) -> str:
     """A source for logs and errors: credentials in a URL never leave this process."""
     if "://" in source and "@" in source.split("://", 1)[1].split("/", 1)[0]:
         scheme, rest = source.split("://", 1)
         return f"{scheme}://***@{rest.split('@', 1)[1]}"
     return source
+
+
+def is_local(source: str) -> bool:
+    """Whether git reads ``source`` as a path on this machine rather than a remote URL
+    (git's own rule: a ``scheme://`` is a URL, ``host:path`` before any ``/`` is ssh)."""
+    if "://" in source:
+        return source.startswith("file://")
+    head = source.split("/", 1)[0]
+    return ":" not in head
+
+
+def local_refs(repository: Path) -> list[str]:
+    """Every branch and tag of a repository on this machine (``refs/heads/...``,
+    ``refs/tags/...``); a folder that is not a repository raises ``WorkspaceError``."""
+    out = _git(
+        "-C",
+        str(repository),
+        "for-each-ref",
+        "--format=%(refname)",
+        "refs/heads",
+        "refs/tags",
+        timeout=60,
+    )
+    return out.split()
+
+
+def has_file_at(repository: Path, ref: str, path: str) -> bool:
+    """Whether ``path`` is a file in ``ref`` of a repository on this machine."""
+    try:
+        kind = _git("-C", str(repository), "cat-file", "-t", f"{ref}:{path}", timeout=60)
+    except WorkspaceError:
+        return False
+    return kind.strip() == "blob"

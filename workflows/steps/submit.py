@@ -31,6 +31,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from trigger.core.errors import RunRefused, SubmissionUnclear
+from trigger.core.logfields import ids
 from workflows.bauplan.adapter import Bauplan, JobFacts, project_identity
 from workflows.store import Store, Submission
 
@@ -65,7 +66,12 @@ def recorded_job(store: Store, bauplan: Bauplan, run_id: str) -> str | None:
             "another run claimed that job at the same moment; check the job in Bauplan and "
             f"start the run again with `bauplan-trigger runs retry {run_id}` if it is not its own"
         ) from None
-    log.warning("run %s adopted job %s submitted before a crash", run_id, found)
+    log.warning(
+        "run %s adopted job %s submitted before a crash",
+        run_id,
+        found,
+        extra=ids(run_id=run_id, job_id=found),
+    )
     return found
 
 

@@ -89,10 +89,6 @@ def test_user_mistakes_are_one_line_and_exit_1(tmp_path: Path, project_dir: Path
         (("fire", "nope", "--config", str(config)), "no trigger named 'nope'"),
         (("fire", "orders", "--config", str(config), "--param", "x=1"), "does not declare it"),
         (
-            ("fire", "orders", "--config", str(config)),
-            "needs a value for parameter run_date; pass it in params (--param run_date=VALUE)",
-        ),
-        (
             (
                 "fire",
                 "orders",
@@ -170,7 +166,9 @@ def test_rehearsal_faults_are_armed_listed_and_cleared_from_the_command_line(
 
     cleared = run_cli(rehearse[0], "faults", *rehearse[1:], "--clear")
     assert cleared.stdout.strip() == "cleared 2 fault(s)"
-    assert run_cli(rehearse[0], "faults", *rehearse[1:]).stdout.strip() == "(none)"
+    disarmed = run_cli(rehearse[0], "faults", *rehearse[1:])
+    assert disarmed.stdout.split() == ["METHOD", "ERROR", "LEFT", "MESSAGE"]
+    assert disarmed.stderr.strip() == "(none)"
 
 
 def test_a_state_folder_serve_never_ran_on(
@@ -202,3 +200,139 @@ def test_a_state_folder_serve_never_ran_on(
     ended = cli("fire", "orders", "--param", "run_date=d", "--event-id", "fresh-1", "--wait")
     assert ended.returncode == 0, ended.stderr
     assert "already exists" in ended.stdout and "succeeded" in ended.stdout
+
+
+def test_config_is_taken_before_or_after_the_command_name_and_the_one_after_wins(
+    tmp_path: Path, project_dir: Path
+) -> None:
+    rehearse = str(_config(tmp_path, project_dir))
+    data = base_config(tmp_path, project_dir)
+    data["bauplan"]["mode"] = "live"
+    live = str(write_config(tmp_path / "live.toml", data))
+    refused = "faults are rehearsed only in rehearsal mode"
+
+    for args in (
+        ("--config", rehearse, "rehearsal", "faults", "--json"),
+        ("rehearsal", "--config", rehearse, "faults", "--json"),
+        ("rehearsal", "faults", "--json", "--config", rehearse),
+        ("--config", live, "rehearsal", "faults", "--config", rehearse, "--json"),
+        ("rehearsal", "--config", live, "faults", "--config", rehearse, "--json"),
+    ):
+        result = run_cli(*args)
+        assert result.returncode == 0, (args, result.stderr)
+        assert json.loads(result.stdout) == [], args
+    for args in (
+        ("--config", rehearse, "rehearsal", "faults", "--config", live),
+        ("--config", live, "rehearsal", "faults"),
+    ):
+        result = run_cli(*args)
+        assert result.returncode == 1 and refused in result.stderr, (args, result.stderr)
+
+    # Down a nested group: the config given before `runs` reaches `runs show`.
+    missing = run_cli("--config", "missing.toml", "runs", "show", "run:x:1", cwd=tmp_path)
+    assert missing.returncode == 1 and "missing.toml" in missing.stderr, missing.stderr
+    assert "file not found" in missing.stderr
+    unread = run_cli("--config", rehearse, "runs", "show", "run:x:1")
+    assert unread.stderr.startswith("error: no system database at "), unread.stderr
+    assert "--config" in run_cli("--help").stdout
+    assert "the one after it wins" in " ".join(run_cli("runs", "show", "--help").stdout.split())
+
+
+def test_usage_errors_are_one_line_naming_the_bad_value_and_exit_1(
+    tmp_path: Path, project_dir: Path
+) -> None:
+    config = str(_config(tmp_path, project_dir))
+    cases = [
+        (("runs", "--bogus"), "--bogus", "bauplan-trigger runs --help"),
+        (("runs", "show", "--config", config), "RUN_ID", "bauplan-trigger runs show --help"),
+        (("runs", "--status", "nope"), "'nope'", "bauplan-trigger runs --help"),
+        (("nosuch",), "'nosuch'", "bauplan-trigger --help"),
+        (("--bogus", "runs"), "--bogus", "bauplan-trigger --help"),
+        (("fire", "orders", "--timeout", "soon"), "'soon'", "bauplan-trigger fire --help"),
+        (("rehearsal", "jobs", "--limit", "3"), "--limit", "bauplan-trigger rehearsal jobs --help"),
+    ]
+    for args, bad, fix in cases:
+        result = run_cli(*args)
+        assert result.returncode == 1, (args, result.returncode, result.stderr)
+        assert result.stdout == "", (args, result.stdout)
+        [line] = result.stderr.splitlines()
+        assert line.startswith("error: ") and bad in line and f"see `{fix}`" in line, line
+    for group in ((), ("rehearsal",)):  # a group named alone is asked for its help
+        helped = run_cli(*group)
+        assert helped.returncode == 0 and helped.stdout.startswith("Usage: "), helped
+
+
+def _schedule_config(tmp_path: Path, project_dir: Path) -> Path:
+    config = base_config(tmp_path, project_dir)
+    config["triggers"].append(
+        {
+            "name": "nightly",
+            "project_dir": str(project_dir),
+            "branch": "nightly",
+            "schedule": {"cron": "0 2 * * *"},
+        }
+    )
+    return write_config(tmp_path / "bauplan-trigger.toml", config)
+
+
+def test_a_piped_table_is_plain_its_header_first_and_alone_on_stdout(
+    tmp_path: Path, project_dir: Path
+) -> None:
+    config = str(_schedule_config(tmp_path, project_dir))
+    for n in (1, 2):
+        fired = run_cli("fire", "orders", "--config", config, "--param", f"run_date=d{n}")
+        assert fired.returncode == 0, fired.stderr
+    listed = run_cli("runs", "--config", config)
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert lines[0].split() == ["ID", "TRIGGER", "STATUS", "BRANCH", "JOB", "CREATED"]
+    assert len(lines) == 3 and all(line.split()[2] == "waiting" for line in lines[1:])
+    assert "\x1b" not in listed.stdout and not set(listed.stdout) & set("─━│┃┏┡╇")
+    # Aligned: each column starts where its header does.
+    status_at = lines[0].index("STATUS")
+    assert all(line[status_at:].startswith("waiting") for line in lines[1:])
+    # Notes go to stderr, never above the table.
+    assert "schedule nightly: cron '0 2 * * *' UTC" in listed.stderr
+
+    nothing = run_cli("runs", "--config", config, "--status", "failed")
+    assert nothing.stdout.split() == ["ID", "TRIGGER", "STATUS", "BRANCH", "JOB", "CREATED"]
+    assert "(none)" in nothing.stderr
+
+
+def test_a_table_on_a_terminal_is_drawn_by_rich(tmp_path: Path, project_dir: Path) -> None:
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    from tests.support import cli_env
+
+    config = str(_config(tmp_path, project_dir))
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "trigger.cli", "rehearsal", "faults", "--config", config],
+            stdout=follower,
+            stderr=subprocess.PIPE,
+            env={**cli_env(), "COLUMNS": "120", "TERM": "xterm"},
+            timeout=120,
+            check=False,
+        )
+        os.close(follower)
+        follower = -1
+        out = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the terminal's other end is closed: all of it was read
+                break
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        if follower != -1:
+            os.close(follower)
+        os.close(leader)
+    assert proc.returncode == 0, proc.stderr
+    shown = out.decode()
+    assert "METHOD" in shown and "─" in shown  # the header and rich's rule under it

@@ -1,11 +1,15 @@
-"""``serve --log-format json``: one JSON object per line with run, trigger and event."""
+"""Log lines: JSON with the ids as fields (ours and DBOS's lines alike), or text that
+values from outside cannot break into lines of their own."""
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import re
+import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -15,7 +19,9 @@ import pytest
 
 from tests.support import base_config, final_run, make_settings, run_cli, wait_until, write_config
 from tests.trigger.hookkit import body_of, github_headers, github_push, github_trigger
-from trigger.cli.logs import JsonFormatter, TextFormatter, tame_dbos_logger
+from trigger.cli.logs import JsonFormatter, TextFormatter, log_handler, run_of, tame_dbos_logger
+from trigger.core import secrets
+from trigger.core.logfields import ids
 
 FORGED = "2026-11-23T10:00:00 INFO trigger.ingest: delivery FORGED outcome=accepted"
 # Everything a terminal or a line splitter (str.splitlines) takes as a new line, or as
@@ -23,82 +29,145 @@ FORGED = "2026-11-23T10:00:00 INFO trigger.ingest: delivery FORGED outcome=accep
 BREAKS = ["\n", "\r", "\x0b", "\x1c", "\x85", "\u2028", "\x1b[1A\x1b[2K\r"]
 
 
-def test_a_record_names_its_run_trigger_and_event() -> None:
-    record = logging.LogRecord(
-        "workflows.queue",
-        logging.INFO,
-        __file__,
-        1,
-        "enqueued run %s trigger=%s event=%s branch=%s",
-        ("run:orders:e1", "orders", "e1", "u.orders"),
-        None,
+def _json_lines(log: Callable[[logging.Logger], None]) -> list[dict[str, Any]]:
+    """What ``log`` writes through the JSON handler ``serve --log-format json`` uses."""
+    stream = io.StringIO()
+    logger = logging.getLogger("workflows.queue")
+    handler = log_handler("json", stream)
+    logger.addHandler(handler)
+    try:
+        log(logger)
+    finally:
+        logger.removeHandler(handler)
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def test_a_json_line_carries_the_ids_its_call_passed_as_fields() -> None:
+    [data] = _json_lines(
+        lambda log: log.warning(
+            "enqueued run %s event=%s branch=%s",
+            "run:orders:e1",
+            "e1",
+            "u.orders",
+            extra=ids(run_id="run:orders:e1", event_id="e1", branch="u.orders", job_id=None),
+        )
     )
-    data = json.loads(JsonFormatter().format(record))
-    assert data["level"] == "INFO" and data["logger"] == "workflows.queue"
-    assert data["message"] == "enqueued run run:orders:e1 trigger=orders event=e1 branch=u.orders"
+    assert list(data)[:4] == ["time", "level", "logger", "message"]
+    assert data["level"] == "WARNING" and data["logger"] == "workflows.queue"
+    assert data["message"] == "enqueued run run:orders:e1 event=e1 branch=u.orders"
+    # The trigger comes from the run id; an id the call did not know is not a field.
     assert (data["run_id"], data["trigger"], data["event_id"]) == ("run:orders:e1", "orders", "e1")
+    assert data["branch"] == "u.orders" and "job_id" not in data
     assert data["time"].endswith("+00:00")
 
 
+def test_ids_are_never_read_out_of_the_message() -> None:
+    # The old formatter read "trigger": "fire" out of "bauplan-trigger fire", and a run,
+    # trigger and event out of any text that looked like one.
+    lines = _json_lines(
+        lambda log: (
+            log.warning("fire it: bauplan-trigger fire %s --wait", "orders"),
+            log.warning("delivery x ref=%s", "run:evil:e trigger=evil event=forged"),
+        )
+    )
+    assert [sorted(line) for line in lines] == [["level", "logger", "message", "time"]] * 2
+
+
+def test_a_field_holding_a_secret_is_redacted_in_json_and_absent_from_text() -> None:
+    url = "https://hooks.example.com/services/T0LOGS/B0LOGS/" + "s3cretlogfield" * 2
+    secrets.read("LOGS_SLACK_URL", {"LOGS_SLACK_URL": url}, url=True)
+    secrets.install_log_filter()
+    [data] = _json_lines(
+        lambda log: log.warning("notifier said %s", url, extra={"url": url, "pair": [url, 1]})
+    )
+    assert url not in json.dumps(data) and "s3cretlogfield" not in json.dumps(data)
+    assert data["url"] == "https://hooks.example.com/***" and data["pair"][1] == 1
+    record = logging.makeLogRecord({"msg": "x", "url": url})
+    assert "s3cretlogfield" not in TextFormatter().format(record)
+
+
+def test_a_workflow_id_names_the_run_it_belongs_to() -> None:
+    from trigger.core.matching import run_id_for
+    from workflows.job import job_workflow_id
+    from workflows.notify.outbox import notice_id
+
+    run = run_id_for("orders", "push-1:x")
+    assert run_of(run) == run
+    assert run_of(job_workflow_id(run, 0)) == run_of(job_workflow_id(run, 3)) == run
+    assert run_of(notice_id(run, "data-alerts", "failed")) == run
+    assert run_of("sched-bauplan-trigger-nightly-2026-01-01T00:00:00+00:00") is None
+
+
 @pytest.mark.slow
-def test_serve_logs_json_lines(tmp_path: Path, project_dir: Path) -> None:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = base_config(tmp_path, project_dir, service={"listen": f"127.0.0.1:{port}"})
-    config["service"]["state_dir"] = str(tmp_path / "state")
-    path = write_config(tmp_path / "bauplan-trigger.toml", config)
-    import subprocess
-    import sys
-
+def test_serve_in_json_writes_only_json_lines_dbos_lines_included(
+    tmp_path: Path, project_dir: Path
+) -> None:
     from tests.support import cli_env
 
-    log_path = tmp_path / "serve.log"
-    with log_path.open("wb") as handle:
+    config = base_config(tmp_path, project_dir)
+    path = write_config(tmp_path / "bauplan-trigger.toml", config)
+    # The first submission is refused with a 429: DBOS retries the step and says so on
+    # its own logger, from inside the run's workflow.
+    armed = run_cli("rehearsal", "fault", "run", "TooManyRequestsError", "--config", str(path))
+    assert armed.returncode == 0, armed.stderr
+    out, err = tmp_path / "serve.out", tmp_path / "serve.err"
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        command = [sys.executable, "-m", "trigger.cli", "serve", "--config", str(path)]
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "trigger.cli",
-                "serve",
-                "--config",
-                str(path),
-                "--log-format",
-                "json",
-            ],
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            env=cli_env(),
+            [*command, "--log-format", "json"], stdout=stdout, stderr=stderr, env=cli_env()
         )
     try:
-        wait_until(lambda: "serving role=" in log_path.read_text(), timeout=90, what="serve")
+        wait_until(lambda: "serving role=" in err.read_text(), timeout=90, what="serve")
         fired = run_cli(
-            "fire",
-            "orders",
-            "--config",
-            str(path),
-            "--param",
-            "run_date=j",
-            "--event-id",
-            "json-1",
-            "--wait",
-            "--timeout",
-            "60",
+            *("fire", "orders", "--config", str(path), "--param", "run_date=j"),
+            *("--event-id", "json-1", "--wait", "--timeout", "60"),
         )
         assert fired.returncode == 0, fired.stderr
-        wait_until(lambda: "finished run" in log_path.read_text(), timeout=60, what="finish")
+        wait_until(lambda: "finished run" in err.read_text(), timeout=60, what="finish")
     finally:
         proc.terminate()
         proc.wait(timeout=60)
-    lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
-    assert all({"time", "level", "logger", "message"} <= set(line) for line in lines)
-    finished = [line for line in lines if line["message"].startswith("finished run")]
-    assert finished[0]["run_id"] == "run:orders:json-1" and finished[0]["trigger"] == "orders"
+    assert out.read_text() == ""
+    lines = [json.loads(line) for line in err.read_text().splitlines()]
+    assert all(list(line)[:4] == ["time", "level", "logger", "message"] for line in lines)
+    run = {"run_id": "run:orders:json-1", "trigger": "orders"}
+    [submitted] = [line for line in lines if line["message"].startswith("submitted run")]
+    assert submitted.items() >= {**run, "event_id": "json-1"}.items(), submitted
+    assert submitted["job_id"] and submitted["branch"]
+    [finished] = [line for line in lines if line["message"].startswith("finished run")]
+    assert finished.items() >= {**run, "event_id": "json-1", "status": "success"}.items()
+    # Lines from inside the run's workflow that did not pass the run: ours and DBOS's.
+    created = next(line for line in lines if line["message"].startswith("created branch"))
+    assert created.items() >= run.items()
+    retried = next(line for line in lines if "automatically retried" in line["message"])
+    assert retried["logger"] == "dbos" and retried["level"] == "WARNING"
+    assert retried.items() >= run.items()
     guard = [line for line in lines if line["logger"] == "trigger.ops.api"]
     assert "without a token: serving it only because" in guard[0]["message"]
-    assert guard[0]["level"] == "WARNING"
+    assert not [line for line in lines if line.get("trigger") not in (None, "orders")]
+
+
+def test_dbos_lines_are_ours_even_when_dbos_set_its_logger_up_first(tmp_path: Path) -> None:
+    # DBOS() puts its own console handler on its logger when the logger has none yet.
+    script = f"""
+import logging
+from dbos import DBOS
+url = "sqlite:///{tmp_path / "sys.sqlite"}"
+DBOS(config={{"name": "logs-test", "system_database_url": url, "log_level": "WARNING"}})
+from trigger.cli.logs import setup_logging
+setup_logging(fmt="json")
+logging.getLogger("dbos").warning("a line of DBOS's own")
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    [line] = [json.loads(line) for line in done.stderr.splitlines()]
+    assert (line["logger"], line["level"], line["message"]) == (
+        "dbos",
+        "WARNING",
+        "a line of DBOS's own",
+    )
 
 
 class _Lines(logging.Handler):

@@ -10,12 +10,11 @@ from pathlib import Path
 import pytest
 
 from tests.support import make_settings, match
-from trigger.core.errors import BadParameterError
+from trigger.core.errors import BadParameterError, FireError
 from trigger.core.event import Event, manual_event
 from trigger.core.matching import (
     Decision,
     RunRequest,
-    check_params,
     decide,
     parse_params,
     run_id_for,
@@ -71,9 +70,9 @@ def test_fire_params_must_be_declared_inputs(tmp_path: Path, project_dir: Path) 
         parse_params(trig, ["run_date=x", "table=y"])
     with pytest.raises(BadParameterError, match="name=value"):
         parse_params(trig, ["run_date"])
-    with pytest.raises(BadParameterError, match="needs a value for parameter run_date") as missing:
+    with pytest.raises(FireError, match="needs a value for its inputs: run_date") as missing:
         parse_params(trig, [])
-    assert missing.value.missing == ("run_date",)
+    assert str(missing.value).endswith("; pass params.run_date")
     with pytest.raises(BadParameterError, match="control character"):
         parse_params(trig, ["run_date=a\nb"])
 
@@ -83,30 +82,11 @@ def test_fire_params_follow_the_rule_of_every_source(tmp_path: Path, project_dir
     # A lone surrogate is what an argument that is not UTF-8 becomes (surrogateescape).
     for value, why in (("2026\x85", "U+0085"), ("\u202e2026", "U+202E"), ("26\udcff", "U+DCFF")):
         with pytest.raises(
-            BadParameterError, match=rf"parameter run_date: the value .*\({re.escape(why)}\)"
+            BadParameterError, match=rf"input run_date: the value .*\({re.escape(why)}\)"
         ):
             parse_params(trig, [f"run_date={value}"])
-    with pytest.raises(BadParameterError, match=r"no parameter 'x\\ud800'"):
+    with pytest.raises(BadParameterError, match=r"input 'x\\ud800'"):
         parse_params(trig, ["x\ud800=1"])
-
-
-def test_fire_params_are_told_without_a_command_line_flag(
-    tmp_path: Path, project_dir: Path
-) -> None:
-    """The API and the page give parameters as a map: their errors name no ``--param``."""
-    trig = make_settings(tmp_path, None, project_dir).trigger("orders")
-    assert check_params(trig, {"run_date": "2026-11-23"}) == {"run_date": "2026-11-23"}
-    for values in ({}, {"run_date": "x", "a=b": "c"}, {"run_date": "a\nb"}):
-        with pytest.raises(BadParameterError) as refused:
-            check_params(trig, values)
-        assert "--param" not in str(refused.value)
-    with pytest.raises(BadParameterError) as missing:
-        check_params(trig, {})
-    assert str(missing.value) == (
-        "trigger 'orders' needs a value for parameter run_date; pass it in params"
-    )
-    with pytest.raises(BadParameterError, match="no parameter 'a=b'"):
-        check_params(trig, {"run_date": "x", "a=b": "c"})
 
 
 def test_a_request_as_dict_is_what_asdict_gives_and_a_copy(
@@ -147,3 +127,26 @@ def test_decide_asks_only_the_filter_it_is_given(tmp_path: Path, project_dir: Pa
     event = manual_event("orders", {"run_date": "2026-11-23"}, event_id="e-1")
     [decision] = decide(event, settings, lambda _event, _trig: "the source says no")
     assert decision == Decision("orders", None, "the source says no")
+
+
+def test_a_long_list_of_changed_paths_is_cut_at_a_whole_path_in_the_summary(
+    tmp_path: Path, project_dir: Path
+) -> None:
+    """The summary keeps values short; cutting a JSON array mid-string left text that
+    no reader could turn back into the list ``runs show`` and the API give."""
+    import json
+
+    from trigger.core.event import readable_attributes
+
+    settings = make_settings(tmp_path, None, project_dir)
+    paths = [f"pipelines/orders/model_{i:03d}.sql" for i in range(40)]
+    event = manual_event("orders", {"run_date": "d"}, event_id="many")
+    event = event.model_copy(
+        update={"attributes": {**event.attributes, "changed_paths": json.dumps(paths)}}
+    )
+    [request] = match(event, settings)
+    assert isinstance(request.summary["changed_paths"], str)
+    assert len(request.summary["changed_paths"]) <= 300
+    kept = readable_attributes(request.summary)["changed_paths"]
+    assert kept and kept == paths[: len(kept)] and len(kept) < len(paths)
+    assert readable_attributes(event.attributes)["changed_paths"] == paths

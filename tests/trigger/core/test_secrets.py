@@ -38,6 +38,12 @@ def test_a_signing_secret_is_redacted_with_and_without_its_prefix() -> None:
     assert secrets.redact(f"whsec_{body} / {body}") == "*** / ***"
 
 
+def test_each_secret_of_a_key_rotation_is_redacted_on_its_own() -> None:
+    new, old = fresh("bmV3a2V5"), fresh("b2xka2V5")
+    secrets.read("HOOK_SECRET", {"HOOK_SECRET": f"whsec_{new} whsec_{old}"})
+    assert secrets.redact(f"old whsec_{old}, new {new}") == "old ***, new ***"
+
+
 def test_a_notifier_url_loses_its_path_its_query_and_every_key_in_them() -> None:
     team, key, sig = fresh("T0"), fresh("Xk"), fresh("s1g")
     url = f"https://hooks.example.com/services/{team}/{key}?sig={sig}&mode=full"

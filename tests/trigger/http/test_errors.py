@@ -71,7 +71,7 @@ def test_a_refused_value_is_one_sentence_naming_the_field_and_the_value(
 
 def test_a_fire_missing_a_parameter_says_so_without_the_clis_flag(http: httpx.Client) -> None:
     said = _error(http.post("/api/triggers/orders/fire", json={}), 422)
-    assert said == "trigger 'orders' needs a value for parameter run_date; pass it in params"
+    assert said == "trigger 'orders' needs a value for its inputs: run_date; pass params.run_date"
     assert _error(http.post("/api/triggers/nope/fire", json={}), 404) == (
         "no trigger named 'nope'; configured triggers: orders"
     )

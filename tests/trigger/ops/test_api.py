@@ -159,8 +159,8 @@ def test_fire_refuses_unknown_triggers_and_undeclared_params(api: Any) -> None:
     bad = client.post("/api/triggers/quick/fire", json={"params": {"x": "1"}})
     assert bad.status_code == 422, bad.text
     assert bad.json() == {
-        "error": "trigger 'quick' has no parameter 'x': it does not declare it in inputs "
-        "(declared: none); add it to inputs = [...] in the config"
+        "error": "input 'x': trigger 'quick' does not declare it in inputs (declared: none); "
+        "add it to inputs = [...] in the config"
     }
     odd = client.post("/api/triggers/quick/fire", json={"event_id": "-no spaces-"})
     assert odd.status_code == 422, odd.text
@@ -227,7 +227,7 @@ def test_fire_and_actions_refuse_strings_by_the_rule_of_every_source(
     assert lone.json()["error"].startswith("body field fired_by = 'oct\\ud800cat': ")
     assert "control character (U+000A)" in control.json()["error"]
     assert actor.json()["error"].startswith("body field actor = '\\x1b[2J': ")
-    assert key.json()["error"].startswith("trigger 'quick' has no parameter '\\udcff'")
+    assert key.json()["error"].startswith("input '\\udcff': trigger 'quick' does not declare")
 
 
 def test_the_api_is_in_the_openapi_document(api: Any) -> None:

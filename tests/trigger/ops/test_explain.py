@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -244,3 +245,33 @@ def test_explain_and_runs_give_the_same_waiting_reason(launched: Any, project_di
     wait_until(lambda: release(settings) >= 0 and len(ledger(settings).jobs()) == 3, what="w3")
     release(settings)
     assert _finished(enqueuer, third)["status"] == "succeeded"
+
+
+_MS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00")
+
+
+def test_a_timeline_is_in_time_order_and_to_the_millisecond(launched: Any) -> None:
+    """DBOS's own status times have whole seconds on SQLite under Python < 3.12: none
+    of them may round an entry down to ``.00`` or put it before what came first."""
+    settings, enqueuer = launched()
+    event = manual_event("orders", {"run_date": "t"}, event_id="tl-1")
+    _finished(enqueuer, fire_event(enqueuer, event).run_id)
+    story = explain("tl-1", event_log(settings), enqueuer.client, settings)
+    [received] = story["events"]
+    [run] = story["runs"]
+    times = [entry["at"] for entry in run["timeline"]]
+    whats = [entry["what"] for entry in run["timeline"]]
+    assert whats[0] == "enqueued" and whats[-1] == "finished", whats
+    assert all(_MS.fullmatch(at or "") for at in times), times
+    assert times == sorted(times)
+    # Enqueued once it had arrived, not a rounded-down second before; ended after its
+    # last step did.
+    assert received["received_at"] <= times[0]
+    assert times[-1] >= max(s["completed_at"] for s in run["steps"] if s["completed_at"])
+    assert _MS.fullmatch(run["created_at"]) and _MS.fullmatch(run["finished_at"])
+    clocks = [
+        line.split()[0]
+        for line in render(story).splitlines()
+        if re.fullmatch(r"  \d\d:\d\d:\d\d\.\d{3}  .*", line)
+    ]
+    assert clocks == [at[11:23] for at in times]

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from tests.workflows.notify.receiver import Reply
 from trigger.core.settings.notify import SlackNotifier
 from workflows.notify import slack
 from workflows.notify.notice import Notice
@@ -162,3 +163,132 @@ def test_a_test_message_is_clearly_marked() -> None:
     message = slack.message(notice(test=True))
     assert message["blocks"][0]["text"]["text"].startswith("[TEST] ")
     assert "notify-test" in texts(message)
+
+
+# -- links and escaping ---------------------------------------------------------------
+
+RUN_PAGE = "https://trigger.example.com/runs/run:orders:delivery-1"
+COMMIT_PAGE = "https://github.com/acme/lakehouse/commit/0123456789abcdef0123456789abcdef01234567"
+HOSTILE_EVENT = {
+    **GITHUB_EVENT,
+    "pusher": "<!channel>",
+    "head_message": "<https://evil.example|click me> & <@U123>",
+}
+
+
+def fields(message: dict[str, Any]) -> dict[str, str]:
+    out = {}
+    for block in message["blocks"]:
+        for item in block.get("fields", []):
+            title, _, value = item["text"].partition("\n")
+            out[title.strip("*")] = value
+    return out
+
+
+def context(message: dict[str, Any]) -> str:
+    [block] = [b for b in message["blocks"] if b["type"] == "context"]
+    return str(block["elements"][0]["text"])
+
+
+def test_the_run_page_is_linked_when_public_url_is_set_and_not_otherwise() -> None:
+    linked = slack.message(notice(run_url=RUN_PAGE))
+    assert context(linked) == f"run <{RUN_PAGE}|run:orders:delivery-1>"
+    assert linked["text"].endswith(f" <{RUN_PAGE}|open the run>")
+    plain = slack.message(notice())
+    assert context(plain) == "run `run:orders:delivery-1`"
+    assert "open the run" not in plain["text"] and "<" not in plain["text"]
+
+
+def test_the_commit_is_linked_only_when_the_push_said_where_it_lives() -> None:
+    message = slack.message(notice(event={**GITHUB_EVENT, "commit_url": COMMIT_PAGE}))
+    assert fields(message)["Commit"] == f"<{COMMIT_PAGE}|0123456>"
+    assert "Commit" not in fields(slack.message(notice()))
+    forged = {**GITHUB_EVENT, "commit_url": "https://x.example/a|<!channel>"}
+    assert fields(slack.message(notice(event=forged)))["Commit"] == "0123456"
+
+
+def test_the_fallback_text_is_escaped_like_mrkdwn() -> None:
+    message = slack.message(
+        notice(status="failed", error="<!here> a & b", event=HOSTILE_EVENT, branch="x<y>&z")
+    )
+    text = message["text"]
+    assert "branch x&lt;y&gt;&amp;z" in text
+    assert "by &lt;!channel&gt;: &lt;https://evil.example|click me&gt; &amp; &lt;@U123&gt;" in text
+    assert "error: &lt;!here&gt; a &amp; b" in text
+    assert "<" not in text and ">" not in text
+    for value in fields(message).values():
+        assert "<" not in value and ">" not in value
+
+
+def test_a_cut_never_splits_an_entity() -> None:
+    message = slack.message(notice(status="failed", error="&" * 5000, run_url=RUN_PAGE))
+    text = message["text"]
+    assert len(text) <= slack.TEXT_LIMIT
+    head = text.removesuffix(f" <{RUN_PAGE}|open the run>")
+    assert head.endswith("&amp;…")
+    [error] = [s for s in section_texts(message) if s.startswith("*Error*")]
+    assert error.endswith("&amp;…") and len(error) <= slack.SECTION_LIMIT
+
+
+# -- on the wire ----------------------------------------------------------------------
+
+
+def test_a_delivered_message_links_the_run_page_and_the_commit_and_escapes_the_push(
+    launched: Any, project_dir: Any, monkeypatch: pytest.MonkeyPatch, receiver: Any
+) -> None:
+    from standardwebhooks.webhooks import Webhook
+
+    from tests.workflows.notify.conftest import (
+        HOOK_PATH,
+        SHA,
+        SLACK_PATH,
+        WEBHOOK_SECRET,
+        ci_trigger,
+        notified,
+        notifier_config,
+        notify_env,
+    )
+    from trigger.core.event import Event
+    from trigger.core.matching import build_request
+
+    sink = receiver()
+    github = receiver()
+    github.default = Reply(201)
+    notifiers = notifier_config(slack=sink.url, hook=sink.url, github=github.url)
+    del notifiers["commits"]["run_url"]  # the status links the run page through public_url
+    for key, value in notify_env(sink.url, sink.url).items():
+        monkeypatch.setenv(key, value)
+    settings, enqueuer = launched(
+        service={"public_url": "https://trigger.example.com/"},
+        triggers=[ci_trigger(project_dir, sorted(notifiers))],
+        notifiers=notifiers,
+    )
+    commit = f"https://github.com/acme/lakehouse/commit/{SHA}"
+    event = Event(
+        kind="github",
+        id="push-links",
+        attributes={
+            "repo": "acme/lakehouse",
+            "git_branch": "main",
+            "git_sha": SHA,
+            "git_short_sha": SHA[:7],
+            "pusher": "<!channel>",
+            "head_message": "<https://evil.example|click> & go",
+            "commit_url": commit,
+        },
+    )
+    run_id = str(enqueuer.enqueue(build_request(event, settings.trigger("ci"), settings)).run_id)
+    assert notified(enqueuer, run_id)["status"] == "succeeded"
+    page = "https://trigger.example.com/runs/run:ci:push-links"
+
+    [received] = sink.received(SLACK_PATH)
+    payload = received.json()
+    assert payload["text"].endswith(f" <{page}|open the run>")
+    assert "by &lt;!channel&gt;: &lt;https://evil.example|click&gt; &amp; go" in payload["text"]
+    assert payload["text"].count("<") == 1
+    assert fields(payload)["Commit"] == f"<{commit}|{SHA[:7]}>"
+    assert context(payload) == f"run <{page}|{run_id}>"
+
+    docs = [Webhook(WEBHOOK_SECRET).verify(h.body, h.headers) for h in sink.received(HOOK_PATH)]
+    assert {d["data"]["run_url"] for d in docs} == {page}
+    assert {s.json()["target_url"] for s in github.received("/statuses/")} == {page}

@@ -36,6 +36,8 @@ def test_the_document_schema_version_1() -> None:
             "error": "boom",
             "log_tail": ["a", "b"],
             "event": doc["data"]["event"],
+            "run_url": None,
+            "publish": None,
             "test": False,
         },
     }
@@ -59,6 +61,25 @@ def test_the_receiver_verifies_the_signature_and_gets_a_stable_id(receiver: obje
     assert failed.headers["webhook-id"] != first.headers["webhook-id"]
     with pytest.raises(Exception, match="signature"):
         Webhook("whsec_" + "A" * 44).verify(first.body, first.headers)
+
+
+def test_during_a_key_rotation_the_body_is_signed_with_every_secret(receiver: object) -> None:
+    old = "whsec_" + "T0xE" * 8
+    hook = receiver()  # type: ignore[operator]
+    env = {"HOOK_URL": hook.url + HOOK_PATH, "HOOK_SECRET": f"{WEBHOOK_SECRET}  {old}"}
+    assert send_once("ops", CFG, notice(), env)["delivered"]
+    (got,) = hook.received(HOOK_PATH)
+    assert len(got.headers["webhook-signature"].split(" ")) == 2
+    for secret in (WEBHOOK_SECRET, old):
+        assert Webhook(secret).verify(got.body, got.headers)["data"]["status"] == "succeeded"
+
+
+def test_a_rotation_with_one_bad_secret_is_refused_without_showing_any() -> None:
+    env = {"HOOK_URL": "http://127.0.0.1:1/x", "HOOK_SECRET": f"{WEBHOOK_SECRET} plain-old"}
+    with pytest.raises(NotifierError) as caught:
+        webhook.build(notice(), CFG, "webhook:ops", env)
+    assert "HOOK_SECRET" in str(caught.value) and "whsec_" in str(caught.value)
+    assert "plain-old" not in str(caught.value) and WEBHOOK_SECRET not in str(caught.value)
 
 
 def test_a_secret_that_is_not_whsec_is_refused_without_showing_it() -> None:

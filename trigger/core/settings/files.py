@@ -90,17 +90,26 @@ class Matcher:
 
     def wanted(self, rel: str) -> bool:
         """A matching, non-excluded file that is not a marker and not in a done folder."""
+        return self.refusal(rel) is None
+
+    def refusal(self, rel: str) -> str | None:
+        """Why ``rel`` is not a candidate (completing "file X ..."), or None when it is."""
         parts = rel.split("/")
         if len(parts) > 1 and not self.source.recursive:
-            return False
+            return "is in a sub-folder of the watched dir, and files.recursive is false"
         if any(part in DONE_FOLDERS or part.startswith(".") for part in parts[:-1]):
-            return False
+            return "is inside a processed/, failed/ or hidden folder, which are never offered"
         if self.is_marker(rel):
-            return False
+            return "is a ready marker, not a data file"
         name = parts[-1]
         if self._exclude.match(name, rel):
-            return False
-        return self._include.match(name, rel)
+            return (
+                "is excluded (files.exclude, or the defaults for dotfiles and partial "
+                "downloads: " + ", ".join(DEFAULT_EXCLUDE) + ")"
+            )
+        if not self._include.match(name, rel):
+            return "does not match files.patterns (" + ", ".join(self.source.patterns) + ")"
+        return None
 
     def enters(self, rel_dir: str) -> bool:
         """Whether a scan descends into a sub-folder (``rel_dir`` relative to dir)."""

@@ -1,4 +1,5 @@
-"""The ``[triggers.github]``, ``[triggers.gitlab]`` and ``[triggers.generic]`` sections.
+"""The ``[triggers.github]``, ``[triggers.gitlab]``, ``[triggers.generic]`` and
+``[triggers.cloudevents]`` sections.
 
 Kept apart from the HTTP handlers so that ``settings`` can import them without
 pulling in FastAPI or matching (which imports ``settings``).
@@ -7,7 +8,7 @@ pulling in FastAPI or matching (which imports ``settings``).
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -92,46 +93,86 @@ class GitLabSource(GitSource):
     pass
 
 
-class GenericSource(_Section):
-    """A Standard Webhooks sender; the JSON body's keys become ``body_<key>`` fields."""
+class _Declared(_Section):
+    """A JSON object whose keys are declared with their JSON types; each value becomes a
+    template field ``<prefix><key>``."""
 
-    secret_env: str = Field(description="environment variable holding the whsec_ secret")
     fields: dict[str, BodyType] = Field(
-        default_factory=dict, description="allowed body keys and their JSON types"
+        default_factory=dict, description="allowed keys and their JSON types"
     )
     optional: list[str] = Field(default_factory=list, description="keys that may be left out")
-
-    @field_validator("secret_env")
-    @classmethod
-    def _secret_env(cls, value: str) -> str:
-        return _env_name(value)
 
     @field_validator("fields")
     @classmethod
     def _fields(cls, value: dict[str, BodyType]) -> dict[str, BodyType]:
         for key in value:
             if not _BODY_KEY.match(key):
-                raise ValueError(f"body key {key!r} must be a lower-case name like run_date")
+                raise ValueError(f"key {key!r} must be a lower-case name like run_date")
         return value
 
     @model_validator(mode="after")
-    def _optional_known(self) -> GenericSource:
+    def _optional_known(self) -> _Declared:
         unknown = [key for key in self.optional if key not in self.fields]
         if unknown:
             raise ValueError(f"optional names keys not in fields: {', '.join(unknown)}")
         return self
 
+    prefix: ClassVar[str]
+
     def template_fields(self) -> frozenset[str]:
-        return frozenset(f"{BODY_PREFIX}{key}" for key in self.fields)
+        return frozenset(f"{self.prefix}{key}" for key in self.fields)
 
 
-BODY_PREFIX = "body_"
+class GenericSource(_Declared):
+    """A Standard Webhooks sender; the JSON body's keys become ``body_<key>`` fields."""
+
+    secret_env: str = Field(description="environment variable holding the whsec_ secret")
+
+    @field_validator("secret_env")
+    @classmethod
+    def _secret_env(cls, value: str) -> str:
+        return _env_name(value)
+
+    prefix: ClassVar[str] = "body_"
+
+
+class CloudEventsSource(_Declared):
+    """CloudEvents over HTTP (binary or structured mode); ``source`` + ``id`` is the
+    event's identity, ``data``'s declared keys become ``data_<key>`` fields."""
+
+    auth: Literal["signature", "bearer"] = Field(
+        default="signature",
+        description="signature: Standard Webhooks headers with a whsec_ secret; "
+        "bearer: an Authorization: Bearer token",
+    )
+    secret_env: str = Field(description="environment variable holding the secret or token")
+    types: list[str] = Field(
+        default_factory=list, description="globs of the event types taken; empty: any"
+    )
+    sources: list[str] = Field(
+        default_factory=list, description="globs of the event sources taken; empty: any"
+    )
+
+    @field_validator("secret_env")
+    @classmethod
+    def _secret_env(cls, value: str) -> str:
+        return _env_name(value)
+
+    @field_validator("types", "sources")
+    @classmethod
+    def _glob_lists(cls, value: list[str]) -> list[str]:
+        return _globs(value)
+
+    prefix: ClassVar[str] = "data_"
+
+
+BODY_PREFIX = GenericSource.prefix
 
 
 def secret_envs(trigger: object) -> list[str]:
     """The environment variables a trigger's webhook sections read their secrets from."""
     names = []
-    for kind in ("github", "gitlab", "generic"):
+    for kind in ("github", "gitlab", "generic", "cloudevents"):
         section = getattr(trigger, kind, None)
         if section is not None:
             names.append(section.secret_env)

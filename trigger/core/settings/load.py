@@ -124,7 +124,7 @@ def _config_error(exc: ValidationError, data: dict[str, Any]) -> ConfigError:
             if name:
                 key = f"triggers.{name}" + key.split("]", 1)[1]
     message = first["msg"].removeprefix("Value error, ")
-    if loc and loc[0] == "notifiers":
+    if (loc and loc[0] == "notifiers") or "must not hold credentials" in message:
         value = "(not shown)"  # a notifier value may be a secret pasted by mistake
     if first["type"] == "extra_forbidden":
         message = "is not a known key; check the spelling against the README's config reference"

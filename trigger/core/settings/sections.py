@@ -5,16 +5,24 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Literal
+from urllib.parse import quote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from trigger.core import secrets
+from trigger.core import secrets, text
 from trigger.core.settings.flow import BranchLimit
 
 # A name that goes into ids, queue names and log lines: trigger, process, notifier.
 SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}\Z")
 _LISTEN = re.compile(r"(?P<host>\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(?P<port>\d{1,5})\Z")
 _HOST_NAME = re.compile(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?)\Z")
+
+
+def _public_url_problem(value: str) -> str | None:
+    problem = text.link_problem(value)
+    if problem is None and (urlsplit(value).query or value.endswith(("?", "#")) or "#" in value):
+        return "must not have a query or fragment"
+    return problem
 
 
 class Section(BaseModel):
@@ -54,6 +62,31 @@ class ServiceSettings(Section):
         default_factory=list,
         description="more names (Host header) the API, page and metrics answer to; '*' for any",
     )
+
+    public_url: str | None = Field(
+        default=None,
+        description="the address people open the page at (behind any proxy); links in "
+        "notifications are built from it, and there are none when it is unset",
+    )
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        problem = _public_url_problem(value)
+        if problem is not None:
+            raise ValueError(
+                f"the URL {problem}; give the page's address, like "
+                "https://trigger.example.com or https://example.com/bauplan-trigger"
+            )
+        return value.rstrip("/")
+
+    def run_url(self, run_id: str) -> str | None:
+        """The run's page, or None when no ``public_url`` says where the page is."""
+        if self.public_url is None:
+            return None
+        return f"{self.public_url}/runs/{quote(run_id, safe=':@')}"
 
     @field_validator("allowed_hosts")
     @classmethod
@@ -106,6 +139,9 @@ class BauplanSettings(Section):
     retry_attempts: int = Field(default=6, ge=1, description="tries of a transient SDK error")
     retry_interval: float = Field(default=2.0, gt=0)
     log_tail_lines: int = Field(default=40, ge=0)
+    timeout_seconds: float | None = Field(
+        default=None, gt=0, description="every trigger's job time limit unless it sets its own"
+    )
 
     @field_validator("username")
     @classmethod
@@ -126,6 +162,9 @@ class QueueSettings(Section):
     per_branch_limit: BranchLimit | None = None
     takeover_after_seconds: float | None = Field(
         default=None, gt=0, description="workers take over executors silent this long"
+    )
+    max_queue_seconds: float | None = Field(
+        default=None, gt=0, description="every trigger's queue time limit unless it sets its own"
     )
 
 

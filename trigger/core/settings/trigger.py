@@ -13,7 +13,13 @@ from pydantic import BaseModel, Field, field_validator
 
 from trigger.core.settings.files import FilesSource
 from trigger.core.settings.flow import BranchLimit, BurstPolicy
-from trigger.core.settings.hooks import GenericSource, GitHubSource, GitLabSource
+from trigger.core.settings.hooks import (
+    CloudEventsSource,
+    GenericSource,
+    GitHubSource,
+    GitLabSource,
+)
+from trigger.core.settings.publish import PublishSettings
 from trigger.core.settings.schedule import ScheduleSource
 from trigger.core.settings.sections import SLUG, Outcome, Section
 from trigger.core.templates import COMMON_FIELDS, SOURCE_FIELDS, Template, parse
@@ -36,12 +42,20 @@ class TriggerConfig(Section):
     github: GitHubSource | None = None
     gitlab: GitLabSource | None = None
     generic: GenericSource | None = None
+    cloudevents: CloudEventsSource | None = None
     per_branch_concurrency: int | None = Field(default=None, ge=1)
     per_branch_limit: BranchLimit | None = None
     on_burst: BurstPolicy = "queue"
     debounce_seconds: float | None = Field(default=None, gt=0)
     max_wait_seconds: float | None = Field(default=None, gt=0)
+    timeout_seconds: float | None = Field(
+        default=None, gt=0, description="cancel the job and fail the run after this long"
+    )
+    max_queue_seconds: float | None = Field(
+        default=None, gt=0, description="a run that waited this long without starting expires"
+    )
     schedule: ScheduleSource | None = None
+    publish: PublishSettings | None = None
     files: FilesSource | None = None
 
     @field_validator("name")
@@ -81,8 +95,17 @@ class TriggerConfig(Section):
         fields = set(COMMON_FIELDS) | set(self.inputs)
         for kind in self.sources():
             fields |= SOURCE_FIELDS[kind]
-        if self.generic is not None:
-            fields |= self.generic.template_fields()
+        for declared in (self.generic, self.cloudevents):
+            if declared is not None:
+                fields |= declared.template_fields()
+        return frozenset(fields)
+
+    def template_fields(self) -> frozenset[str]:
+        """The event fields its branch and parameter templates read."""
+        fields = set(self.branch_template().fields)
+        for template in self.parameter_templates().values():
+            if isinstance(template, Template):
+                fields |= template.fields
         return frozenset(fields)
 
     def branch_template(self) -> Template:

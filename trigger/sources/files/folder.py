@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 from trigger.core.errors import WatchDirError
 from trigger.core.settings import Settings, TriggerConfig
@@ -30,16 +29,6 @@ def check_dir(trigger: str, root: Path) -> None:
             pass
     except PermissionError:
         raise WatchDirError(trigger, str(root), "cannot be read by this user") from None
-
-
-def dir_check(settings: Settings, trig: TriggerConfig) -> dict[str, Any]:
-    """The ``check`` command's row for a watched dir."""
-    root = watch_dir(settings, trig)
-    try:
-        check_dir(trig.name, root)
-    except WatchDirError as exc:
-        return {"check": f"watch {trig.name}", "result": "FAIL", "detail": str(exc)}
-    return {"check": f"watch {trig.name}", "result": "ok", "detail": f"{root} is readable"}
 
 
 def undecodable(exc: BaseException) -> bool:

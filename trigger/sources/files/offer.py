@@ -17,8 +17,9 @@ from typing import Any
 from trigger.core.batch import Ticket
 from trigger.core.event import Event
 from trigger.core.fileversion import FileVersion, file_event, sha256_of, shown
+from trigger.core.logfields import ids
 from trigger.core.settings import Settings, TriggerConfig
-from trigger.core.settings.files import Matcher
+from trigger.core.settings.files import FilesSource, Matcher
 from trigger.ingest import intake
 from trigger.sources.files.tracker import Key
 from workflows.intake import Enqueuer, Intake, Taken, unavailable
@@ -35,11 +36,27 @@ def files_filter(event: Event, trigger: TriggerConfig) -> str | None:
     return None
 
 
-def _used_fields(trig: TriggerConfig) -> set[str]:
-    fields = set(trig.branch_template().fields)
-    for template in trig.parameter_templates().values():
-        fields |= getattr(template, "fields", frozenset())
-    return fields
+def needs_sha(trig: TriggerConfig) -> bool:
+    """Whether a version's event needs the file's SHA-256 (its identity, or a template)."""
+    assert trig.files is not None
+    return trig.files.identity == "content" or "file_sha256" in trig.template_fields()
+
+
+def file_info(
+    source: FilesSource, matcher: Matcher, root: Path, version: FileVersion, sha: str | None
+) -> dict[str, Any]:
+    """What the run's before/after steps need, untruncated (see workflows/steps/files.py)."""
+    marker = matcher.marker_for(version.rel) if source.marker_is_companion else None
+    return {
+        "root": str(root),
+        "rel": version.rel,
+        "size": version.size,
+        "mtime_ns": version.mtime_ns,
+        "sha256": sha,
+        "identity": source.identity,
+        "after": source.after,
+        "marker": marker,
+    }
 
 
 class Offers:
@@ -64,7 +81,7 @@ class Offers:
         self.matcher = matcher
         self.enqueuer = enqueuer
         self._version = version_of
-        self.need_sha = self.source.identity == "content" or "file_sha256" in _used_fields(trig)
+        self.need_sha = needs_sha(trig)
         self.last_error: str | None = None
 
     def all(self, ready: list[FileVersion]) -> list[tuple[FileVersion, str]]:
@@ -86,7 +103,7 @@ class Offers:
         if self._version(version.rel) != version.key:
             return "changed"
         event = file_event(self.trig.name, self.source, self.root, version, sha256=sha)
-        info = self._file_info(version, sha)
+        info = file_info(self.source, self.matcher, self.root, version, sha)
         offered = intake(
             self.settings,
             event,
@@ -99,7 +116,11 @@ class Offers:
         if not offered.requests:
             reason = offered.decisions[0].reason if offered.decisions else "no such trigger"
             log.info(
-                "file %s ignored by trigger %s: %s", shown(version.rel), self.trig.name, reason
+                "file %s ignored by trigger %s: %s",
+                shown(version.rel),
+                self.trig.name,
+                reason,
+                extra=ids(trigger=self.trig.name, outcome="ignored"),
             )
             return "ignored"
         return self.enqueuer.submit(offered)
@@ -119,21 +140,6 @@ class Offers:
             self.trig.name,
             run.run_id,
             " (already ran or queued)" if run.duplicate else "",
+            extra=ids(run_id=run.run_id, trigger=self.trig.name, branch=run.branch),
         )
         return _OUTCOMES[taken.outcome]
-
-    def _file_info(self, version: FileVersion, sha: str | None) -> dict[str, Any]:
-        """What the run's before/after steps need, untruncated (see workflows/steps/files.py)."""
-        marker = None
-        if self.source.marker_is_companion:
-            marker = self.matcher.marker_for(version.rel)
-        return {
-            "root": str(self.root),
-            "rel": version.rel,
-            "size": version.size,
-            "mtime_ns": version.mtime_ns,
-            "sha256": sha,
-            "identity": self.source.identity,
-            "after": self.source.after,
-            "marker": marker,
-        }

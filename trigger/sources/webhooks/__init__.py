@@ -1,4 +1,5 @@
-"""Webhook sources: ``github``, ``gitlab`` and signed ``generic`` hooks, each a router.
+"""Webhook sources: ``github``, ``gitlab``, signed ``generic`` hooks and ``cloudevents``,
+each a router.
 
 Every handler follows one skeleton (``hook``): read the body under a cap, verify the
 signature, parse, hand over to ``trigger.ingest``. ``push`` normalises a git push into

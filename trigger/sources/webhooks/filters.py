@@ -8,16 +8,15 @@ decided and the trigger matches: a skipped run is worse than an extra one.
 
 from __future__ import annotations
 
-import json
 from functools import lru_cache
 from typing import Any
 
 import pathspec
 from wcmatch import glob
 
-from trigger.core.event import Event
+from trigger.core.event import Event, list_attribute
 from trigger.core.settings import TriggerConfig
-from trigger.core.settings.hooks import GenericSource, GitSource
+from trigger.core.settings.hooks import CloudEventsSource, GenericSource, GitSource
 
 _GLOB_FLAGS = glob.GLOBSTAR | glob.BRACE | glob.DOTGLOB
 
@@ -32,11 +31,7 @@ def glob_matches(name: str, patterns: list[str]) -> bool:
 
 
 def changed_paths(event: Event) -> list[str]:
-    raw = event.attributes.get("changed_paths")
-    if not isinstance(raw, str):
-        return []
-    paths = json.loads(raw)
-    return [p for p in paths if isinstance(p, str)]
+    return list_attribute(event.attributes, "changed_paths") or []
 
 
 def git_rules(trigger: TriggerConfig, kind: str) -> GitSource | None:
@@ -101,4 +96,18 @@ def generic_filter(event: Event, trigger: TriggerConfig) -> str | None:
         return "has no [triggers.generic] section"
     if event.attributes.get("trigger") != trigger.name:
         return "sent to another trigger"
+    return None
+
+
+def cloudevents_filter(event: Event, trigger: TriggerConfig) -> str | None:
+    section: CloudEventsSource | None = trigger.cloudevents
+    if section is None:
+        return "has no [triggers.cloudevents] section"
+    if event.attributes.get("trigger") != trigger.name:
+        return "sent to another trigger"
+    kind, source = event.attributes.get("ce_type"), event.attributes.get("ce_source")
+    if section.types and not (isinstance(kind, str) and glob_matches(kind, section.types)):
+        return "filtered by types rule"
+    if section.sources and not (isinstance(source, str) and glob_matches(source, section.sources)):
+        return "filtered by sources rule"
     return None

@@ -13,15 +13,13 @@ import logging
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from standardwebhooks import Webhook
 
-from trigger.core import text
 from trigger.core.errors import UnknownTriggerError
 from trigger.core.event import AttributeValue
-from trigger.core.settings.hooks import BODY_PREFIX, GenericSource
 from trigger.http.app import state
 from trigger.http.errors import responses
 from trigger.ingest import Delivery, Rejected, deliver
+from trigger.sources.webhooks.declared import declared_values
 from trigger.sources.webhooks.filters import generic_filter
 from trigger.sources.webhooks.hook import (
     JSON_OBJECT,
@@ -33,13 +31,12 @@ from trigger.sources.webhooks.hook import (
     require_json,
     respond,
     secret_of,
+    standard_verifies,
 )
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["hooks"])
-
-_MAX_STRING = 1000
 
 
 @router.post(
@@ -69,56 +66,11 @@ async def _handle(request: Request, delivery: Delivery, name: str) -> JSONRespon
     require_json(request)
     body = await read_body(request, settings.service.max_body_bytes)
     secret = secret_of(section.secret_env)
-    if secret is None or not _verifies(secret.decode(), body, request):
+    if secret is None or not standard_verifies(secret, body, request):
         raise Rejected(401, "the webhook signature is missing, too old or does not match")
-    values = _values(parse_object(body), section)
+    values = declared_values(
+        parse_object(body), section.fields, section.optional, section.prefix, "body"
+    )
     attributes: dict[str, AttributeValue] = {"trigger": trig.name, **values}
     event = make_event("generic", delivery.id, attributes)
     return await deliver(request, delivery, event, [trig], generic_filter)
-
-
-def _verifies(secret: str, body: bytes, request: Request) -> bool:
-    headers = {
-        key: request.headers.get(key, "")
-        for key in ("webhook-id", "webhook-timestamp", "webhook-signature")
-    }
-    try:
-        Webhook(secret).verify(body, headers, json_parse=False)
-    except Exception:  # the library raises several types for malformed headers and bodies
-        return False
-    return True
-
-
-def _values(data: dict[str, object], section: GenericSource) -> dict[str, AttributeValue]:
-    unknown = sorted(key for key in data if key not in section.fields)
-    if unknown:
-        shown = ", ".join(repr(k[:40]) for k in unknown[:5])
-        raise Rejected(400, f"the body has keys this trigger does not declare: {shown}")
-    missing = [k for k in section.fields if k not in data and k not in section.optional]
-    if missing:
-        raise Rejected(400, f"the body is missing required keys: {', '.join(missing)}")
-    out: dict[str, AttributeValue] = {}
-    for key, kind in section.fields.items():
-        if key not in data:
-            continue
-        value = data[key]
-        if not _is(kind, value):
-            raise Rejected(400, f"body key {key!r} must be a JSON {kind}")
-        if isinstance(value, str):
-            if len(value) > _MAX_STRING:
-                raise Rejected(400, f"body key {key!r} is over {_MAX_STRING} characters")
-            why = text.problem(value)
-            if why is not None:
-                raise Rejected(400, f"body key {key!r} = {text.quoted(value)} {why}; refused")
-        out[f"{BODY_PREFIX}{key}"] = value  # type: ignore[assignment]
-    return out
-
-
-def _is(kind: str, value: object) -> bool:
-    if kind == "boolean":
-        return isinstance(value, bool)
-    if kind == "integer":
-        return isinstance(value, int) and not isinstance(value, bool)
-    if kind == "number":
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    return isinstance(value, str)

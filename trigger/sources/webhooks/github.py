@@ -16,6 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from trigger.core.gitref import SHA
+from trigger.core.logfields import ids
 from trigger.core.settings import TriggerConfig
 from trigger.http.app import header_parameters, state
 from trigger.ingest import Delivery, Rejected, ignore
@@ -33,7 +34,15 @@ from trigger.sources.webhooks.hook import (
     respond,
     verified,
 )
-from trigger.sources.webhooks.push import COMMIT_CAP, Push, commit_list, identifier, obj, text
+from trigger.sources.webhooks.push import (
+    COMMIT_CAP,
+    Push,
+    commit_list,
+    identifier,
+    obj,
+    text,
+    web_url,
+)
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +101,12 @@ async def _handle(
     payload = parse_object(_json_text(body) if content == _FORM else body)
     if kind == "ping":
         hook_id = payload.get("hook_id")
-        log.info("github ping delivery=%s hook_id=%s", delivery.id, hook_id)
+        log.info(
+            "github ping delivery=%s hook_id=%s",
+            delivery.id,
+            hook_id,
+            extra=ids(delivery_id=delivery.id),
+        )
         return await delivery.answer(200, {"ok": True, "hook_id": hook_id}, "ping")
     if kind != "push":
         why = f"X-GitHub-Event {str(kind)[:40]!r} is not handled; only push starts runs"
@@ -152,4 +166,5 @@ def _push(payload: dict[str, object]) -> Push:
         head=head,
         commits_complete=complete,
         peeled=peeled if peeled and SHA.match(peeled) else None,
+        web_url=web_url(repository, "html_url"),
     )

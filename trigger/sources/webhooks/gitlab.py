@@ -30,7 +30,15 @@ from trigger.sources.webhooks.hook import (
     token_verifies,
     verified,
 )
-from trigger.sources.webhooks.push import COMMIT_CAP, Push, commit_list, identifier, obj, text
+from trigger.sources.webhooks.push import (
+    COMMIT_CAP,
+    Push,
+    commit_list,
+    identifier,
+    obj,
+    text,
+    web_url,
+)
 
 log = logging.getLogger(__name__)
 
@@ -124,4 +132,6 @@ def _push(payload: dict[str, object]) -> Push:
         head=head,
         commits_complete=complete,
         peeled=checkout if isinstance(checkout, str) and SHA.match(checkout) else None,
+        web_url=web_url(project, "web_url"),
+        commit_path="-/commit",
     )

@@ -22,11 +22,13 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from standardwebhooks import Webhook
 from starlette.requests import ClientDisconnect
 
 from trigger.core import secrets, text
 from trigger.core.errors import HookPayloadError
 from trigger.core.event import AttributeValue, Event, EventKind
+from trigger.core.logfields import ids
 from trigger.core.settings import TriggerConfig
 from trigger.http.connections import TIMED_OUT, timeout_message
 from trigger.http.errors import responses
@@ -97,7 +99,9 @@ async def respond(delivery: Delivery, handled: Awaitable[JSONResponse]) -> JSONR
         message = "the payload has a field the event model refuses (a delivery id or attribute)"
         return await delivery.reject(Rejected(400, message))
     except Exception:
-        log.exception("delivery %s could not be processed", delivery.id)
+        log.exception(
+            "delivery %s could not be processed", delivery.id, extra=ids(delivery_id=delivery.id)
+        )
         return await delivery.reject(Rejected(400, "the payload could not be processed"))
 
 
@@ -223,6 +227,36 @@ def token_verifies(secret: bytes, header: str | None) -> bool:
     if header is None:
         return False
     return hmac.compare_digest(secret, header.encode("utf-8", "replace"))
+
+
+def standard_verifies(secret: bytes, body: bytes, request: Request) -> bool:
+    """A Standard Webhooks signature (``webhook-id``, ``webhook-timestamp``,
+    ``webhook-signature``) made with any of the variable's secrets: several,
+    space-separated, while a key is rotated."""
+    headers = {
+        key: request.headers.get(key, "")
+        for key in ("webhook-id", "webhook-timestamp", "webhook-signature")
+    }
+    keys = secrets.rotation(secret.decode("utf-8", "replace"))
+    return any(_signed_with(key, body, headers) for key in keys)
+
+
+def _signed_with(key: str, body: bytes, headers: dict[str, str]) -> bool:
+    try:
+        Webhook(key).verify(body, headers, json_parse=False)
+    except Exception:  # the library raises several types for malformed headers and bodies
+        return False
+    return True
+
+
+def bearer_verifies(secret: bytes, header: str | None) -> bool:
+    """``Authorization: Bearer <token>`` with any of the variable's tokens."""
+    scheme, _, token = (header or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return False
+    given = token.strip().encode("utf-8", "replace")
+    keys = secrets.rotation(secret.decode("utf-8", "replace"))
+    return any(hmac.compare_digest(key.encode(), given) for key in keys)
 
 
 def verified(candidates: list[TriggerConfig], env_of: Any, check: Any) -> list[TriggerConfig]:

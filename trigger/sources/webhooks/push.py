@@ -36,6 +36,10 @@ class Push:
     commits_complete: bool
     # For tags, the commit the tag points at when the sender says so.
     peeled: str | None = None
+    # The repository's web page and where a commit's page is under it (GitHub:
+    # ``commit``, GitLab: ``-/commit``), for links in notifications.
+    web_url: str | None = None
+    commit_path: str = "commit"
 
 
 def identifier(value: str, *, where: str) -> str:
@@ -97,7 +101,24 @@ def attributes(push: Push) -> dict[str, AttributeValue]:
         "commits_count": len(push.commits),
         "changed_paths": json.dumps(paths),
         "paths_complete": complete,
+        "commit_url": None if deleted else _commit_url(push, sha),
     }
+
+
+def web_url(data: dict[str, Any], key: str) -> str | None:
+    """The repository's web page from the payload, if it can be a link; a push whose
+    page is odd still runs, only without the link."""
+    value = data.get(key)
+    if not isinstance(value, str) or texts.link_problem(value) is not None:
+        return None
+    return value.rstrip("/")
+
+
+def _commit_url(push: Push, sha: str) -> str | None:
+    if push.web_url is None:
+        return None
+    url = f"{push.web_url}/{push.commit_path}/{sha}"
+    return url if texts.link_problem(url) is None else None
 
 
 def _paths(push: Push) -> tuple[list[str], bool]:

@@ -57,12 +57,12 @@ def test_check_names_an_unset_secret_variable(
 ) -> None:
     from tests.support import make_settings
     from tests.trigger.hookkit import github_trigger
-    from trigger.ops.checks import run_checks
+    from trigger.ops.checks import failed, run_checks
 
     settings = make_settings(tmp_path, None, project_dir, triggers=[github_trigger(project_dir)])
-    rows, ok = run_checks(settings)
-    assert ok, rows
+    checks = run_checks(settings)
+    assert not failed(checks), checks
     monkeypatch.delenv("GITHUB_WEBHOOK_SECRET")
-    rows, ok = run_checks(settings)
-    [row] = [r for r in rows if r["check"] == "trigger orders secret"]
-    assert not ok and row["result"] == "FAIL" and "$GITHUB_WEBHOOK_SECRET" in row["detail"]
+    checks = run_checks(settings)
+    [check] = [c for c in checks if c.name == "trigger orders secret"]
+    assert failed(checks) and check.status == "fail" and "$GITHUB_WEBHOOK_SECRET" in check.message

@@ -287,18 +287,18 @@ def test_the_file_drop_example_config_loads() -> None:
     settings = load_settings(example, environ={})
     trig = settings.trigger("landing")
     assert trig.files is not None and trig.files.after == "move"
-    assert watch_dir(settings, trig) == example.parent.parent / "landing"
+    assert watch_dir(settings, trig) == example.parent / "landing"
 
 
 def test_check_reports_a_missing_watched_dir(tmp_path: Path, project_dir: Path) -> None:
-    from trigger.ops.checks import run_checks
+    from trigger.ops.checks import failed, run_checks
 
     settings = make_settings(
         tmp_path, None, project_dir, triggers=[files_trigger(project_dir, tmp_path / "nope")]
     )
-    rows, ok = run_checks(settings)
-    [row] = [r for r in rows if r["check"] == "watch landing"]
-    assert not ok and row["result"] == "FAIL" and "does not exist" in row["detail"]
+    checks = run_checks(settings)
+    [check] = [c for c in checks if c.name == "watch landing"]
+    assert failed(checks) and check.status == "fail" and "does not exist" in check.message
 
 
 def test_a_file_deleted_before_it_settles_starts_nothing(watch: Any, landing: Path) -> None:

@@ -73,6 +73,42 @@ def test_bad_old_or_foreign_signatures_are_401(offline: Any) -> None:
     assert [r.status_code for r in (stale, foreign, garbage, unsigned)] == [401] * 4
 
 
+OLD_KEY = "whsec_" + "T0xE" * 8
+
+
+def test_during_a_key_rotation_either_secret_verifies(
+    offline: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Standard Webhooks rotation: the variable holds the new and the old secret, space
+    separated, and the sender may put one signature per secret in the header."""
+    from tests.trigger.hookkit import WHSEC
+
+    monkeypatch.setenv("GENERIC_WEBHOOK_SECRET", f"{WHSEC} {OLD_KEY}")
+    body = body_of({"table": "orders", "rows": 1})
+    both = standard_headers(body, msg_id="m3")
+    both["webhook-signature"] += (
+        " " + standard_headers(body, secret=OLD_KEY, msg_id="m3")["webhook-signature"]
+    )
+    foreign_first = standard_headers(body, msg_id="m4")
+    foreign_first["webhook-signature"] = (
+        standard_headers(body, secret="whsec_" + "QUJD" * 8, msg_id="m4")["webhook-signature"]
+        + " "
+        + foreign_first["webhook-signature"]
+    )
+    with offline() as server:
+        new = _post(server.url, body, msg_id="m1")
+        old = _post(server.url, body, secret=OLD_KEY, msg_id="m2")
+        signed_twice = httpx.post(
+            f"{server.url}/hooks/generic/loader", content=body, headers=both, timeout=30
+        )
+        one_good_of_two = httpx.post(
+            f"{server.url}/hooks/generic/loader", content=body, headers=foreign_first, timeout=30
+        )
+        foreign = _post(server.url, body, secret="whsec_" + "QUJD" * 8, msg_id="m5")
+    assert [r.status_code for r in (new, old, signed_twice, one_good_of_two)] == [202] * 4
+    assert foreign.status_code == 401
+
+
 def test_the_body_is_checked_against_the_declared_fields(offline: Any) -> None:
     with offline() as server:
         unknown = _post(server.url, {"table": "t", "rows": 1, "drop": "x"}, msg_id="a")

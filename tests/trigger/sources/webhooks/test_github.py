@@ -87,6 +87,7 @@ def test_a_signed_push_is_enqueued_and_runs_with_the_push_fields(hooks: Any, pro
     assert event["head_message"] == "Update the orders pipeline"
     assert event["paths_complete"] is True
     assert "pipelines/orders/models.py" in str(event["changed_paths"])
+    assert event["commit_url"] == f"https://github.com/acme/lakehouse/commit/{SHA_A}"
 
 
 def test_a_delivery_is_one_log_line_naming_its_outcome_and_runs(

@@ -75,6 +75,7 @@ def test_a_push_hook_runs_and_a_redelivery_is_a_duplicate(hooks: Any, project_di
     assert run["parameters"] == {"sha": AFTER[:7], "pusher": "jsmith"}
     assert run["event"]["repo"] == "acme/data/lakehouse"
     assert run["event"]["head_message"] == "fixed readme"
+    assert run["event"]["commit_url"] == f"http://example.com/acme/data/lakehouse/-/commit/{AFTER}"
 
 
 def test_the_idempotency_key_is_the_event_id_when_sent(offline: Any) -> None:

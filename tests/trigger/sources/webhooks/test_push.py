@@ -47,3 +47,30 @@ def test_identifiers_with_control_characters_are_refused_naming_the_field(
     with pytest.raises(HookPayloadError, match="control character") as caught:
         attributes(_push(**change))
     assert str(caught.value).startswith(field)
+
+
+def test_the_commit_url_comes_from_the_repositorys_web_page() -> None:
+    github = attributes(_push(web_url="https://github.com/acme/lakehouse"))
+    assert github["commit_url"] == f"https://github.com/acme/lakehouse/commit/{SHA}"
+    gitlab = attributes(_push(web_url="https://gitlab.com/acme/data", commit_path="-/commit"))
+    assert gitlab["commit_url"] == f"https://gitlab.com/acme/data/-/commit/{SHA}"
+    assert attributes(_push())["commit_url"] is None  # unknown: no link rather than a guess
+    deleted = _push(web_url="https://github.com/acme/lakehouse", after="0" * 40)
+    assert attributes(deleted)["commit_url"] is None
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        "javascript:alert(1)",
+        "https://github.com/acme/x|<!channel>",
+        "https://github.com/acme/x> <@U1",
+        "https://bot:token@github.com/acme/x",
+        "https://github.com/" + "a" * 400,
+        42,
+    ],
+)
+def test_a_repository_page_that_cannot_be_a_link_gives_no_commit_url(page: object) -> None:
+    from trigger.sources.webhooks.push import web_url
+
+    assert web_url({"html_url": page}, "html_url") is None
