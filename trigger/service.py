@@ -27,7 +27,7 @@ from trigger.context import Component, ServiceContext
 from trigger.core.errors import TriggerError
 from trigger.core.settings import Settings
 from trigger.http import app as http
-from trigger.ops import api, docs, metrics, page
+from trigger.ops import api, docs, guard, metrics, page
 from trigger.sources import schedule
 from trigger.sources.files import component as files
 from trigger.sources.webhooks import cloudevents, generic, github, gitlab
@@ -65,7 +65,7 @@ def create_app(settings: Settings, context: ServiceContext | None = None) -> Fas
 
 def components() -> list[Component]:
     """What a ``serve`` process may run; ``--role`` picks among them."""
-    return [http.component(ROUTERS, HEALTH), files.COMPONENT, schedule.COMPONENT, api.GUARD]
+    return [http.component(ROUTERS, HEALTH), files.COMPONENT, schedule.COMPONENT, guard.GUARD]
 
 
 def serve(

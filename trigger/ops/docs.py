@@ -17,7 +17,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse
 from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
 
-from trigger.ops.api import authorize_page
+from trigger.ops.guard import authorize_page
 
 ASSETS = "/docs/assets"
 _FILES = {

@@ -32,7 +32,8 @@ from trigger.core.eventlog import EventLog, event_log
 from trigger.core.runstatus import FINAL_STATUSES, STATUS_WORDS, status_word
 from trigger.core.settings import Settings
 from trigger.http.app import state
-from trigger.ops.api import GUARD_RESPONSES, authorize, client_of
+from trigger.ops.api import client_of
+from trigger.ops.guard import GUARD_RESPONSES, authorize
 from workflows.diagnosis import KINDS, diagnose
 from workflows.queue import RUN_QUEUE, RUN_WORKFLOW
 
