@@ -264,6 +264,7 @@ class ServeProcess:
 
     def start(self, wait: bool = True) -> None:
         self.starts += 1
+        before = len(self.log())
         handle = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             self.command(),
@@ -273,11 +274,16 @@ class ServeProcess:
         )
         handle.close()
         if wait:
+            # A restarted worker recovers its runs as DBOS launches, so an armed crash can
+            # end it before it says it is serving: that counts as started (and died).
             wait_until(
-                lambda: self.log().count("serving role=") >= self.starts,
+                lambda: "serving role=" in self.log()[before:] or self.exited(),
                 timeout=60,
                 what=f"serve to start (log: {self.log()[-2000:]})",
             )
+
+    def exited(self) -> bool:
+        return self.proc is not None and self.proc.poll() is not None
 
     def command(self) -> list[str]:
         return [

@@ -12,7 +12,8 @@ file drop (``start``, ``check_file``, ``prepare_branch``, ``submit``, between it
 marker and the file, ``move_file``) and a pushed commit (``start``,
 ``prepare_branch``, ``prepare_code``, ``submit``, ``remove_code``), a job that outlives
 its timeout (the ``wait`` that finds it late, the ``stop`` that cancels it, ``finish``)
-and a run that waited too long (``launch``, ``finish``). 200 jobs of the
+and a run that waited too long (``launch``, ``finish``), and a publishing run (the
+instant Bauplan merged, ``publish``, ``delete_branch``). 200 jobs of the
 same user sit in the reconcile window. Under a global cap, a rate-limited run and
 its job workflow meet theirs (``launch`` with its hand-over, the job workflow's
 ``submit`` with the moment between recording and submitting, ``wait``, ``finish``).
@@ -35,6 +36,7 @@ from trigger.core.event import manual_event
 from trigger.core.runstatus import FINAL_STATUSES
 from trigger.core.settings import build_settings
 from workflows.bauplan.rehearsal import Ledger, RehearsalClient
+from workflows.bauplan.rehearsal_refs import merges
 from workflows.intake import Enqueuer
 from workflows.notify.outbox import NOTICE_WORKFLOW
 from workflows.records import list_runs, show_run
@@ -50,6 +52,7 @@ FILE = ["start", "check_file", "prepare_branch", "submit", "move_file.marker", "
 GIT = ["start", "prepare_branch", "prepare_code", "submit", "remove_code"]
 TIMED_OUT = ["wait", "stop", "finish"]
 EXPIRED = ["launch", "finish"]
+PUBLISH = ["publish", "delete_branch"]
 
 
 class Worker:
@@ -155,6 +158,13 @@ def test_a_worker_killed_at_every_step_boundary_submits_each_run_once_and_ends_e
                 "max_queue_seconds": 0.001,  # any wait on the queue is longer
             },
             {
+                "name": "wap",
+                "project_dir": str(project_dir),
+                "branch": "wap",
+                "rehearse_seconds": 0.1,
+                "publish": {"into": "main", "delete_branch_after": True},
+            },
+            {
                 "name": "landing",
                 "project_dir": str(project_dir),
                 "branch": "landing_{file_stem}",
@@ -248,12 +258,20 @@ def test_a_worker_killed_at_every_step_boundary_submits_each_run_once_and_ends_e
         runs.append(_fire(settings, enqueuer, "slow", "slow"))
         worker.recover(runs[-1:], len(TIMED_OUT))
 
+        # A publishing run, killed the instant Bauplan merged (before the step's
+        # checkpoint), after the publish step and after deleting its branch.
+        ledger.inject_fault("merge_branch", "EXIT_AFTER")
+        worker.arm(PUBLISH)
+        published = _fire(settings, enqueuer, "wap", "wap")
+        worker.recover([published], 1 + len(PUBLISH))
+
         # A run that waited longer than its max_queue_seconds: it ends with no job.
         worker.arm(EXPIRED)
         runs.append(_fire(settings, enqueuer, "stale", "stale"))
         worker.recover(runs[-1:], len(EXPIRED))
         elapsed = time.monotonic() - begun
         records = {run_id: show_run(enqueuer.client, run_id) for run_id in runs}
+        wap = show_run(enqueuer.client, published)
     finally:
         enqueuer.close()
         hook.close()
@@ -271,11 +289,17 @@ def test_a_worker_killed_at_every_step_boundary_submits_each_run_once_and_ends_e
     job_ids = [records[run_id]["job_id"] for run_id in runs]
     jobs = {j["job_id"]: j for j in ledger.jobs()}
     assert len(set(job_ids)) == len(runs)
-    assert set(jobs) == seeded | set(job_ids)
+    assert set(jobs) == seeded | set(job_ids) | {wap["job_id"]}
     assert f"run {runs[3]} adopted job {job_ids[3]}" in worker.serve.log()
     log = worker.serve.log()
     assert jobs[timed_out["job_id"]]["status"] == "ABORT"
-    for step in {*PLAIN, *GATED, "cancel", *FILE, *GIT, *TIMED_OUT, *EXPIRED}:
+    # The publishing run merged exactly once, and its branch is gone.
+    [merge] = [m for m in merges(ledger) if m["properties"]["bauplan_trigger_run"] == published]
+    assert len(merges(ledger)) == 1 and merge["into_branch"] == "main"
+    assert wap["status"] == "succeeded" and wap["publish"]["state"] == "published"
+    assert wap["publish"]["commit"] == merge["hash"] and wap["publish"]["branch_deleted"]
+    assert not RehearsalClient(ledger).has_branch("rehearsal.wap")
+    for step in {*PLAIN, *GATED, "cancel", *FILE, *GIT, *TIMED_OUT, *EXPIRED, *PUBLISH}:
         assert f"exiting right after step {step}," in log, step
     # The notices were each delivered once; the file and its marker were both moved.
     kinds = [r.json()["type"] for r in hook.received()]

@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
-from trigger.core import db, text
+from trigger.core import db, eventcounts, text
 from trigger.core.batch import GroupCommit
 from trigger.core.event import readable_attributes
 from trigger.core.eventlog_store import (
@@ -135,13 +135,11 @@ class EventLog:
         with self.engine.connect() as conn:
             return _with_decisions(conn, conn.execute(query).all())
 
-    def counts(self) -> list[tuple[str, str, int]]:
-        """(source, outcome, count) over the retained log, for /metrics."""
-        query = sa.select(events_table.c.source, events_table.c.outcome, sa.func.count()).group_by(
-            events_table.c.source, events_table.c.outcome
-        )
+    def totals(self) -> list[tuple[str, str, int]]:
+        """(source, outcome, total) of every event ever logged here, pruned ones too
+        (``trigger.core.eventcounts``), for /metrics."""
         with self.engine.connect() as conn:
-            return [(r[0], r[1], int(r[2])) for r in conn.execute(query)]
+            return eventcounts.totals(conn)
 
     def prune(self, now: float | None = None) -> int:
         """Delete events older than the retention; returns how many went."""

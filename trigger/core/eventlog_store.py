@@ -18,6 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from trigger.core import eventcounts
 from trigger.core.logfields import ids
 
 log = logging.getLogger(__name__)
@@ -191,4 +192,12 @@ def ensure_tables(engine: sa.Engine) -> None:
         # A log made by an older version lacks the indexes added since.
         for index in events_table.indexes:
             index.create(engine, checkfirst=True)
+        # The totals /metrics reports, which a trigger on the event table raises.
+        eventcounts.ensure(engine, _RETAINED)
         _READY.add(key)
+
+
+# The log's own counts, by source and outcome: what the durable totals start from.
+_RETAINED = sa.select(events_table.c.source, events_table.c.outcome, sa.func.count()).group_by(
+    events_table.c.source, events_table.c.outcome
+)

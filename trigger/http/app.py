@@ -25,7 +25,7 @@ from trigger.context import Component, ServiceContext
 from trigger.core import db, outage
 from trigger.core.errors import TriggerError
 from trigger.core.settings import Settings
-from trigger.http import connections, errors
+from trigger.http import connections, errors, metrics_middleware
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +110,7 @@ def build_app(
         settings=settings, context=context, engine=engine, health=health
     )
     errors.install(app)
+    metrics_middleware.install(app)
 
     @app.get(
         "/healthz",

@@ -19,7 +19,7 @@ from trigger.core.eventlog import EventLog
 from trigger.core.runstatus import FINAL_STATUSES
 from trigger.core.settings import Settings
 from trigger.core.text import escaped, problem, readable
-from workflows.notify.notice import format_duration
+from workflows.notify.notice import format_duration, publish_line
 from workflows.notify.outbox import notice_ids
 from workflows.queue import RUN_QUEUE
 from workflows.ratelimit import describe
@@ -147,6 +147,9 @@ def run_story(client: DBOSClient, run_id: str, settings: Settings) -> dict[str, 
             detail += f", cancelled by {attrs['cancelled_by']}"
         if run.get("error"):
             detail += f": {run['error']}"
+        published = publish_line(run.get("publish"))
+        if published:
+            detail += f"; {published}"
         add(max(ended or 0, last) or None, "finished", detail)
     # Stable: entries of the same millisecond keep the order they happen in.
     timeline.sort(key=lambda item: (item[0] is None, item[0] or 0))

@@ -1,21 +1,31 @@
 """``/metrics`` for Prometheus, read from the database at scrape time.
 
-Runs, queue and notification figures come from DBOS's own tables and events from
-our event log, so any process (an ingress, a worker) reports the same numbers for
-the whole deployment, and nothing is lost when a process restarts.
+Runs, queue and notification figures come from DBOS's own tables, event totals from
+the durable counters beside the event log (``trigger.core.eventcounts``), so any
+process (an ingress, a worker) reports the same numbers for the whole deployment,
+and nothing is lost, or lowered, when a process restarts or the log is pruned. The
+HTTP request figures are the one exception: kept by each process, as Prometheus
+expects of them (``trigger.http.metrics_middleware``).
+
+A scrape's cost stays bounded as history grows: event totals are a few counter
+rows, finished runs are tallied as they finish (``trigger.ops.runtally``), and the
+rest reads only the runs waiting or running. Measured on SQLite (2 shared cores):
+reading every run, a scrape took 3.1 s at 30,000 finished runs; tallied, ~10 ms at
+10,000 and ~70 ms at 30,000 (PostgreSQL: tens of ms once its planner statistics are
+current), after a process's first scrape, which reads them all once (2-4 s at
+30,000 on either database).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
 import sqlalchemy as sa
-from dbos import DBOSClient
+from dbos import DBOSClient, WorkflowStatus
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -29,29 +39,17 @@ from prometheus_client.registry import Collector
 
 from trigger.core import outage
 from trigger.core.eventlog import EventLog, event_log
-from trigger.core.runstatus import FINAL_STATUSES, STATUS_WORDS, status_word
+from trigger.core.runstatus import status_word
 from trigger.core.settings import Settings
+from trigger.http import metrics_middleware
 from trigger.http.app import state
 from trigger.ops.api import client_of
 from trigger.ops.guard import GUARD_RESPONSES, authorize
+from trigger.ops.runtally import FailedSteps, Tally, trigger_of
 from workflows.diagnosis import KINDS, diagnose
 from workflows.queue import RUN_QUEUE, RUN_WORKFLOW
 
 log = logging.getLogger(__name__)
-
-DURATION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0)
-# The DBOS statuses of a run that has ended.
-_FINAL = frozenset(k for k, word in STATUS_WORDS.items() if word in FINAL_STATUSES)
-
-
-def _table(engine: sa.Engine, name: str) -> str:
-    return name if engine.dialect.name == "sqlite" else f"dbos.{name}"
-
-
-def _trigger_of(workflow_id: str) -> str:
-    parts = workflow_id.split(":", 2)
-    return parts[1] if len(parts) >= 3 and parts[0] == "run" else "unknown"
-
 
 # What makes a scrape report the database down rather than fail: any database error,
 # the DBOS client's (which reads the same tables) included.
@@ -68,6 +66,8 @@ class StateCollector(Collector):
         self.log = log
         self.client = client
         self.settings = settings
+        self.tally = Tally()
+        self.failed_steps = FailedSteps()
 
     def collect(self) -> Iterator[Metric]:
         try:
@@ -79,80 +79,46 @@ class StateCollector(Collector):
             up.add_metric([], 0)
             yield up
 
-    def _waiting(self) -> Counter[str]:
-        """Waiting runs by what holds them back: the same diagnosis ``runs`` gives, over
-        every run queue (per-trigger ones too) and every limit."""
-        rows = self.client.list_workflows(
+    def _unfinished(self) -> list[WorkflowStatus]:
+        """The runs waiting or running, over every run queue (per-trigger ones too);
+        PENDING ones too: a run parked in its workflow (rate-limited, or waiting for a
+        global slot) is waiting, and the diagnosis leaves the running ones out."""
+        return self.client.list_workflows(
             name=RUN_WORKFLOW,
-            # PENDING too: a run parked in its workflow (rate-limited, or waiting for a
-            # global slot) is waiting; the diagnosis leaves the running ones out.
             status=["ENQUEUED", "DELAYED", "PENDING"],
             load_input=False,
             load_output=False,
         )
-        held = diagnose(self.client, self.settings, rows, RUN_WORKFLOW, RUN_QUEUE)
-        return Counter(w.kind for w in held.values())
 
     def _collect(self) -> Iterator[Metric]:
         now = time.time()
         events = CounterMetricFamily(
             "bauplan_trigger_events",
-            "Events received (in the retained event log) by source and outcome",
+            "Events received by source and outcome, ever: kept apart from the event log, "
+            "so pruning it lowers nothing",
             labels=["source", "outcome"],
         )
-        for source, outcome, count in self.log.counts():
+        for source, outcome, count in self.log.totals():
             events.add_metric([source, outcome], count)
         yield events
 
-        status = _table(self.engine, "workflow_status")
-        query = sa.text(
-            f"SELECT workflow_uuid, status, started_at_epoch_ms, completed_at, updated_at, "  # noqa: S608
-            f"attributes "
-            f"FROM {status} WHERE name = :name"
-        )
+        unfinished = self._unfinished()
         with self.engine.connect() as conn:
-            rows = conn.execute(query, {"name": RUN_WORKFLOW}).all()
-            # Step times are taken in Python with millisecond precision; the status
-            # row's own times are whole seconds on SQLite.
-            spans = {
-                row[0]: (row[1], row[2])
-                for row in conn.execute(
-                    sa.text(
-                        f"SELECT o.workflow_uuid, MIN(o.started_at_epoch_ms), "  # noqa: S608
-                        f"MAX(o.completed_at_epoch_ms) FROM "
-                        f"{_table(self.engine, 'operation_outputs')} o JOIN {status} s "
-                        "ON s.workflow_uuid = o.workflow_uuid WHERE s.name = :name "
-                        "AND s.status IN ('SUCCESS', 'ERROR', 'CANCELLED') "
-                        "GROUP BY o.workflow_uuid"
-                    ),
-                    {"name": RUN_WORKFLOW},
-                )
-            }
-            failures = conn.execute(
-                sa.text(
-                    f"SELECT function_name, COUNT(*) FROM "  # noqa: S608
-                    f"{_table(self.engine, 'operation_outputs')} "
-                    "WHERE lower(function_name) LIKE '%notif%' AND error IS NOT NULL "
-                    "GROUP BY function_name"
-                )
-            ).all()
+            tally = self.tally.refresh(conn, RUN_WORKFLOW, {r.workflow_id for r in unfinished})
+            failed_steps = self.failed_steps.refresh(conn)
+        # Waiting runs by what holds them back: the same diagnosis ``runs`` gives, over
+        # every run queue and every limit; and since when the oldest of them waits.
+        held = diagnose(self.client, self.settings, unfinished, RUN_WORKFLOW, RUN_QUEUE)
+        waiting = Counter(w.kind for w in held.values())
+        since = [r.created_at / 1000 for r in unfinished if r.workflow_id in held and r.created_at]
+        oldest = min(since, default=None)
 
         runs = GaugeMetricFamily(
             "bauplan_trigger_runs", "Runs by trigger and status", labels=["trigger", "status"]
         )
-        by_status: Counter[tuple[str, str]] = Counter()
-        waiting = self._waiting()
-        durations: dict[str, list[float]] = defaultdict(list)
-        for r in rows:
-            trigger = _trigger_of(r.workflow_uuid)
-            by_status[(trigger, status_word(r.status, _attributes(r.attributes)))] += 1
-            if r.status in _FINAL:
-                first, last = spans.get(r.workflow_uuid, (None, None))
-                if first and last:
-                    durations[trigger].append(max(0.0, (last - first) / 1000))
-                elif r.started_at_epoch_ms:
-                    end = r.completed_at or r.updated_at
-                    durations[trigger].append(max(0.0, (end - r.started_at_epoch_ms) / 1000))
+        by_status = tally.by_status
+        for r in unfinished:
+            by_status[(trigger_of(r.workflow_id), status_word(r.status, r.attributes))] += 1
         for (trigger, word), count in sorted(by_status.items()):
             runs.add_metric([trigger, word], count)
         yield runs
@@ -171,16 +137,31 @@ class StateCollector(Collector):
         for kind in KINDS:
             reasons.add_metric([kind], waiting[kind])
         yield reasons
+        age = GaugeMetricFamily(
+            "bauplan_trigger_oldest_waiting_run_age_seconds",
+            "Seconds since the longest-waiting run was enqueued (parked runs count as "
+            "waiting); 0 when none waits",
+            labels=[],
+        )
+        age.add_metric([], 0.0 if oldest is None else max(0.0, now - oldest))
+        yield age
+
+        last_success = GaugeMetricFamily(
+            "bauplan_trigger_last_success_timestamp_seconds",
+            "When each trigger's most recent successful run ended (unix seconds)",
+            labels=["trigger"],
+        )
+        for trigger, at in sorted(tally.last_success.items()):
+            last_success.add_metric([trigger], at)
+        yield last_success
 
         histogram = HistogramMetricFamily(
             "bauplan_trigger_run_duration_seconds",
             "Finished runs' time from start to end",
             labels=["trigger"],
         )
-        for trigger, values in sorted(durations.items()):
-            buckets = [(str(b), sum(1 for v in values if v <= b)) for b in DURATION_BUCKETS]
-            buckets.append(("+Inf", len(values)))
-            histogram.add_metric([trigger], buckets, sum(values))
+        for trigger, (buckets, total) in tally.histogram.items():
+            histogram.add_metric([trigger], buckets, total)
         yield histogram
 
         notify = CounterMetricFamily(
@@ -188,8 +169,8 @@ class StateCollector(Collector):
             "Notification steps that raised, by step name",
             labels=["step"],
         )
-        for name, count in failures:
-            notify.add_metric([str(name).rsplit(".", 1)[-1]], int(count))
+        for name, count in sorted(failed_steps.items()):
+            notify.add_metric([name], count)
         yield notify
 
         ages = GaugeMetricFamily(
@@ -214,6 +195,10 @@ def _registry(request: Request) -> CollectorRegistry:
         settings = state(request).settings
         log_ = event_log(engine, settings.events.retention_days)
         registry.register(StateCollector(engine, log_, client_of(request), settings))
+        requests = metrics_middleware.of(request.app)
+        if requests is not None:  # this process's own HTTP figures
+            registry.register(requests.requests)
+            registry.register(requests.duration)
         app_state.bt_metrics = registry
     found: CollectorRegistry = app_state.bt_metrics
     return found
@@ -226,14 +211,3 @@ router = APIRouter(dependencies=[Depends(authorize)], responses=GUARD_RESPONSES)
 def metrics(request: Request) -> Response:
     data: Any = generate_latest(_registry(request))
     return Response(data, media_type=CONTENT_TYPE_LATEST)
-
-
-def _attributes(value: Any) -> dict[str, Any] | None:
-    """A run's attributes as the row holds them: a dict on PostgreSQL, JSON text on
-    SQLite (the phase tells a parked run, which is waiting, from a running one)."""
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            return None
-    return value if isinstance(value, dict) else None

@@ -22,6 +22,7 @@ from trigger.core.settings import Settings, TriggerConfig
 from trigger.core.templates import SOURCE_FIELDS
 from trigger.core.text import problem
 from trigger.http.app import HealthProvider
+from workflows.notify.notice import publish_line
 from workflows.records import list_runs
 
 PAGE_SIZE = 25
@@ -254,6 +255,7 @@ def run_page(story: Mapping[str, Any], run_id: str) -> dict[str, Any] | None:
         run["seconds"] = float(run["duration"])
     event = run.get("event") or {}
     run["commit"] = _commit(event)
+    run["publish_line"] = publish_line(run.get("publish"))
     run["actions"] = actions(run)
     return {"run": run, "events": story["events"]}
 

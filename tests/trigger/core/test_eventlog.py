@@ -61,7 +61,7 @@ def test_events_are_found_by_any_identity_and_paged(
     assert [e["event_id"] for e in page] == ["d-4", "d-3"]
     following = log.recent(limit=2, before=page[-1]["seq"])
     assert [e["event_id"] for e in following] == ["d-2", "d-1"]
-    assert log.counts() == [("github", "accepted", 5)]
+    assert log.totals() == [("github", "accepted", 5)]
 
 
 def test_old_events_are_pruned_with_their_decisions_and_keys(

@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 
 from tests.workflows.flow_support import final, fire, ledger, orders_trigger
+from trigger.core.eventlog import event_log
+from trigger.ops.explain import explain
 from workflows.bauplan.rehearsal import RehearsalClient
 from workflows.bauplan.rehearsal_refs import merges
 from workflows.records import show_run
@@ -42,6 +44,10 @@ def test_a_successful_run_is_merged_into_the_target_at_its_own_commit(
     assert shown["publish"]["state"] == "published"
     assert shown["publish"]["commit"] == merge["hash"] == client.get_branch("main").hash
     assert client.has_branch("rehearsal.orders_d1")  # kept unless asked otherwise
+    # ``runs show``, ``explain`` and the run's page say it in one sentence.
+    story = explain(run_id, event_log(settings), enqueuer.client, settings)
+    [finished] = [t for t in story["runs"][0]["timeline"] if t["what"] == "finished"]
+    assert f"published into main as {merge['hash'][:12]}" in finished["detail"]
 
 
 def test_a_trigger_without_a_publish_section_never_merges(launched: Any, project_dir: Any) -> None:
