@@ -27,7 +27,7 @@ from trigger.context import Component, ServiceContext
 from trigger.core.errors import TriggerError
 from trigger.core.settings import Settings
 from trigger.http import app as http
-from trigger.ops import api, metrics, page
+from trigger.ops import api, docs, guard, metrics, page
 from trigger.sources import schedule
 from trigger.sources.files import component as files
 from trigger.sources.webhooks import cloudevents, generic, github, gitlab
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 ROLES = ("all", "ingress", "worker")
 
-# Every HTTP surface, in the order they are mounted: the hooks, the API, the page.
+# Every HTTP surface, in the order they are mounted: the hooks, the API, the page, /docs.
 ROUTERS: tuple[APIRouter, ...] = (
     github.router,
     gitlab.router,
@@ -48,6 +48,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     api.router,
     metrics.router,
     page.router,
+    docs.router,
 )
 HEALTH = {"files": files.health}
 
@@ -64,7 +65,7 @@ def create_app(settings: Settings, context: ServiceContext | None = None) -> Fas
 
 def components() -> list[Component]:
     """What a ``serve`` process may run; ``--role`` picks among them."""
-    return [http.component(ROUTERS, HEALTH), files.COMPONENT, schedule.COMPONENT, api.GUARD]
+    return [http.component(ROUTERS, HEALTH), files.COMPONENT, schedule.COMPONENT, guard.GUARD]
 
 
 def serve(

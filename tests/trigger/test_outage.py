@@ -59,7 +59,7 @@ def test_an_outage_answers_503_and_logs_two_lines(
 
     assert {answer.status_code for answer in answers} == {503}
     api_answer, page_answer = answers[0], answers[1]
-    assert api_answer.json()["detail"].startswith(
+    assert api_answer.json()["error"].startswith(
         f'cannot reach the system database (connection to server at "127.0.0.1", port '
         f"{database.port} failed: Connection refused)"
     )

@@ -22,7 +22,10 @@ from trigger.core import text
 EventKind = Literal["manual", "github", "gitlab", "generic", "cloudevents", "files", "schedule"]
 AttributeValue = str | int | float | bool | None
 
-_EVENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,199}\Z")
+_EVENT_ID_CHARS = r"[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,199}"
+_EVENT_ID = re.compile(_EVENT_ID_CHARS + r"\Z")
+# The same rule for the OpenAPI document (a fire's ``event_id``).
+EVENT_ID_PATTERN = f"^{_EVENT_ID_CHARS}$"
 
 # Attributes are scalars (an event stays flat, and every source's values pass one rule);
 # these few hold a list, written as a JSON array of strings.

@@ -127,7 +127,7 @@ async def answer_unavailable(request: Request, exc: Exception) -> Response:
     route = request.scope.get("route")
     if getattr(route, "response_class", None) is HTMLResponse:
         return HTMLResponse(_notice(sentence), status_code=503, headers=headers)
-    return JSONResponse({"detail": sentence}, status_code=503, headers=headers)
+    return JSONResponse({"error": sentence}, status_code=503, headers=headers)
 
 
 def _notice(sentence: str) -> str:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, TypeVar, cast
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, Field
 
 _CONTROLS = "\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069"
 _SURROGATES = "\ud800-\udfff"
@@ -87,8 +87,16 @@ def _identifier(value: str) -> str:
     return value
 
 
+# The same rule for the OpenAPI document, written with escapes. JSON text is Unicode,
+# so the document leaves the surrogates out (generators choke on them, too).
+IDENTIFIER_PATTERN = (
+    "^[^" + "".join(c if c == "-" else f"\\u{ord(c):04x}" for c in _CONTROLS) + "]*$"
+)
+
 # A request-body field from outside that is an identifier (``actor``, ``fired_by``).
-Identifier = Annotated[str, AfterValidator(_identifier)]
+Identifier = Annotated[
+    str, AfterValidator(_identifier), Field(json_schema_extra={"pattern": IDENTIFIER_PATTERN})
+]
 
 
 def stripped(value: str) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import socket
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,17 +18,24 @@ from typing import Any
 import sqlalchemy as sa
 import uvicorn
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.encoders import jsonable_encoder
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 
 from trigger.context import Component, ServiceContext
-from trigger.core import db, outage, text
+from trigger.core import db, outage
 from trigger.core.errors import TriggerError
 from trigger.core.settings import Settings
-from trigger.http import connections, metrics_middleware
+from trigger.http import connections, errors, metrics_middleware
 
 log = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+Webhooks under `/hooks` (each checked by its sender's signature), the operator API
+under `/api` and `/metrics` (a bearer token, see the `bearer` scheme), `/healthz`.
+
+Every refusal is `{"error": "<sentence>"}`: one sentence naming the bad value and the
+fix. Actions (`POST`) take a JSON body, or no body and the header `X-Requested-By`.
+"""
 
 _BACKLOG = 2048  # uvicorn's default, which it sets again when it starts serving
 
@@ -57,6 +63,19 @@ def header_parameters(*names: str) -> list[dict[str, Any]]:
     ]
 
 
+class Health(BaseModel):
+    """``/healthz``: each check's own answer, and a sentence naming the failing ones."""
+
+    model_config = ConfigDict(extra="allow")
+    ok: bool
+    checks: dict[str, dict[str, Any]] = Field(
+        description="per check (the database, each watcher ...) at least `ok`"
+    )
+    error: str | None = Field(
+        default=None, description="when not ok: which checks fail and why, in one sentence"
+    )
+
+
 @dataclass
 class AppState:
     settings: Settings
@@ -80,19 +99,24 @@ def build_app(
     app = FastAPI(
         title="bauplan-trigger",
         summary="Durable run triggers for Bauplan pipelines",
+        description=DESCRIPTION,
         version="1",
+        # /docs is a router of its own that serves Swagger UI from the package, offline.
+        docs_url=None,
+        redoc_url=None,
     )
     engine = db.engine(settings.database_url())
     app.state.bauplan_trigger = AppState(
         settings=settings, context=context, engine=engine, health=health
     )
-    app.add_exception_handler(RequestValidationError, _invalid_request)
+    errors.install(app)
     metrics_middleware.install(app)
 
     @app.get(
         "/healthz",
         summary="Whether this process can reach the system database",
-        responses={503: {"description": "the system database is unreachable"}},
+        response_model=Health,
+        responses={503: {"model": Health, "description": "a check fails; `error` says which"}},
     )
     def healthz(request: Request) -> JSONResponse:
         checks: dict[str, Any] = {"database": _database_check(state(request).engine)}
@@ -101,8 +125,14 @@ def build_app(
                 checks[name] = provider()
             except Exception as exc:  # a broken provider must not hide the others
                 checks[name] = {"ok": False, "error": type(exc).__name__}
-        ok = all(bool(check.get("ok")) for check in checks.values())
-        return JSONResponse({"ok": ok, "checks": checks}, status_code=200 if ok else 503)
+        failing = {name: check for name, check in checks.items() if not check.get("ok")}
+        if not failing:
+            return JSONResponse({"ok": True, "checks": checks})
+        why = "; ".join(
+            f"{name}: {check.get('error') or 'not ok'}" for name, check in failing.items()
+        )
+        body = {"ok": False, "checks": checks, "error": f"unhealthy: {why}"}
+        return JSONResponse(body, status_code=503)
 
     for router in routers:
         app.include_router(router)
@@ -110,26 +140,6 @@ def build_app(
     for kind in outage.DATABASE_ERRORS:
         app.add_exception_handler(kind, outage.answer_unavailable)
     return app
-
-
-async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
-    """FastAPI's 422, whose errors echo the offending input: what JSON cannot hold must
-    come back encodable, not as a 500 while encoding the answer."""
-    assert isinstance(exc, RequestValidationError)
-    detail = _echoable(text.readable(jsonable_encoder(exc.errors())))
-    return JSONResponse(status_code=422, content={"detail": detail})
-
-
-def _echoable(value: Any) -> Any:
-    """NaN and infinities (which Python's JSON parser admits) as null, as FastAPI writes
-    them in route answers."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _echoable(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_echoable(item) for item in value]
-    return value
 
 
 def _database_check(engine: sa.Engine) -> dict[str, Any]:

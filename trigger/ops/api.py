@@ -1,125 +1,51 @@
-"""The operator HTTP API under ``/api``: runs, events, retry, cancel and fire.
+"""The operator HTTP API under ``/api``: runs, events, retry, cancel, resume and fire.
 
-Protected by a bearer token read from the variable ``[api] token_env`` names,
-compared in constant time. Without a configured token the API (and the page and
-metrics) answer only when the service listens on loopback; elsewhere they refuse
-with 403 and ``serve`` says so at start-up. Before the token, the guard refuses
-what a web page could send (``trigger.http.sameorigin``); how the token is shown is
-``trigger.http.credentials``.
+Every route is behind ``trigger.ops.guard`` (a bearer token, or loopback without one);
+its answers' models are ``trigger.ops.answers``, its refusals ``trigger.http.errors``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import ipaddress
-import logging
-from typing import Any, Literal
+from typing import Annotated, Any
 
 from dbos import DBOSClient
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
-from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from trigger.context import Component, ServiceContext
-from trigger.core import secrets
+from trigger.context import ServiceContext
+from trigger.core import text
 from trigger.core.errors import (
     BadParameterError,
     EnqueueUnavailableError,
     FireError,
     RunControlError,
     RunNotFoundError,
-    TokenInUrlError,
     TriggerError,
     UnknownTriggerError,
     WorkspaceError,
 )
-from trigger.core.eventlog import EventLog, event_log
+from trigger.core.event import EVENT_ID_PATTERN
+from trigger.core.eventlog import EventLog, Outcome, event_log
 from trigger.core.eventlog_store import SEQ_MAX
 from trigger.core.runstatus import RunStatus
-from trigger.core.settings import Settings
 from trigger.core.text import Identifier
 from trigger.http.app import header_parameters, state
-from trigger.http.credentials import (
-    CHALLENGE,
-    arrived_cross_site,
-    bearer_matches,
-    cookie_matches,
-    page_login,
-    refusal,
+from trigger.http.errors import responses
+from trigger.http.sameorigin import REQUESTED_BY
+from trigger.ops.answers import (
+    ActionResult,
+    EventPage,
+    FireResult,
+    RunPage,
+    RunStory,
+    Story,
 )
-from trigger.http.sameorigin import REQUESTED_BY, check_request
+from trigger.ops.guard import GUARD_RESPONSES, authorize, resources
 from workflows.intake import Enqueuer
-
-log = logging.getLogger(__name__)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def api_mode(settings: Settings, environ: dict[str, str] | None = None) -> tuple[str, str | None]:
-    """("token", token) | ("loopback", None) | ("refused", why)."""
-    name = settings.api.token_env
-    if name:
-        token = secrets.read(name, environ)
-        if token:
-            return "token", token
-        return "refused", f"[api] token_env names {name}, which is not set or empty"
-    if is_loopback(settings.service.host):
-        return "loopback", None
-    return "refused", (
-        f"no API token is configured and the service listens on {settings.service.listen}; "
-        "set [api] token_env to a variable holding a token, or listen on 127.0.0.1"
-    )
-
-
-def _resources(request: Request) -> dict[str, Any]:
-    app_state = request.app.state
-    if not hasattr(app_state, "bt_api"):
-        settings = state(request).settings
-        mode, value = api_mode(settings)
-        app_state.bt_api = {"mode": mode, "value": value}
-    resources: dict[str, Any] = app_state.bt_api
-    return resources
-
-
-def authorize(request: Request) -> None:
-    """The guard for /api and /metrics: a name of ours, no cross-site change, the token."""
-    check_request(request, state(request).settings.service)
-    if "token" in request.query_params:
-        raise HTTPException(401, detail=str(TokenInUrlError(request.url.path)), headers=CHALLENGE)
-    token = _token(request)
-    if token is not None and not bearer_matches(request, token):
-        raise refusal()
-
-
-def authorize_page(request: Request) -> None:
-    """The guard for the page: like the API's, plus the cookie a ``?token=`` visit sets."""
-    check_request(request, state(request).settings.service)
-    token = _token(request)
-    if "token" in request.query_params:
-        raise page_login(request, token)
-    if token is None or cookie_matches(request, token) or bearer_matches(request, token):
-        return
-    raise refusal(arrived_cross_site(request))
-
-
-def _token(request: Request) -> str | None:
-    """The configured token; None on loopback without one; 403 when the API is off."""
-    res = _resources(request)
-    if res["mode"] == "refused":
-        raise HTTPException(403, detail=f"the operator API is off: {res['value']}")
-    token: str | None = res["value"]
-    return token
 
 
 def client_of(request: Request) -> DBOSClient:
-    res = _resources(request)
+    res = resources(request)
     if "client" not in res:
         context: ServiceContext | None = state(request).context
         if context is not None:
@@ -132,7 +58,7 @@ def client_of(request: Request) -> DBOSClient:
 
 
 def enqueuer_of(request: Request) -> Enqueuer:
-    res = _resources(request)
+    res = resources(request)
     if "enqueuer" not in res:
         context = state(request).context
         if context is not None:
@@ -160,21 +86,10 @@ def close_api(app: FastAPI) -> None:
         res.pop("owned_client").destroy()
 
 
-# What the guard can answer on any guarded route (the API, /metrics).
-GUARD_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"description": "missing or wrong bearer token, or a ?token= in the URL"},
-    403: {"description": "the API is off (no token, not on loopback), or a cross-site request"},
-    421: {"description": "the Host header is not a name of this service ([service] allowed_hosts)"},
-}
 # A state change takes a JSON body, or none and the X-Requested-By header.
-_CHANGE: dict[int | str, dict[str, Any]] = {
-    400: {"description": "the body cannot be read as JSON text"},
-    404: {"description": "no run (or trigger) with that id"},
-    409: {"description": "refused in the run's (or trigger's) present state"},
-    415: {"description": "a body that is not application/json"},
-}
 _CHANGE_HEADERS = {"parameters": header_parameters(REQUESTED_BY.lower())}
-_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: _CHANGE[404]}
+_BODY = responses(400, 415)
+_NO_RUN = responses(404, _404="no run with that id")
 # An offset goes into SQL as a BIGINT: a larger one overflows SQLite and PostgreSQL.
 INT64_MAX = 2**63 - 1
 
@@ -182,14 +97,11 @@ router = APIRouter(
     prefix="/api",
     tags=["operator"],
     dependencies=[Depends(authorize)],
-    responses={
-        **GUARD_RESPONSES,
-        503: {"description": "the system database is unreachable; retry"},
-    },
+    responses={**GUARD_RESPONSES, **responses(422, 503)},
 )
 
 
-@router.get("/runs", summary="Runs, newest first")
+@router.get("/runs", summary="Runs, newest first", response_model=RunPage)
 def get_runs(
     request: Request,
     trigger: str | None = None,
@@ -214,7 +126,8 @@ def get_runs(
 @router.get(
     "/runs/{run_id}",
     summary="One run with its steps, timeline and notifications",
-    responses=_NOT_FOUND,
+    response_model=RunStory,
+    responses=_NO_RUN,
 )
 def get_run(request: Request, run_id: str) -> dict[str, Any]:
     from trigger.ops.explain import run_story
@@ -232,10 +145,14 @@ class ActionBody(BaseModel):
     )
 
 
+_REFUSED = {**_BODY, **_NO_RUN, **responses(409, _409="the run's state does not allow it")}
+
+
 @router.post(
     "/runs/{run_id}/retry",
     summary="A new run of the same request, linked to it",
-    responses=_CHANGE,
+    response_model=ActionResult,
+    responses=_REFUSED,
     openapi_extra=_CHANGE_HEADERS,
 )
 def post_retry(request: Request, run_id: str, body: ActionBody | None = None) -> dict[str, Any]:
@@ -251,7 +168,8 @@ def post_retry(request: Request, run_id: str, body: ActionBody | None = None) ->
 @router.post(
     "/runs/{run_id}/cancel",
     summary="Dequeue or stop a run and cancel its job",
-    responses=_CHANGE,
+    response_model=ActionResult,
+    responses=_REFUSED,
     openapi_extra=_CHANGE_HEADERS,
 )
 def post_cancel(request: Request, run_id: str, body: ActionBody | None = None) -> dict[str, Any]:
@@ -259,6 +177,23 @@ def post_cancel(request: Request, run_id: str, body: ActionBody | None = None) -
 
     return _control(
         lambda: cancel(
+            state(request).settings, client_of(request), run_id, _actor(request, body)
+        ).as_dict()
+    )
+
+
+@router.post(
+    "/runs/{run_id}/resume",
+    summary="Put a cancelled (or stuck) run back on its queue, on its own branch",
+    response_model=ActionResult,
+    responses=_REFUSED,
+    openapi_extra=_CHANGE_HEADERS,
+)
+def post_resume(request: Request, run_id: str, body: ActionBody | None = None) -> dict[str, Any]:
+    from trigger.ops.control import resume
+
+    return _control(
+        lambda: resume(
             state(request).settings, client_of(request), run_id, _actor(request, body)
         ).as_dict()
     )
@@ -280,11 +215,15 @@ def _control(action: Any) -> dict[str, Any]:
     return result
 
 
-@router.get("/events", summary="Received events, newest first, with each trigger's verdict")
+@router.get(
+    "/events",
+    summary="Received events, newest first, with each trigger's verdict",
+    response_model=EventPage,
+)
 def get_events(
     request: Request,
     source: str | None = None,
-    outcome: Literal["accepted", "duplicate", "ignored", "rejected"] | None = None,
+    outcome: Outcome | None = None,
     limit: int = Query(50, ge=1, le=1000),
     before: int | None = Query(
         None, ge=1, le=SEQ_MAX, description="seq of the last event of the previous page"
@@ -298,7 +237,8 @@ def get_events(
 @router.get(
     "/events/{ident:path}",
     summary="The explain story for an id",
-    responses={404: {"description": "nothing is known about that id"}},
+    response_model=Story,
+    responses=responses(404, _404="nothing is known about that id"),
 )
 def get_event(request: Request, ident: str) -> dict[str, Any]:
     from trigger.ops.explain import NothingToExplainError, explain
@@ -309,14 +249,24 @@ def get_event(request: Request, ident: str) -> dict[str, Any]:
         raise HTTPException(404, detail=str(exc)) from None
 
 
+# What the document says of a parameter's value (check_params holds the rule).
+_ParamValue = Annotated[
+    str, Field(json_schema_extra={"maxLength": 1000, "pattern": text.IDENTIFIER_PATTERN})
+]
+
+
 class FireBody(BaseModel):
     """What to run: ``file`` for a file trigger, ``sha`` (and ``branch``) for a git one;
     a schedule trigger runs as a tick of this second, any other with its ``params``."""
 
     model_config = ConfigDict(extra="forbid")
-    params: dict[str, str] = Field(default_factory=dict, description="declared inputs")
+    params: dict[str, _ParamValue] = Field(
+        default_factory=dict, description="a value for each of the trigger's inputs"
+    )
     event_id: str | None = Field(
-        default=None, description="idempotency key: a retried request with it runs once"
+        default=None,
+        description="idempotency key: a retried request with it runs once",
+        json_schema_extra={"pattern": EVENT_ID_PATTERN},
     )
     fired_by: Identifier | None = Field(default=None, max_length=100)
     file: str | None = Field(
@@ -336,7 +286,13 @@ class FireBody(BaseModel):
     description="A file or git fire's run id comes from the file version or the commit, "
     "so asking again answers the same run (`duplicate`); a schedule or plain fire does "
     "so when given the same `event_id`.",
-    responses={**_CHANGE, 422: {"description": "this trigger cannot run this fire; says why"}},
+    response_model=FireResult,
+    responses={
+        **_BODY,
+        **responses(404, _404="no trigger of that name"),
+        **responses(409, _409="the trigger did not take this fire"),
+        **responses(422, _422="this trigger cannot run this fire (or a body field); says why"),
+    },
     openapi_extra=_CHANGE_HEADERS,
 )
 def post_fire(request: Request, name: str, body: FireBody | None = None) -> dict[str, Any]:
@@ -367,16 +323,17 @@ def post_fire(request: Request, name: str, body: FireBody | None = None) -> dict
         )
     except EnqueueUnavailableError:
         raise  # the app answers 503, as for every database outage
-    except BadParameterError as exc:
-        raise _unprocessable(("body", "params"), str(exc)) from None
-    except FireError as exc:
-        raise _unprocessable(("body", exc.field) if exc.field else ("body",), str(exc)) from None
+    except (BadParameterError, FireError) as exc:  # sentences in the API's words
+        raise HTTPException(422, detail=str(exc)) from None
     except ValidationError as exc:
         error = exc.errors()[0]
         why = error["msg"].removeprefix("Value error, ")
         if error["loc"] == ("id",):
-            raise _unprocessable(("body", "event_id"), f"event_id is not valid: {why}") from None
-        raise _unprocessable(("body",), f"this fire's event is refused: {why}") from None
+            shown = text.quoted(body.event_id or "")
+            raise HTTPException(
+                422, detail=f"body field event_id = {shown} is refused: {why}"
+            ) from None
+        raise HTTPException(422, detail=f"this fire's event is refused: {why}") from None
     except WorkspaceError as exc:  # the commit's repository could not be fetched now
         raise HTTPException(503, detail=f"{exc}; retry") from None
     except TriggerError as exc:
@@ -387,27 +344,3 @@ def post_fire(request: Request, name: str, body: FireBody | None = None) -> dict
         "branch": fired.run.branch,
         "duplicate": fired.run.duplicate,
     }
-
-
-def _unprocessable(loc: tuple[str, ...], message: str) -> RequestValidationError:
-    """A value the document cannot rule out (a trigger's own inputs, an event id's
-    characters), answered in the one shape of every 422: FastAPI's own."""
-    return RequestValidationError([{"type": "value_error", "loc": loc, "msg": message}])
-
-
-async def announce(ctx: ServiceContext) -> None:
-    """Say once, at start-up, how the operator API is protected; then stay out of the way."""
-    mode, value = api_mode(ctx.settings)
-    if mode == "token":
-        log.info("operator API on /api: bearer token from %s", ctx.settings.api.token_env)
-    elif mode == "loopback":
-        log.warning(
-            "operator API on /api without a token: serving it only because %s is loopback",
-            ctx.settings.service.listen,
-        )
-    else:
-        log.warning("operator API, page and metrics are OFF: %s", value)
-    await asyncio.Event().wait()
-
-
-GUARD = Component("api-guard", ("all", "ingress"), announce)

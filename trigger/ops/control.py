@@ -1,8 +1,9 @@
 """Run control for operators: retry, cancel and resume, from the CLI and the HTTP API.
 
 Each action checks the run's state first and refuses, in one sentence, what cannot
-be done. Each is written to the event log (source ``control``) so ``explain`` tells
-who did what to a run.
+be done, in words that fit every surface (the CLI, the API, the page's buttons).
+Each is written to the event log (source ``control``) so ``explain`` tells who did
+what to a run.
 """
 
 from __future__ import annotations
@@ -71,8 +72,7 @@ def retry(
     word = _word(old)
     if word in ("waiting", "running"):
         raise RunControlError(
-            f"run {run_id} is still {word}; wait for it to end or cancel it with "
-            f"`bauplan-trigger runs cancel {run_id}`, then retry"
+            f"run {run_id} is still {word}; wait for it to end, or cancel it, then retry"
         )
     if not old.input or not old.input.get("args"):
         raise RunControlError(f"run {run_id} has no recorded request to retry")
@@ -100,8 +100,8 @@ def cancel(
     word = _word(status)
     if word not in ("waiting", "running"):
         raise RunControlError(
-            f"run {run_id} already ended ({word}); there is nothing to cancel. "
-            f"Run it again with `bauplan-trigger runs retry {run_id}`"
+            f"run {run_id} already ended ({word}); there is nothing to cancel "
+            "(retry it to run it again)"
         )
     who = _who(actor)
     client.cancel_workflow(run_id)
@@ -134,11 +134,7 @@ def resume(
     word = _word(status)
     dbos_status = str(status.status)
     if dbos_status not in ("CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED"):
-        hint = (
-            f"retry it with `bauplan-trigger runs retry {run_id}`"
-            if word in ("succeeded", "failed")
-            else "it is already on its way"
-        )
+        hint = "retry it instead" if word in ("succeeded", "failed") else "it is already on its way"
         raise RunControlError(
             f"run {run_id} is {word}; only a cancelled or stuck run can be resumed ({hint})"
         )

@@ -43,7 +43,8 @@ from trigger.core.runstatus import status_word
 from trigger.core.settings import Settings
 from trigger.http import metrics_middleware
 from trigger.http.app import state
-from trigger.ops.api import GUARD_RESPONSES, authorize, client_of
+from trigger.ops.api import client_of
+from trigger.ops.guard import GUARD_RESPONSES, authorize
 from trigger.ops.runtally import FailedSteps, Tally, trigger_of
 from workflows.diagnosis import KINDS, diagnose
 from workflows.queue import RUN_QUEUE, RUN_WORKFLOW

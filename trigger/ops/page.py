@@ -28,14 +28,14 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from trigger.core.eventlog import OUTCOMES
 from trigger.core.runstatus import FINAL_STATUSES, RUN_STATUSES
 from trigger.http.app import state
-from trigger.ops import api, pageview
+from trigger.ops import api, guard, pageview
 from trigger.ops.pageview import Filters
 
 REFRESH_SECONDS = 3
 FRAGMENT = "X-Console-Fragment"
 ACTOR = "page"
 
-router = APIRouter(include_in_schema=False, dependencies=[Depends(api.authorize_page)])
+router = APIRouter(include_in_schema=False, dependencies=[Depends(guard.authorize_page)])
 
 _ASSETS = {"console.js": "text/javascript", "console.css": "text/css"}
 # The page runs our script and styles only: a value that slipped past escaping still

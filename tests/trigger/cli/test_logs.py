@@ -142,7 +142,7 @@ def test_serve_in_json_writes_only_json_lines_dbos_lines_included(
     retried = next(line for line in lines if "automatically retried" in line["message"])
     assert retried["logger"] == "dbos" and retried["level"] == "WARNING"
     assert retried.items() >= run.items()
-    guard = [line for line in lines if line["logger"] == "trigger.ops.api"]
+    guard = [line for line in lines if line["logger"] == "trigger.ops.guard"]
     assert "without a token: serving it only because" in guard[0]["message"]
     assert not [line for line in lines if line.get("trigger") not in (None, "orders")]
 

@@ -44,6 +44,7 @@ async def test_healthz_is_503_when_the_database_is_unreachable(
     assert response.status_code == 503
     assert response.json()["ok"] is False
     assert "unreachable" in response.json()["checks"]["database"]["error"]
+    assert response.json()["error"].startswith("unhealthy: database: system database unreachable (")
 
 
 @pytest.mark.anyio
@@ -56,6 +57,7 @@ async def test_a_failing_health_provider_makes_healthz_503(
     response = await _get(build_app(settings, None, ROUTERS, broken), "/healthz")
     assert response.status_code == 503
     assert response.json()["checks"]["test-broken"]["ok"] is False
+    assert response.json()["error"] == "unhealthy: test-broken: watcher lost its folder"
 
 
 @pytest.mark.anyio
@@ -63,6 +65,63 @@ async def test_every_endpoint_is_in_the_openapi_document(tmp_path: Path, project
     settings = make_settings(tmp_path, None, project_dir)
     response = await _get(create_app(settings), "/openapi.json")
     assert "/healthz" in response.json()["paths"]
+
+
+@pytest.mark.anyio
+async def test_the_document_tells_every_answer_and_the_bearer_token(
+    tmp_path: Path, project_dir: Path
+) -> None:
+    """Each operation names its answers' schemas, its refusals in the one error model, and,
+    on the API and /metrics, the bearer token; the hooks keep their signature headers."""
+    settings = make_settings(tmp_path, None, project_dir)
+    doc = (await _get(create_app(settings), "/openapi.json")).json()
+    assert doc["components"]["securitySchemes"] == {
+        "bearer": {"type": "http", "scheme": "bearer", "description": ANY_TEXT}
+    }
+    error = {"$ref": "#/components/schemas/ErrorBody"}
+    for path, methods in doc["paths"].items():
+        for method, operation in methods.items():
+            label = f"{method.upper()} {path}"
+            answers = operation["responses"]
+            if path != "/metrics":  # Prometheus text
+                ok = answers["200"]["content"]["application/json"]["schema"]
+                assert "$ref" in str(ok), label  # a declared model, not "any"
+            refusals = {code: a for code, a in answers.items() if code >= "400"}
+            for code, answer in refusals.items():
+                if path != "/healthz":
+                    assert answer["content"]["application/json"]["schema"] == error, (label, code)
+            guarded = path.startswith("/api/") or path == "/metrics"
+            assert (operation.get("security") == [{"bearer": []}]) is guarded, label
+            if guarded:
+                assert {"401", "403", "421"} <= set(refusals), label
+            if path.startswith("/api/"):
+                assert "422" in refusals and "503" in refusals, label
+            if "{run_id}" in path or "{name}" in path or "{ident}" in path:
+                assert "404" in refusals, label
+            if method == "post" and path.startswith("/api/"):
+                assert {"400", "404", "409", "415"} <= set(refusals), label
+    actions = ("retry", "cancel", "resume")
+    for action in actions:
+        operation = doc["paths"][f"/api/runs/{{run_id}}/{action}"]["post"]
+        schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
+        assert schema == {"$ref": "#/components/schemas/ActionResult"}
+    github = doc["paths"]["/hooks/github"]["post"]
+    assert {p["name"] for p in github["parameters"]} >= {"x-hub-signature-256"}
+    assert github["requestBody"]["content"]["application/json"]["schema"] == {"type": "object"}
+    run_status = doc["paths"]["/api/runs"]["get"]["parameters"]
+    [status] = [p for p in run_status if p["name"] == "status"]
+    assert "superseded" in str(status["schema"])
+    assert "/docs" not in doc["paths"] and "/redoc" not in doc["paths"]
+
+
+class _AnyText(str):
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str) and bool(other)
+
+    __hash__ = str.__hash__
+
+
+ANY_TEXT = _AnyText()
 
 
 @pytest.fixture

@@ -49,7 +49,7 @@ def test_the_api_and_metrics_refuse_a_token_in_the_url(tmp_path: Path, project_d
             for path in ("/api/runs", "/api/events", "/api/runs/x", "/metrics"):
                 refused = client.get(path, params={"token": TOKEN}, headers=BEARER)
                 assert refused.status_code == 401, (path, refused.text)
-                assert refused.json()["detail"] == (
+                assert refused.json()["error"] == (
                     f"'{path}' does not take ?token= (URLs end up in proxy and access logs); "
                     "send the token as the header Authorization: Bearer <token>"
                 )

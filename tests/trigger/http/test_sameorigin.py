@@ -52,8 +52,8 @@ def test_a_cross_site_form_cannot_fire_retry_or_cancel(loopback: Any) -> None:
             assert form.status_code == 403, (path, headers, form.text)
         plain = client.post(path, headers={"Content-Type": "text/plain"}, content=b'{"x": 1}')
         assert plain.status_code == 415, plain.text
-        assert "a body of type 'text/plain'" in plain.json()["detail"]
-    assert "X-Requested-By" in form.json()["detail"]
+        assert "a body of type 'text/plain'" in plain.json()["error"]
+    assert "X-Requested-By" in form.json()["error"]
     assert list_runs(enqueuer.client) == []
 
 
@@ -72,7 +72,7 @@ def test_a_json_request_from_another_sites_page_is_refused(loopback: Any) -> Non
     for headers in foreign:
         refused = client.post("/api/triggers/quick/fire", json={}, headers=headers)
         assert refused.status_code == 403, (headers, refused.text)
-        assert refused.json()["detail"].startswith("refused a request from another site's web page")
+        assert refused.json()["error"].startswith("refused a request from another site's web page")
     assert list_runs(enqueuer.client) == []
     same = client.post(
         "/api/triggers/quick/fire",
@@ -89,7 +89,7 @@ def test_scripts_without_an_origin_keep_working(loopback: Any) -> None:
     assert fired.status_code == 200, fired.text
     bare = client.post("/api/triggers/quick/fire")
     assert bare.status_code == 403
-    assert bare.json()["detail"] == (
+    assert bare.json()["error"] == (
         "this POST has no body and no X-Requested-By header; send a JSON body with "
         "Content-Type: application/json, or, without a body, the header "
         "X-Requested-By: <your tool's name> (a cross-site form can send neither)"
@@ -107,8 +107,8 @@ def test_a_rebound_host_name_is_refused_on_the_operator_surface_only(loopback: A
     for path in ("/api/runs", "/", "/runs/x", "/metrics"):
         rebound = client.get(path, headers={"Host": "evil.example:8080"})
         assert rebound.status_code == 421, (path, rebound.text)
-        assert rebound.json()["detail"].startswith("Host 'evil.example:8080' is not a name")
-        assert "[service] allowed_hosts" in rebound.json()["detail"]
+        assert rebound.json()["error"].startswith("Host 'evil.example:8080' is not a name")
+        assert "[service] allowed_hosts" in rebound.json()["error"]
         for name in ("localhost:1234", "127.0.0.1", "[::1]:8080"):
             assert client.get(path, headers={"Host": name}).status_code != 421, (path, name)
     posted = client.post("/api/triggers/quick/fire", json={}, headers={"Host": "evil.example"})

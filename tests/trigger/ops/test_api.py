@@ -97,7 +97,7 @@ def test_cancel_dequeues_a_waiting_run_and_stops_a_running_one(api: Any) -> None
     waiting = _until(client, quick, "waiting")
     assert "busy with run " + slow in waiting["waiting"]
     refused = client.post(f"/api/runs/{slow}/retry")
-    assert refused.status_code == 409 and "still running" in refused.json()["detail"]
+    assert refused.status_code == 409 and "still running" in refused.json()["error"]
 
     dequeued = client.post(f"/api/runs/{quick}/cancel")
     assert dequeued.status_code == 200, dequeued.text
@@ -109,8 +109,48 @@ def test_cancel_dequeues_a_waiting_run_and_stops_a_running_one(api: Any) -> None
     jobs = Ledger(ledger_path(settings)).jobs()
     assert [(j["job_id"], j["status"]) for j in jobs] == [(running["job_id"], "ABORT")]
     again = client.post(f"/api/runs/{slow}/cancel")
-    assert again.status_code == 409 and "already ended (cancelled)" in again.json()["detail"]
+    assert again.status_code == 409 and "already ended (cancelled)" in again.json()["error"]
     assert client.post("/api/runs/run:nope:x/cancel").status_code == 404
+
+
+def test_resume_puts_a_cancelled_run_back_on_its_branch_like_runs_resume(api: Any) -> None:
+    settings, client = api
+    slow = client.post("/api/triggers/slow/fire").json()["id"]
+    _until(client, slow, "running", job=True)
+    quick = client.post("/api/triggers/quick/fire").json()["id"]
+    _until(client, quick, "waiting")
+    early = client.post(f"/api/runs/{quick}/resume")
+    assert early.status_code == 409, early.text
+    assert early.json() == {
+        "error": f"run {quick} is waiting; only a cancelled or stuck run can be resumed "
+        "(it is already on its way)"
+    }
+    assert client.post(f"/api/runs/{quick}/cancel").status_code == 200
+    _until(client, quick, "cancelled")
+
+    resumed = client.post(f"/api/runs/{quick}/resume", json={"actor": "ana"})
+    assert resumed.status_code == 200, resumed.text
+    assert resumed.json() == {
+        "action": "resume",
+        "run_id": quick,
+        "status": "cancelled",
+        "detail": "back on the queue for branch rehearsal.shared",
+        "new_run_id": None,
+    }
+    assert _until(client, quick, "waiting")["branch"] == "rehearsal.shared"  # behind slow
+    client.post(f"/api/runs/{slow}/cancel")
+    assert _until(client, quick, *FINAL)["status"] == "succeeded"
+    ended = client.post(f"/api/runs/{quick}/resume")
+    assert ended.status_code == 409 and ended.json()["error"].endswith("(retry it instead)")
+    missing = client.post("/api/runs/run:quick:nope/resume")
+    assert missing.status_code == 404
+    assert missing.json()["error"].startswith("no run with id 'run:quick:nope'")
+    story = client.get(f"/api/events/{quick}").json()
+    control = [e for e in story["events"] if e["source"] == "control"]
+    assert [e["attributes"]["action"] for e in control] == ["cancel", "resume"]
+    assert control[1]["attributes"]["actor"].startswith("ana@")
+    jobs = Ledger(ledger_path(settings)).jobs()
+    assert sorted(j["status"] for j in jobs) == ["ABORT", "COMPLETE"]  # one job each
 
 
 def test_fire_refuses_unknown_triggers_and_undeclared_params(api: Any) -> None:
@@ -118,11 +158,15 @@ def test_fire_refuses_unknown_triggers_and_undeclared_params(api: Any) -> None:
     assert client.post("/api/triggers/nope/fire").status_code == 404
     bad = client.post("/api/triggers/quick/fire", json={"params": {"x": "1"}})
     assert bad.status_code == 422, bad.text
-    assert bad.json()["detail"][0]["loc"] == ["body", "params"]
-    assert "does not declare it in inputs" in bad.json()["detail"][0]["msg"]
+    assert bad.json() == {
+        "error": "input 'x': trigger 'quick' does not declare it in inputs (declared: none); "
+        "add it to inputs = [...] in the config"
+    }
     odd = client.post("/api/triggers/quick/fire", json={"event_id": "-no spaces-"})
     assert odd.status_code == 422, odd.text
-    assert odd.json()["detail"][0]["msg"].startswith("event_id is not valid: event ids are")
+    assert odd.json()["error"].startswith(
+        "body field event_id = '-no spaces-' is refused: event ids are"
+    )
     assert client.get("/api/events/nothing-at-all").status_code == 404
 
 
@@ -179,13 +223,11 @@ def test_fire_and_actions_refuse_strings_by_the_rule_of_every_source(
         nan = _post_json(client, fire, {"fired_by": float("nan")})  # Python's JSON admits NaN
     app.state.bauplan_trigger.engine.dispose()
     assert [r.status_code for r in (lone, control, actor, key, nan)] == [422] * 5
-    assert nan.json()["detail"][0]["input"] is None
-    assert lone.json()["detail"][0]["loc"] == ["body", "fired_by"]
-    assert lone.json()["detail"][0]["input"] == "oct\\ud800cat"
-    assert "control character (U+000A)" in control.json()["detail"][0]["msg"]
-    assert actor.json()["detail"][0]["loc"] == ["body", "actor"]
-    assert key.json()["detail"][0]["loc"] == ["body", "params"]
-    assert "input '\\udcff'" in key.json()["detail"][0]["msg"]
+    assert nan.json() == {"error": "body field fired_by = nan: input should be a valid string"}
+    assert lone.json()["error"].startswith("body field fired_by = 'oct\\ud800cat': ")
+    assert "control character (U+000A)" in control.json()["error"]
+    assert actor.json()["error"].startswith("body field actor = '\\x1b[2J': ")
+    assert key.json()["error"].startswith("input '\\udcff': trigger 'quick' does not declare")
 
 
 def test_the_api_is_in_the_openapi_document(api: Any) -> None:
@@ -196,6 +238,7 @@ def test_the_api_is_in_the_openapi_document(api: Any) -> None:
         "/api/runs/{run_id}",
         "/api/runs/{run_id}/retry",
         "/api/runs/{run_id}/cancel",
+        "/api/runs/{run_id}/resume",
         "/api/events",
         "/api/triggers/{name}/fire",
     ):
@@ -216,7 +259,7 @@ def test_without_a_token_the_api_refuses_off_loopback(tmp_path: Any, project_dir
         for path in ("/api/runs", "/", "/metrics", "/api/events"):
             response = client.get(path)
             assert response.status_code == 403, path
-            assert "no API token is configured" in response.json()["detail"]
+            assert "no API token is configured" in response.json()["error"]
         assert client.get("/healthz").status_code == 200
     app.state.bauplan_trigger.engine.dispose()
 
@@ -250,7 +293,7 @@ def test_a_named_but_unset_token_variable_turns_the_api_off(
     with client_for(app) as client:
         response = client.get("/api/runs", headers={"Authorization": "Bearer x"})
         assert response.status_code == 403
-        assert "BT_TEST_NOT_SET, which is not set" in response.json()["detail"]
+        assert "BT_TEST_NOT_SET, which is not set" in response.json()["error"]
     app.state.bauplan_trigger.engine.dispose()
 
 
@@ -263,9 +306,10 @@ def test_paging_values_out_of_the_databases_range_are_refused_naming_the_bound(a
         for too_big in (2**63, bound + 1):
             refused = client.get(path, params={name: too_big})
             assert refused.status_code == 422, refused.text
-            error = refused.json()["detail"][0]
-            assert error["loc"] == ["query", name]
-            assert error["msg"] == f"Input should be less than or equal to {bound}"
+            assert refused.json() == {
+                "error": f"query parameter {name} = '{too_big}': "
+                f"input should be less than or equal to {bound}"
+            }
         at_the_bound = client.get(path, params={name: bound})
         assert at_the_bound.status_code == 200, at_the_bound.text
     assert client.get("/api/events", params={"before": 0}).status_code == 422

@@ -30,6 +30,7 @@ from trigger.core.errors import UnknownTriggerError
 from trigger.core.event import AttributeValue
 from trigger.core.settings.hooks import CloudEventsSource
 from trigger.http.app import header_parameters, state
+from trigger.http.errors import responses
 from trigger.ingest import Delivery, Rejected, deliver
 from trigger.sources.webhooks.declared import MAX_STRING, declared_values
 from trigger.sources.webhooks.filters import cloudevents_filter
@@ -64,7 +65,7 @@ TAKEN = ("id", "source", "type", "subject", "time")
     "Standard Webhooks signature (webhook-id, webhook-timestamp, webhook-signature) or "
     "Authorization: Bearer, as the trigger's [triggers.cloudevents] auth says. source + "
     "id is the event's identity: a redelivery is a duplicate.",
-    responses={**RESPONSES, 404: {"description": "no cloudevents trigger of that name"}},
+    responses={**RESPONSES, **responses(404, _404="no cloudevents trigger of that name")},
     openapi_extra={
         "requestBody": {
             "content": {STRUCTURED: {}, "application/json": {}},

@@ -17,10 +17,12 @@ from fastapi.responses import JSONResponse
 from trigger.core.errors import UnknownTriggerError
 from trigger.core.event import AttributeValue
 from trigger.http.app import state
+from trigger.http.errors import responses
 from trigger.ingest import Delivery, Rejected, deliver
 from trigger.sources.webhooks.declared import declared_values
 from trigger.sources.webhooks.filters import generic_filter
 from trigger.sources.webhooks.hook import (
+    JSON_OBJECT,
     RESPONSES,
     event_id,
     make_event,
@@ -43,8 +45,8 @@ router = APIRouter(tags=["hooks"])
     description="Standard Webhooks signature (webhook-id, webhook-timestamp, "
     "webhook-signature). The JSON body's keys, declared in the trigger's "
     "[triggers.generic] fields, become template fields body_<key>.",
-    responses={**RESPONSES, 404: {"description": "no generic trigger of that name"}},
-    openapi_extra={"requestBody": {"content": {"application/json": {}}, "required": True}},
+    responses={**RESPONSES, **responses(404, _404="no generic trigger of that name")},
+    openapi_extra={"requestBody": JSON_OBJECT},
 )
 async def generic_hook(request: Request, trigger: str) -> JSONResponse:
     delivery = Delivery("generic", repo="-", ref=trigger[:63], request=request)

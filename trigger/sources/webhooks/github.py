@@ -22,6 +22,7 @@ from trigger.http.app import header_parameters, state
 from trigger.ingest import Delivery, Rejected, ignore
 from trigger.sources.webhooks.filters import git_section
 from trigger.sources.webhooks.hook import (
+    JSON_OBJECT,
     RESPONSES,
     deliver_push,
     event_id,
@@ -60,7 +61,7 @@ _HEADERS = ("x-github-event", "x-github-delivery", "x-hub-signature-256")
     "answer after they are durably enqueued. `ping` answers 200; other events 202 ignored.",
     responses=RESPONSES,
     openapi_extra={
-        "requestBody": {"content": {"application/json": {}}, "required": True},
+        "requestBody": JSON_OBJECT,
         "parameters": header_parameters(*_HEADERS),
     },
 )

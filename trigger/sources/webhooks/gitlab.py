@@ -18,6 +18,7 @@ from trigger.http.app import header_parameters, state
 from trigger.ingest import Delivery, Rejected, ignore
 from trigger.sources.webhooks.filters import git_section
 from trigger.sources.webhooks.hook import (
+    JSON_OBJECT,
     RESPONSES,
     deliver_push,
     event_id,
@@ -55,7 +56,7 @@ _HANDLED = ("Push Hook", "Tag Push Hook")
     "with tags) into runs of the matching triggers, answer after they are durably enqueued.",
     responses=RESPONSES,
     openapi_extra={
-        "requestBody": {"content": {"application/json": {}}, "required": True},
+        "requestBody": JSON_OBJECT,
         "parameters": header_parameters(
             "x-gitlab-event", "x-gitlab-token", "x-gitlab-event-uuid", "idempotency-key"
         ),

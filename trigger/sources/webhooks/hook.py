@@ -21,7 +21,7 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from standardwebhooks import Webhook
 from starlette.requests import ClientDisconnect
 
@@ -31,6 +31,7 @@ from trigger.core.event import AttributeValue, Event, EventKind
 from trigger.core.logfields import ids
 from trigger.core.settings import TriggerConfig
 from trigger.http.connections import TIMED_OUT, timeout_message
+from trigger.http.errors import responses
 from trigger.ingest import Delivery, Rejected, deliver
 from trigger.sources.webhooks.filters import git_filter, git_section
 from trigger.sources.webhooks.push import Push, attributes
@@ -39,18 +40,50 @@ log = logging.getLogger(__name__)
 
 _EVENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,180}\Z")
 
-# Shared OpenAPI descriptions of the answers every hook can give.
+
+# Shared OpenAPI descriptions of the answers every hook can give: every refusal in the
+# one error shape.
+class HookAnswer(BaseModel):
+    """A hook's answer: the runs it enqueued (or found), or why it started none."""
+
+    model_config = ConfigDict(extra="allow")
+    runs: list[str] | None = Field(default=None, description="run ids, enqueued or found")
+    event: str | None = Field(default=None, description="the event id (explain it)")
+    duplicate: bool | None = Field(default=None, description="a redelivery: nothing new")
+    paths_complete: bool | None = Field(
+        default=None, description="false when the push did not list every changed path"
+    )
+    ignored: str | None = Field(default=None, description="why nothing runs")
+    triggers: dict[str, str] | None = Field(default=None, description="each trigger's reason")
+    ok: bool | None = Field(default=None, description="a GitHub ping's answer")
+    hook_id: Any = None
+
+
 RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"description": "a redelivery: the runs already exist, nothing new started"},
-    202: {"description": "runs durably enqueued (`runs`), or nothing to do (`ignored`)"},
-    400: {"description": "malformed JSON or missing required fields"},
-    401: {"description": "missing or wrong signature / token"},
-    404: {"description": "no trigger has a section for this source"},
-    408: {"description": "the body did not arrive within service.body_timeout"},
-    413: {"description": "body over service.max_body_bytes"},
-    415: {"description": "content type other than application/json"},
-    503: {"description": "the system database cannot take the enqueue; retry"},
+    200: {
+        "model": HookAnswer,
+        "description": "a redelivery: the runs already exist, nothing new started (or a ping)",
+    },
+    202: {
+        "model": HookAnswer,
+        "description": "runs durably enqueued (`runs`), or nothing to do (`ignored`)",
+    },
+    **responses(
+        400,
+        401,
+        404,
+        408,
+        413,
+        415,
+        503,
+        _400="malformed JSON, or not the fields the sender documents",
+        _401="missing or wrong signature / token",
+        _404="no trigger has a section for this source",
+        _503="the system database cannot take the enqueue; retry",
+    ),
 }
+# The body every hook reads: a JSON object, in the shape its sender documents.
+JSON_OBJECT = {"content": {"application/json": {"schema": {"type": "object"}}}, "required": True}
 
 
 async def respond(delivery: Delivery, handled: Awaitable[JSONResponse]) -> JSONResponse:
