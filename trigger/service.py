@@ -27,7 +27,7 @@ from trigger.context import Component, ServiceContext
 from trigger.core.errors import TriggerError
 from trigger.core.settings import Settings
 from trigger.http import app as http
-from trigger.ops import api, docs, guard, metrics, page
+from trigger.ops import api, backfill_api, docs, guard, metrics, page
 from trigger.sources import schedule
 from trigger.sources.files import component as files
 from trigger.sources.webhooks import cloudevents, generic, github, gitlab
@@ -46,6 +46,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     generic.router,
     cloudevents.router,
     api.router,
+    backfill_api.router,
     metrics.router,
     page.router,
     docs.router,

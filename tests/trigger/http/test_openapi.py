@@ -50,7 +50,8 @@ TOKEN = "fuzz-token-0123456789"
 # its sender's payload (GitHub's, GitLab's, a generic trigger's declared fields), which
 # the document names but does not restate, so a generated object lacks what a push
 # carries (400); and the parameters a fire takes are each trigger's ``inputs`` in the
-# config, which one document for every trigger cannot list (422).
+# config, which one document for every trigger cannot list (422), as which triggers have
+# a schedule to backfill and what range holds their ticks (422).
 ACCEPTED = ["2xx", "401", "403", "404", "409"]  # what a valid request may meet here
 CONFIG: dict[str, Any] = {
     "checks": {"enabled": True},
@@ -61,6 +62,10 @@ CONFIG: dict[str, Any] = {
         },
         {
             "include-path": "/api/triggers/{name}/fire",
+            "checks": {"positive_data_acceptance": {"expected-statuses": [*ACCEPTED, "422"]}},
+        },
+        {
+            "include-path": "/api/triggers/{name}/backfill",
             "checks": {"positive_data_acceptance": {"expected-statuses": [*ACCEPTED, "422"]}},
         },
     ],

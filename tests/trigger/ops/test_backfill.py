@@ -184,3 +184,30 @@ def test_the_cli_shows_a_dry_run_and_refuses_in_one_line(tmp_path: Path, project
         "backfill", "nope", "--config", str(config), "--from", "2026-11-01", "--to", "2026-11-02"
     )
     assert unknown.returncode == 1 and "nope" in unknown.stderr
+
+
+def test_the_api_backfills_and_previews_like_the_cli(hooks: Any, project_dir: Path) -> None:
+    import httpx
+
+    _settings, _enqueuer, url = hooks(triggers=[_nightly(project_dir)])
+    body = {"from": "2026-11-01", "to": "2026-11-02"}
+    headers = {"X-Requested-By": "test"}
+    dry = httpx.post(
+        f"{url}/api/triggers/nightly/backfill", json={**body, "dry_run": True}, headers=headers
+    )
+    assert dry.status_code == 200, dry.text
+    assert [t["state"] for t in dry.json()["ticks"]] == ["would run"] * 2
+    done = httpx.post(f"{url}/api/triggers/nightly/backfill", json=body, headers=headers)
+    again = httpx.post(f"{url}/api/triggers/nightly/backfill", json=body, headers=headers)
+    assert (done.json()["new"], again.json()["new"]) == (2, 0)
+    assert [t["run_id"] for t in again.json()["ticks"]] == [
+        t["run_id"] for t in done.json()["ticks"]
+    ]
+    bad = httpx.post(
+        f"{url}/api/triggers/nightly/backfill",
+        json={"from": "soon", "to": "later"},
+        headers=headers,
+    )
+    assert bad.status_code == 422 and bad.json()["error"].startswith("body field from 'soon'")
+    missing = httpx.post(f"{url}/api/triggers/nope/backfill", json=body, headers=headers)
+    assert missing.status_code == 404 and "error" in missing.json()
