@@ -195,8 +195,12 @@ def log_tail(request: dict[str, Any], job_id: str) -> list[str]:
         return [f"(log tail unavailable: {exc})"]
 
 
-def cancel_job(request: dict[str, Any], job_id: str) -> None:
+def _cancel(request: dict[str, Any], job_id: str) -> None:
     runtime.current().bauplan(RunRequest.from_dict(request)).cancel(job_id)
+
+
+def cancel_job(request: dict[str, Any], job_id: str) -> None:
+    _cancel(request, job_id)
     log.info(
         "cancelled job %s of run %s: a newer run replaces it",
         job_id,
@@ -207,7 +211,7 @@ def cancel_job(request: dict[str, Any], job_id: str) -> None:
 
 def stop_late_job(request: dict[str, Any], job_id: str) -> list[str]:
     """Cancel a job that outlived the run's timeout; its log tail, for the run's record."""
-    runtime.current().bauplan(RunRequest.from_dict(request)).cancel(job_id)
+    _cancel(request, job_id)
     log.warning(
         "cancelled job %s of run %s: it outlived its timeout",
         job_id,

@@ -12,6 +12,7 @@ import pytest
 from trigger.core.errors import RehearsalFaultError
 from workflows.bauplan.faults import EXIT_CODE, METHODS, check, sdk_error
 from workflows.bauplan.rehearsal import Ledger, RehearsalClient
+from workflows.bauplan.rehearsal_refs import merges
 
 # A call of each method as the adapter makes it; ``job`` and ``project`` filled in.
 CALLS = {
@@ -25,6 +26,10 @@ CALLS = {
     "get_jobs": "c.get_jobs(filter_by_kinds='run')",
     "get_job_context": "c.get_job_context(job)",
     "get_job_contexts": "c.get_job_contexts([job])",
+    "get_branch": "c.get_branch('main')",
+    "merge_branch": "c.merge_branch('main', 'main', commit_message='m', commit_properties={'r': '1'})",
+    "get_commits": "c.get_commits('main', filter_by_properties={'r': '1'}, limit=1)",
+    "delete_branch": "c.delete_branch('rehearsal.gone', if_exists=True)",
 }
 
 SCRIPT = """
@@ -74,6 +79,7 @@ def test_exit_after_kills_the_caller_after_the_work_of_every_sdk_method(
     assert len(jobs) == 2 and jobs[job.job_id]["status"] == "ABORT"
     branches = ledger.query("SELECT name FROM branches")
     assert [row["name"] for row in branches] == ["rehearsal.made"]
+    assert [m["properties"] for m in merges(ledger)] == [{"r": "1"}]
 
 
 def test_an_error_fault_raises_the_sdk_class_with_its_status_code(tmp_path: Path) -> None:

@@ -26,7 +26,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from trigger.core import text
-from trigger.core.errors import UnknownTriggerError
 from trigger.core.event import AttributeValue
 from trigger.core.settings.hooks import CloudEventsSource
 from trigger.http.app import header_parameters, state
@@ -36,6 +35,7 @@ from trigger.sources.webhooks.declared import MAX_STRING, declared_values
 from trigger.sources.webhooks.filters import cloudevents_filter
 from trigger.sources.webhooks.hook import (
     RESPONSES,
+    addressed,
     bearer_verifies,
     make_event,
     media_type,
@@ -83,13 +83,9 @@ async def cloudevents_hook(request: Request, trigger: str) -> JSONResponse:
 
 async def _handle(request: Request, delivery: Delivery, name: str) -> JSONResponse:
     settings = state(request).settings
-    try:
-        trig = settings.trigger(name)
-    except UnknownTriggerError:
-        trig = None
-    if trig is None or trig.cloudevents is None:
-        raise Rejected(404, "no trigger of that name has a [triggers.cloudevents] section")
+    trig = addressed(settings, name, "cloudevents")
     section = trig.cloudevents
+    assert section is not None
     secret = secret_of(section.secret_env)
     if section.auth == "bearer" and (
         secret is None or not bearer_verifies(secret, request.headers.get("authorization"))

@@ -16,7 +16,7 @@ from wcmatch import glob
 
 from trigger.core.event import Event, list_attribute
 from trigger.core.settings import TriggerConfig
-from trigger.core.settings.hooks import CloudEventsSource, GenericSource, GitSource
+from trigger.core.settings.hooks import CloudEventsSource, GitSource
 
 _GLOB_FLAGS = glob.GLOBSTAR | glob.BRACE | glob.DOTGLOB
 
@@ -90,21 +90,25 @@ def _path_filter(event: Event, rules: GitSource) -> str | None:
     return None
 
 
-def generic_filter(event: Event, trigger: TriggerConfig) -> str | None:
-    section: GenericSource | None = trigger.generic
-    if section is None:
-        return "has no [triggers.generic] section"
+def _sent_to(event: Event, trigger: TriggerConfig, kind: str) -> str | None:
+    """Why a hook event addressed by trigger name is not this trigger's, or None."""
+    if getattr(trigger, kind, None) is None:
+        return f"has no [triggers.{kind}] section"
     if event.attributes.get("trigger") != trigger.name:
         return "sent to another trigger"
     return None
 
 
+def generic_filter(event: Event, trigger: TriggerConfig) -> str | None:
+    return _sent_to(event, trigger, "generic")
+
+
 def cloudevents_filter(event: Event, trigger: TriggerConfig) -> str | None:
+    wrong = _sent_to(event, trigger, "cloudevents")
+    if wrong is not None:
+        return wrong
     section: CloudEventsSource | None = trigger.cloudevents
-    if section is None:
-        return "has no [triggers.cloudevents] section"
-    if event.attributes.get("trigger") != trigger.name:
-        return "sent to another trigger"
+    assert section is not None
     kind, source = event.attributes.get("ce_type"), event.attributes.get("ce_source")
     if section.types and not (isinstance(kind, str) and glob_matches(kind, section.types)):
         return "filtered by types rule"

@@ -14,7 +14,6 @@ import logging
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from trigger.core.errors import UnknownTriggerError
 from trigger.core.event import AttributeValue
 from trigger.http.app import state
 from trigger.http.errors import responses
@@ -24,6 +23,7 @@ from trigger.sources.webhooks.filters import generic_filter
 from trigger.sources.webhooks.hook import (
     JSON_OBJECT,
     RESPONSES,
+    addressed,
     event_id,
     make_event,
     parse_object,
@@ -55,13 +55,9 @@ async def generic_hook(request: Request, trigger: str) -> JSONResponse:
 
 async def _handle(request: Request, delivery: Delivery, name: str) -> JSONResponse:
     settings = state(request).settings
-    try:
-        trig = settings.trigger(name)
-    except UnknownTriggerError:
-        trig = None
-    if trig is None or trig.generic is None:
-        raise Rejected(404, "no trigger of that name has a [triggers.generic] section")
+    trig = addressed(settings, name, "generic")
     section = trig.generic
+    assert section is not None
     delivery.id = event_id("wh", request.headers.get("webhook-id"))
     require_json(request)
     body = await read_body(request, settings.service.max_body_bytes)

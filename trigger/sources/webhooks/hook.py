@@ -29,7 +29,7 @@ from trigger.core import secrets, text
 from trigger.core.errors import HookPayloadError
 from trigger.core.event import AttributeValue, Event, EventKind
 from trigger.core.logfields import ids
-from trigger.core.settings import TriggerConfig
+from trigger.core.settings import Settings, TriggerConfig
 from trigger.http.connections import TIMED_OUT, timeout_message
 from trigger.http.errors import responses
 from trigger.ingest import Delivery, Rejected, deliver
@@ -227,6 +227,15 @@ def token_verifies(secret: bytes, header: str | None) -> bool:
     if header is None:
         return False
     return hmac.compare_digest(secret, header.encode("utf-8", "replace"))
+
+
+def addressed(settings: Settings, name: str, kind: str) -> TriggerConfig:
+    """The trigger a hook with the trigger in its path is sent to: one of that name with
+    a ``[triggers.<kind>]`` section, else a 404."""
+    found = settings.find_trigger(name)
+    if found is None or getattr(found, kind, None) is None:
+        raise Rejected(404, f"no trigger of that name has a [triggers.{kind}] section")
+    return found
 
 
 def standard_verifies(secret: bytes, body: bytes, request: Request) -> bool:

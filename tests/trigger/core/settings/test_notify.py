@@ -30,7 +30,14 @@ def test_each_kind_gets_its_own_model_and_defaults() -> None:
     assert got["data-alerts"].on == ["succeeded", "failed"]
     assert isinstance(got["ops"], WebhookNotifier) and got["ops"].max_attempts == 5
     assert isinstance(got["commits"], GithubStatusNotifier)
-    assert got["commits"].on == ["started", "succeeded", "failed", "superseded", "cancelled"]
+    assert got["commits"].on == [
+        "started",
+        "succeeded",
+        "failed",
+        "superseded",
+        "cancelled",
+        "expired",
+    ]
     assert got["commits"].api_url == "https://api.github.com"
 
 
