@@ -268,7 +268,8 @@ def test_cancel_then_resume_from_the_page(console: Any) -> None:
     resumed = client.post(f"/runs/{run_id}/resume", json={})
     assert resumed.status_code == 200, resumed.text
     assert resumed.json()["detail"] == "back on the queue for branch rehearsal.slow"
-    assert client.post(f"/runs/{run_id}/cancel", json={}).status_code == 200
+    # What the resumed run does next (its cancelled job may end it at once) is the
+    # control tests' to tell; a cancel now could meet it running or ended.
 
 
 def test_the_buttons_take_the_apis_cross_site_checks(console: Any) -> None:
