@@ -353,7 +353,7 @@ def via_child(
     while True:
         held = first or step("hand_over", hand_over, request, branch, attempt)
         first = None
-        if "replaced_by" in held:
+        if "replaced_by" in held or "expired" in held:
             return dict(held)
         if "wait" in held:
             park(req, held["wait"])

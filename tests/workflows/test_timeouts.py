@@ -89,6 +89,27 @@ def test_a_run_whose_rate_window_opens_too_late_expires_at_once(
     assert len(ledger(settings).jobs()) == 1
 
 
+def test_under_a_global_cap_a_run_whose_window_opens_too_late_expires_too(
+    launched: Any, project_dir: Any
+) -> None:
+    settings, enqueuer = launched(
+        bauplan={"rehearse_seconds": 0.05, "poll_interval": 0.05},
+        queue={"global_concurrency": 1},
+        triggers=[
+            orders_trigger(
+                project_dir,
+                max_queue_seconds=5,
+                per_branch_limit={"runs": 1, "period_seconds": 3600},
+            )
+        ],
+    )
+    assert final(enqueuer, fire(settings, enqueuer, "c1"))["status"] == "succeeded"
+    ended = final(enqueuer, fire(settings, enqueuer, "c2"), timeout=30)
+    assert ended["status"] == "expired", ended
+    assert "its rate window opens" in ended["error"]
+    assert len(ledger(settings).jobs()) == 1
+
+
 @pytest.mark.parametrize("key", ["timeout_seconds", "max_queue_seconds"])
 def test_a_limit_must_be_positive(tmp_path: Any, project_dir: Any, key: str) -> None:
     with pytest.raises(ConfigError, match=key):
