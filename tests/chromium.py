@@ -23,6 +23,8 @@ from typing import Any
 
 import pytest
 
+from tests.support import wait_until
+
 _FLAGS = (
     "--headless",
     "--no-sandbox",
@@ -184,22 +186,22 @@ class Browser:
         self.wait_for("document.readyState === 'complete' && location.href !== 'about:blank'")
 
     def wait_for(self, expression: str, timeout: float = 60, what: str = "") -> Any:
-        """Poll a script until it is truthy; fail naming it at the deadline."""
-        deadline = time.monotonic() + timeout
-        while True:
+        """Poll a script until it is truthy; fail naming it, and the page, at the deadline."""
+
+        def value() -> Any:
             try:
-                value = self.js(expression)
+                return self.js(expression)
             except BrowserError:  # the page is between documents
-                value = None
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                seen = self.js("location.href + ': ' + (document.body?.innerText ?? '')")
-                raise BrowserError(
-                    f"timed out after {timeout}s waiting for {what or expression}; "
-                    f"the page: {str(seen)[:1500]}"
-                )
-            time.sleep(0.1)
+                return None
+
+        try:
+            return wait_until(value, timeout=timeout, interval=0.1, what=what or expression)
+        except AssertionError:
+            seen = self.js("location.href + ': ' + (document.body?.innerText ?? '')")
+            raise BrowserError(
+                f"timed out after {timeout}s waiting for {what or expression}; "
+                f"the page: {str(seen)[:1500]}"
+            ) from None
 
     def text(self, selector: str) -> str:
         found = self.js(f"document.querySelector({json.dumps(selector)})?.innerText ?? ''")
